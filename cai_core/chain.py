@@ -1,0 +1,206 @@
+"""Batched critique -> revision chains: initial answer, then K rounds, one principle per round.
+
+Each stage (initial answers, round-k critiques, round-k revisions) is one batched ``generate``
+call over every prompt still in play, which is where the speed over the one-prompt-at-a-time
+loop comes from.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Literal, Sequence
+
+from .constitution import Constitution, ConstitutionError, Principle
+from .models import GenerationBackend, GenerationSettings
+from . import prompts as templates
+
+MAX_PROMPT_CHARS = 20_000
+
+
+@dataclass
+class ChainStep:
+    round: int
+    principle: str
+    critique: str
+    revision: str
+    # False when the critique found nothing to change and the revision was skipped.
+    revised: bool = True
+
+
+@dataclass
+class Trace:
+    prompt: str
+    initial: str
+    steps: list[ChainStep] = field(default_factory=list)
+    final: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    lineage: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChainEvent:
+    """Progress report: ``stage`` is "initial", "critique" or "revision"; ``traces`` are live objects."""
+
+    stage: str
+    round: int
+    traces: list[Trace]
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    cleaned = []
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConstitutionError(f"prompt {index + 1} is empty; write the request the model should answer")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ConstitutionError(f"prompt {index + 1} is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        cleaned.append(prompt.strip())
+    if not cleaned:
+        raise ConstitutionError("no prompts given")
+    return cleaned
+
+
+def select_principles(constitution: Constitution, names: Sequence[str] | None = None) -> list[Principle]:
+    """The named principles (in the constitution's order), or all enabled ones."""
+    if names:
+        chosen = [constitution.principle(name) for name in names]
+    else:
+        chosen = constitution.enabled_principles
+    if not chosen:
+        raise ConstitutionError(f"constitution {constitution.name!r} has no enabled principle to apply")
+    return chosen
+
+
+def plan_principles(principles: Sequence[Principle], prompt_count: int, rounds: int, seed: int, order: str) -> list[list[Principle]]:
+    """Which principle each prompt gets in each round: plan[prompt][round].
+
+    "random" draws by weight with one RNG per prompt (seeded from ``seed`` and the prompt's
+    index), so a prompt's draws do not change when other prompts are added or removed.
+    "sequential" walks the principles in order, wrapping around.
+    """
+    plan = []
+    for index in range(prompt_count):
+        if order == "sequential":
+            plan.append([principles[r % len(principles)] for r in range(rounds)])
+        else:
+            rng = random.Random(f"{seed}:{index}")
+            weights = [p.weight for p in principles]
+            plan.append(rng.choices(list(principles), weights=weights, k=rounds))
+    return plan
+
+
+def run_chain(
+    model: GenerationBackend,
+    constitution: Constitution,
+    prompts: Sequence[str] | str,
+    rounds: int = 1,
+    seed: int = 0,
+    *,
+    principles: Sequence[str] | None = None,
+    order: Literal["random", "sequential"] = "random",
+    settings: GenerationSettings | None = None,
+    system_prompt: str | None = None,
+    on_event: Callable[[ChainEvent], None] | None = None,
+) -> list[Trace]:
+    """Answer every prompt, then critique and revise it ``rounds`` times; one Trace per prompt."""
+    prompt_list = check_prompts(prompts)
+    if not 0 <= rounds <= 16:
+        raise ConstitutionError(f"rounds must be between 0 and 16, not {rounds}")
+    if order not in ("random", "sequential"):
+        raise ConstitutionError(f"order must be 'random' or 'sequential', not {order!r}")
+    settings = (settings or GenerationSettings()).model_copy(update={"seed": seed})
+    chosen = select_principles(constitution, principles)
+    plan = plan_principles(chosen, len(prompt_list), rounds, seed, order)
+    lineage = {
+        "constitution": constitution.name,
+        "constitution_hash": constitution.content_hash(),
+        "model": model.model_id,
+        "seed": seed,
+        "rounds": rounds,
+        "order": order,
+        "settings": settings.model_dump(),
+    }
+    bases = [templates.initial_conversation(p, system_prompt) for p in prompt_list]
+    traces = [Trace(prompt=p, initial="", lineage=dict(lineage)) for p in prompt_list]
+    # Each prompt's answer-so-far conversation, used as context for its next critique.
+    answers: list[str] = []
+
+    def notify(stage: str, round_number: int) -> None:
+        if on_event:
+            on_event(ChainEvent(stage, round_number, traces))
+
+    def account(trace: Trace, generation) -> None:
+        trace.prompt_tokens += generation.prompt_tokens
+        trace.completion_tokens += generation.completion_tokens
+        trace.seconds += generation.seconds
+        if generation.warning and generation.warning not in trace.warnings:
+            trace.warnings.append(generation.warning)
+
+    stage_settings = lambda offset: settings.model_copy(update={"seed": seed + offset})  # noqa: E731
+    for trace, generation in zip(traces, model.generate(bases, stage_settings(0))):
+        trace.initial = generation.text
+        answers.append(generation.text)
+        account(trace, generation)
+    notify("initial", 0)
+
+    for round_index in range(rounds):
+        critique_convs = [
+            templates.critique_conversation(bases[i], answers[i], plan[i][round_index].critique_request)
+            for i in range(len(traces))
+        ]
+        critiques = model.generate(critique_convs, stage_settings(2 * round_index + 1))
+        for i, generation in enumerate(critiques):
+            account(traces[i], generation)
+            traces[i].steps.append(ChainStep(round_index + 1, plan[i][round_index].name, generation.text, "", True))
+        notify("critique", round_index + 1)
+
+        needs_revision = [i for i, g in enumerate(critiques) if not templates.critique_finds_nothing(g.text)]
+        revision_convs = [
+            templates.revision_conversation(critique_convs[i], critiques[i].text, plan[i][round_index].revision_request)
+            for i in needs_revision
+        ]
+        revisions = model.generate(revision_convs, stage_settings(2 * round_index + 2)) if revision_convs else []
+        for i, generation in zip(needs_revision, revisions):
+            account(traces[i], generation)
+            revised = templates.clean_revision(generation.text)
+            # An empty revision would erase the answer; keep the previous one and say so.
+            if revised:
+                answers[i] = revised
+                traces[i].steps[-1].revision = revised
+            else:
+                traces[i].steps[-1].revised = False
+                traces[i].warnings.append(f"Round {round_index + 1}: the revision came back empty, so the previous answer was kept.")
+        for i in set(range(len(traces))) - set(needs_revision):
+            traces[i].steps[-1].revised = False
+        for i, trace in enumerate(traces):
+            if not trace.steps[-1].revised:
+                trace.steps[-1].revision = answers[i]
+        notify("revision", round_index + 1)
+
+    for trace, answer in zip(traces, answers):
+        trace.final = answer
+    return traces
+
+
+def trace_summary(trace: Trace) -> dict:
+    """The trace as the CLI's ``--json`` prints it: prompt, initial, steps, final (+ details)."""
+    data = trace.to_dict()
+    return {
+        "prompt": data["prompt"],
+        "initial": data["initial"],
+        "steps": data["steps"],
+        "final": data["final"],
+        "prompt_tokens": data["prompt_tokens"],
+        "completion_tokens": data["completion_tokens"],
+        "seconds": round(data["seconds"], 3),
+        "warnings": data["warnings"],
+        "lineage": data["lineage"],
+    }

@@ -1,0 +1,314 @@
+"""Model specs, loading, and the generation backend the chain, judge and evaluation talk to.
+
+The backend contract is small on purpose: a batch of chat conversations and settings in, texts
+out (``generate``), plus optional token streaming for one conversation. The chain never knows
+whether it talks to local transformers or, later, an HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help must be instant.
+    import torch
+
+DEFAULT_MODEL = "default"
+
+
+def default_model_spec() -> str:
+    """The model the app and CLI use unless told otherwise (``$CAI_MODEL``, else the bundled one)."""
+    import os
+
+    return os.environ.get("CAI_MODEL", "").strip() or DEFAULT_MODEL
+_HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
+
+
+class ModelLoadError(Exception):
+    """A model that cannot be loaded; the message is one sentence for the user."""
+
+
+class GenerationSettings(BaseModel):
+    """How to sample. ``temperature == 0`` means greedy decoding (deterministic)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(default=192, ge=1, le=8192)
+    temperature: float = Field(default=0.7, ge=0.0, le=5.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    seed: int = Field(default=0, ge=0)
+    # Chunk size for batched generation: bigger is faster until memory or padding waste bites.
+    batch_size: int = Field(default=16, ge=1, le=1024)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass
+class Generation:
+    """One completion, with what a trace needs to account for it."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    warning: str | None = None
+
+
+class GenerationBackend(ABC):
+    """Batch of chat conversations + settings -> texts. Implement ``generate``; the rest is optional."""
+
+    model_id: str = "unknown"
+    device: str = "cpu"
+
+    @abstractmethod
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
+        """One Generation per conversation, in the order given."""
+
+    def stream(self, conversation: list[dict], settings: GenerationSettings) -> Iterator[str]:
+        """Yield pieces of text as they are made; the default yields the whole answer at once."""
+        yield self.generate([conversation], settings)[0].text
+
+    def describe(self) -> str:
+        return f"{self.model_id} on {self.device}"
+
+
+@dataclass
+class _Encoded:
+    ids: list[int]
+    warning: str | None = None
+
+
+@dataclass
+class TransformersBackend(GenerationBackend):
+    """Local Hugging Face transformers model: batched, left-padded generation with the chat template."""
+
+    model: object
+    tokenizer: object
+    model_id: str
+    device: str = "cpu"
+    max_context: int = 2048
+    # One generation at a time per loaded model: a model is shared by every page and thread of a
+    # process, and torch modules are not re-entrant.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _encode(self, conversation: list[dict], max_new_tokens: int) -> _Encoded:
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        budget = self.max_context - max_new_tokens
+        if budget < 1:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for the prompt in this model's "
+                f"{self.max_context}-token context"
+            )
+        if len(ids) > budget:
+            cut = len(ids) - budget
+            return _Encoded(
+                ids[cut:],
+                f"The input was {len(ids)} tokens, more than the {budget} that fit beside "
+                f"{max_new_tokens} new tokens in the {self.max_context}-token context; the first {cut} tokens were cut.",
+            )
+        return _Encoded(ids)
+
+    def _sampling_kwargs(self, settings: GenerationSettings) -> dict:
+        if settings.greedy:
+            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        return {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": None}
+
+    def _batch_tensors(self, encoded: list[_Encoded]) -> tuple["torch.Tensor", "torch.Tensor"]:
+        import torch
+
+        width = max(len(e.ids) for e in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, item in enumerate(encoded):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(item.ids):] = torch.tensor(item.ids)
+            attention[row, width - len(item.ids):] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
+        import torch
+
+        encoded = [self._encode(c, settings.max_new_tokens) for c in conversations]
+        results: list[Generation | None] = [None] * len(encoded)
+        # Sorting by length keeps similar prompts together, so chunks carry little padding.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        with self._lock, torch.inference_mode():
+            torch.manual_seed(settings.seed)
+            for start in range(0, len(order), settings.batch_size):
+                chunk = order[start:start + settings.batch_size]
+                began = time.perf_counter()
+                input_ids, attention = self._batch_tensors([encoded[i] for i in chunk])
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    max_new_tokens=settings.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **self._sampling_kwargs(settings),
+                )
+                seconds = time.perf_counter() - began
+                for row, index in enumerate(chunk):
+                    new_tokens = self._strip_after_eos(output[row, input_ids.shape[1]:].tolist())
+                    results[index] = Generation(
+                        text=self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip(),
+                        prompt_tokens=len(encoded[index].ids),
+                        completion_tokens=len(new_tokens),
+                        seconds=seconds,
+                        warning=encoded[index].warning,
+                    )
+        return results  # type: ignore[return-value]
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def _strip_after_eos(self, tokens: list[int]) -> list[int]:
+        stops = self._eos_ids()
+        for position, token in enumerate(tokens):
+            if token in stops:
+                return tokens[:position]
+        return tokens
+
+    def stream(self, conversation: list[dict], settings: GenerationSettings) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        encoded = self._encode(conversation, settings.max_new_tokens)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        input_ids, attention = self._batch_tensors([encoded])
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    torch.manual_seed(settings.seed)
+                    self.model.generate(
+                        input_ids=input_ids, attention_mask=attention, streamer=streamer,
+                        max_new_tokens=settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                        **self._sampling_kwargs(settings),
+                    )
+            except BaseException as error:  # surfaced in the caller's thread below
+                failure.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if failure:
+            raise failure[0]
+
+
+def pick_device() -> tuple[str, "torch.dtype"]:
+    """CUDA with bf16 when present (halves memory, native on recent GPUs), else CPU float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    return "cpu", torch.float32
+
+
+def resolve_model_path(model: str) -> tuple[str, str]:
+    """(what to pass to from_pretrained, a display id) for "default", a local folder or a hub id."""
+    model = (model or "").strip()
+    if model in ("", DEFAULT_MODEL):
+        from .bundled import BUNDLED_MODEL_ID, BundledModelError, bundled_model_dir
+
+        try:
+            return str(bundled_model_dir()), BUNDLED_MODEL_ID
+        except BundledModelError as error:
+            raise ModelLoadError(str(error)) from None
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"model path {model!r} is a file; give the folder that holds config.json")
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"model folder {model!r} has no config.json, so it is not a transformers model folder")
+        return str(path), path.name
+    if not _HUB_ID_PATTERN.match(model) or model.count("/") > 1:
+        raise ModelLoadError(f"model {model!r} is neither an existing local folder nor a Hugging Face model id like 'org/name'")
+    return model, model
+
+
+def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, device: str | None = None) -> TransformersBackend:
+    """Load a model for generation: "default" (the bundled SmolLM2), a local folder or a hub id.
+
+    Safetensors only (a pickle checkpoint can run code on load), and remote code only when asked.
+    Any failure becomes one ModelLoadError sentence.
+    """
+    source, model_id = resolve_model_path(model)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a bar per load is noise in the CLI and logs
+    except ImportError as error:  # pragma: no cover - broken install
+        raise ModelLoadError(f"transformers could not be imported ({error}); run `make install`") from None
+
+    if source == model_id and not Path(source).exists():
+        _check_hub_reachable(model)
+    chosen_device, dtype = pick_device()
+    if device:
+        chosen_device = device
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        network = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except Exception as error:  # noqa: BLE001 - every cause becomes one sentence
+        raise ModelLoadError(_explain_load_failure(model, error)) from None
+    network.to(chosen_device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ModelLoadError(f"model {model!r} has no chat template, so it cannot hold a conversation; use an instruction-tuned model")
+    max_context = int(getattr(network.config, "max_position_embeddings", 2048) or 2048)
+    return TransformersBackend(network, tokenizer, model_id, chosen_device, max_context)
+
+
+def _check_hub_reachable(model: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after a minute of retries, when the hub cannot be reached.
+
+    A model already in the local Hugging Face cache, or offline mode, needs no network.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        raise ModelLoadError(
+            f"model {model!r} is not a local folder and the Hugging Face hub ({host}) cannot be reached; "
+            "give a local folder or connect to the network"
+        ) from None
+
+
+def _explain_load_failure(model: str, error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lowered = text.lower()
+    if "safetensors" in lowered or "no file named model.safetensors" in lowered:
+        return f"model {model!r} has no safetensors weights; only safetensors checkpoints are loaded"
+    if "trust_remote_code" in lowered:
+        return f"model {model!r} needs its own code to load; turn on trust_remote_code only if you trust its author"
+    if any(word in lowered for word in ("connection", "resolve", "offline", "not a valid model identifier", "repository not found", "404", "couldn't connect", "cannot find the requested files")):
+        return f"model {model!r} is not a local folder and could not be fetched from the Hugging Face hub (no such model, or no network)"
+    return f"model {model!r} could not be loaded: {text[:200]}"

@@ -1,0 +1,29 @@
+"""Where Constitution Studio keeps the user's files.
+
+Everything a user makes lives under one directory so that it can be backed up, moved or wiped
+as a unit. ``CAI_HOME`` overrides it, which is also how tests point the app at a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONSTITUTIONS_DIR = REPO_ROOT / "constitutions"
+SHIPPED_PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+def cai_home() -> Path:
+    """The user data directory (``$CAI_HOME``, default ``~/.cache/cai-studio``)."""
+    configured = os.environ.get("CAI_HOME")
+    home = Path(configured).expanduser() if configured else Path.home() / ".cache" / "cai-studio"
+    return home
+
+
+def user_constitutions_dir() -> Path:
+    return cai_home() / "constitutions"
+
+
+def models_cache_dir() -> Path:
+    return cai_home() / "models"

@@ -1,0 +1,82 @@
+"""Every prompt template the engine sends to a model, and nowhere else.
+
+The chain is multi-turn, as in the Hugging Face CAI recipe: the model sees the user's request and
+its own answer, is asked for a critique under one principle, then (still in the same
+conversation) for a revision. Keeping the turns as chat messages lets each model's own chat
+template do the formatting, rather than a hand-written "Human:/Assistant:" transcript.
+"""
+
+from __future__ import annotations
+
+import re
+
+Conversation = list[dict[str, str]]
+
+# A critique that finds nothing wrong should say so in a form we can detect without a second
+# model call; the phrase is asked for explicitly and matched loosely.
+NO_CHANGES_PHRASE = "No changes needed."
+_NO_CHANGES_PATTERN = re.compile(
+    r"^\W*(no (changes?|revisions?|edits?) (are |is )?(needed|necessary|required)"
+    r"|nothing (needs|to) (to )?(be )?(chang|revis|fix)(e|ed|ing)\b)",
+    re.IGNORECASE,
+)
+
+CRITIQUE_TEMPLATE = (
+    "Critique request: {critique_request}\n\n"
+    "Critique your previous answer against this request only. Be specific and brief. "
+    "If the answer already satisfies it, reply with exactly: " + NO_CHANGES_PHRASE
+)
+
+REVISION_TEMPLATE = (
+    "Revision request: {revision_request}\n\n"
+    "Rewrite your earlier answer to the original request so that it addresses the critique. "
+    "Reply with the new answer only, with no preamble and no mention of the critique."
+)
+
+# Phase 2's judge: used when a principle has no comparison request of its own.
+DEFAULT_COMPARISON_TEMPLATE = "Which response better satisfies this request: {critique_request}"
+
+
+def initial_conversation(prompt: str, system_prompt: str | None = None) -> Conversation:
+    messages: Conversation = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
+def critique_conversation(base: Conversation, answer: str, critique_request: str) -> Conversation:
+    return [
+        *base,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": CRITIQUE_TEMPLATE.format(critique_request=critique_request)},
+    ]
+
+
+def revision_conversation(critique_turns: Conversation, critique: str, revision_request: str) -> Conversation:
+    return [
+        *critique_turns,
+        {"role": "assistant", "content": critique},
+        {"role": "user", "content": REVISION_TEMPLATE.format(revision_request=revision_request)},
+    ]
+
+
+def critique_finds_nothing(critique: str) -> bool:
+    """True when the critique says the answer needs no change (so the revision is skipped)."""
+    return bool(_NO_CHANGES_PATTERN.match(critique.strip()))
+
+
+def default_comparison_request(critique_request: str) -> str:
+    return DEFAULT_COMPARISON_TEMPLATE.format(critique_request=critique_request.strip())
+
+
+_PREAMBLE_PATTERN = re.compile(
+    r"^\s*(here(?:'s| is) (?:the |my |a )?(?:revised|rewritten|new|updated)[^:\n]{0,40}:\s*"
+    r"|(?:revised|rewritten|updated) (?:response|answer)\s*:\s*)",
+    re.IGNORECASE,
+)
+
+
+def clean_revision(text: str) -> str:
+    """Strip a "Here is the revised response:" preamble that small models add despite being asked not to."""
+    return _PREAMBLE_PATTERN.sub("", text, count=1).strip()

@@ -1,0 +1,377 @@
+"""Constitutions on disk: YAML files, versions, safe names, import and export.
+
+The files are the truth. The shipped starters live in ``constitutions/`` (read-only); the user's
+own live in ``$CAI_HOME/constitutions``, one ``NAME.yaml`` each, and every save also keeps a copy
+under ``.versions/NAME/`` so any two versions can be viewed and diffed. Every write is atomic and
+every failed load or save leaves the disk exactly as it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .atomic import write_text_atomic
+from .constitution import (
+    NAME_PATTERN,
+    Constitution,
+    ConstitutionError,
+    Principle,
+    first_error_message,
+)
+from .paths import SHIPPED_CONSTITUTIONS_DIR, user_constitutions_dir
+
+MAX_FILE_BYTES = 256 * 1024
+VERSIONS_DIRNAME = ".versions"
+TRASH_DIRNAME = ".trash"
+CONSTITUTION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# ---------------------------------------------------------------- safe names
+
+
+def check_constitution_name(name: str) -> str:
+    """Refuse any name that could leave the constitutions directory or is not a plain name."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConstitutionError("a constitution name must not be empty")
+    name = name.strip()
+    if "/" in name or "\\" in name or name in (".", "..") or ".." in name or "\x00" in name:
+        raise ConstitutionError(f"constitution name {name!r} must not contain path separators or '..'")
+    if not NAME_PATTERN.match(name) or len(name) > 64:
+        raise ConstitutionError(
+            f"constitution name {name!r} may use only letters, digits, spaces, '-', '_' and '.'"
+        )
+    return name
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ConstitutionError("file not found", str(path)) from None
+    except OSError as error:
+        raise ConstitutionError(f"cannot be read ({error.strerror})", str(path)) from None
+    if size > MAX_FILE_BYTES:
+        raise ConstitutionError(f"is {size // 1024} KiB; a constitution file may be at most {MAX_FILE_BYTES // 1024} KiB", str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConstitutionError(f"cannot be read ({error.strerror})", str(path)) from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """Bytes to text, or a sentence saying why this is not a UTF-8 text file."""
+    if len(data) > MAX_FILE_BYTES:
+        raise ConstitutionError(f"is {len(data) // 1024} KiB; a constitution file may be at most {MAX_FILE_BYTES // 1024} KiB", source)
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ConstitutionError("is not a text file (it contains NUL bytes)", source, line)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConstitutionError(f"is not UTF-8 text (byte {error.start} cannot be decoded)", source, line) from None
+
+
+def _parse_document(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """Parse YAML (JSON is a subset) safely, keeping the node tree for line numbers.
+
+    ``yaml.SafeLoader`` never runs tags such as ``!!python/object``; it rejects them.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = (error.problem or error.context or "is not valid YAML").strip()
+        if "<stream end>" in problem:
+            problem = "the file ends in the middle of a value (an unclosed bracket or quote?)"
+        line = mark.line + 1 if mark else None
+        raise ConstitutionError(f"YAML syntax error: {problem}", source, line) from None
+    except yaml.YAMLError as error:
+        raise ConstitutionError(f"YAML syntax error: {error}", source) from None
+    return data, node
+
+
+def _line_of(node: yaml.Node | None, location: tuple) -> int | None:
+    """Walk the YAML node tree along a pydantic error location to the line it points at."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for key in location:
+        if isinstance(node, yaml.MappingNode):
+            match = next((pair for pair in node.value if getattr(pair[0], "value", None) == key), None)
+            if match is None:
+                return line
+            key_node, node = match
+            line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _principles_from_pairs(items: list, source: str, node: yaml.Node | None) -> list[dict]:
+    """llm-swarm's ``{"critic", "revision"}`` and bare ``{critique_request, revision_request}`` lists."""
+    principles = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConstitutionError(f"entry {index + 1} should be a mapping with a critique and a revision request", source, _line_of(node, (index,)))
+        if "critic" in item or "revision" in item:
+            unknown = set(item) - {"critic", "revision"}
+            critique, revision = item.get("critic"), item.get("revision")
+        else:
+            unknown = set(item) - set(Principle.model_fields)
+            critique, revision = item.get("critique_request"), item.get("revision_request")
+        if unknown:
+            raise ConstitutionError(f"entry {index + 1} has unknown key {sorted(unknown)[0]!r}", source, _line_of(node, (index, sorted(unknown)[0])))
+        if not isinstance(critique, str) or not isinstance(revision, str):
+            raise ConstitutionError(f"entry {index + 1} needs both a critique and a revision request as text", source, _line_of(node, (index,)))
+        principle = {k: v for k, v in item.items() if k not in ("critic", "revision")}
+        principle.update(critique_request=critique, revision_request=revision)
+        principle.setdefault("name", f"principle-{index + 1}")
+        principles.append(principle)
+    return principles
+
+
+def _default_name(source: str) -> str:
+    stem = Path(source).stem if source else "imported"
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in stem).strip("-_") or "imported"
+    return cleaned[:64]
+
+
+def parse_constitution(text: str, source: str = "<text>", default_name: str | None = None) -> Constitution:
+    """Text of any supported format to a validated Constitution, or one-sentence ConstitutionError.
+
+    Formats: our own YAML or JSON (``name``, ``description``, ``principles``); llm-swarm's
+    ``constitution.json`` (a list of ``{"critic", "revision"}``, or a mapping whose
+    ``constitutions`` key holds that list, as in Hugging Face's CAI recipe); and a bare list of
+    ``{critique_request, revision_request}``.
+    """
+    data, node = _parse_document(text, source)
+    name = default_name or _default_name(source)
+    if data is None:
+        raise ConstitutionError("is empty; expected a constitution with 'name' and 'principles'", source)
+    if isinstance(data, list):
+        data = {"name": name, "principles": _principles_from_pairs(data, source, node)}
+    elif isinstance(data, dict) and "constitutions" in data and "principles" not in data:
+        items = data["constitutions"]
+        if not isinstance(items, list):
+            raise ConstitutionError("'constitutions' should be a list of critic/revision pairs", source, _line_of(node, ("constitutions",)))
+        inner = _line_node(node, "constitutions")
+        data = {"name": name, "principles": _principles_from_pairs(items, source, inner)}
+    elif not isinstance(data, dict):
+        raise ConstitutionError("is not a constitution: expected a mapping with 'name' and 'principles'", source, 1)
+    elif "name" not in data and "principles" in data:
+        data = {"name": name, **data}
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as error:
+        message, location = first_error_message(error)
+        raise ConstitutionError(message, source, _line_of(node, location)) from None
+
+
+def _line_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == key:
+                return value_node
+    return None
+
+
+# ---------------------------------------------------------------- dumping
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Long requests as folded-free block scalars, so files diff line by line and read well."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def constitution_to_yaml(constitution: Constitution) -> str:
+    return yaml.dump(constitution.to_data(), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
+    """Text of the constitution in ``yaml``, ``json`` (ours) or ``llm-swarm`` (critic/revision list)."""
+    if fmt == "yaml":
+        return constitution_to_yaml(constitution)
+    if fmt == "json":
+        return json.dumps(constitution.to_data(), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "llm-swarm":
+        pairs = [{"critic": p.critique_request, "revision": p.revision_request} for p in constitution.enabled_principles]
+        return json.dumps(pairs, indent=2, ensure_ascii=False) + "\n"
+    raise ConstitutionError(f"unknown export format {fmt!r}; choose yaml, json or llm-swarm")
+
+
+# ---------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class ConstitutionInfo:
+    name: str
+    path: Path
+    shipped: bool
+    description: str = ""
+    principle_count: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    path: Path
+    saved_at: float
+
+
+def _directory(directory: Path | str | None) -> Path:
+    return Path(directory) if directory is not None else user_constitutions_dir()
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    for suffix in CONSTITUTION_SUFFIXES:
+        candidate = folder / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_constitution_path(path_or_name: str | Path, directory: Path | str | None = None) -> Path:
+    """A path to an existing file as given, else a name in the user's store, else a shipped one."""
+    candidate = Path(path_or_name)
+    if candidate.suffix.lower() in CONSTITUTION_SUFFIXES or candidate.exists():
+        if not candidate.is_file():
+            raise ConstitutionError("file not found", str(candidate))
+        return candidate
+    name = check_constitution_name(str(path_or_name))
+    for folder in (_directory(directory), SHIPPED_CONSTITUTIONS_DIR):
+        found = _find_file(folder, name)
+        if found:
+            return found
+    raise ConstitutionError(f"no constitution named {name!r}; `cai constitutions` lists what is available")
+
+
+def load_constitution(path_or_name: str | Path, directory: Path | str | None = None) -> Constitution:
+    """Load and validate a constitution by file path or by name (user's store first, then shipped)."""
+    path = resolve_constitution_path(path_or_name, directory)
+    return parse_constitution(_read_text(path), str(path))
+
+
+def save_constitution(constitution: Constitution, directory: Path | str | None = None) -> Path:
+    """Write ``NAME.yaml`` atomically and keep this content as a new version (unless unchanged)."""
+    constitution = Constitution.model_validate(constitution.model_dump())  # re-check edits
+    name = check_constitution_name(constitution.name)
+    folder = _directory(directory)
+    text = constitution_to_yaml(constitution)
+    target = folder / f"{name}.yaml"
+    history = list_versions(name, folder)
+    if not history or history[-1].path.read_text(encoding="utf-8") != text:
+        number = history[-1].number + 1 if history else 1
+        write_text_atomic(folder / VERSIONS_DIRNAME / name / f"{number:04d}.yaml", text)
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        write_text_atomic(target, text)
+    return target
+
+
+def list_versions(name: str, directory: Path | str | None = None) -> list[Version]:
+    name = check_constitution_name(name)
+    folder = _directory(directory) / VERSIONS_DIRNAME / name
+    versions = []
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+        if path.stem.isdigit():
+            versions.append(Version(int(path.stem), path, path.stat().st_mtime))
+    return sorted(versions, key=lambda v: v.number)
+
+
+def read_version(name: str, number: int, directory: Path | str | None = None) -> str:
+    for version in list_versions(name, directory):
+        if version.number == number:
+            return version.path.read_text(encoding="utf-8")
+    raise ConstitutionError(f"constitution {name!r} has no version {number}")
+
+
+def diff_texts(old: str, new: str, old_label: str = "old", new_label: str = "new") -> str:
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), old_label, new_label))
+
+
+def diff_versions(name: str, old: int, new: int, directory: Path | str | None = None) -> str:
+    return diff_texts(read_version(name, old, directory), read_version(name, new, directory), f"{name} v{old}", f"{name} v{new}")
+
+
+def list_constitutions(directory: Path | str | None = None) -> list[ConstitutionInfo]:
+    """The user's constitutions, then shipped ones not shadowed by a user's file of the same name.
+
+    A broken file is listed with its error instead of hiding it or failing the whole list.
+    """
+    seen: set[str] = set()
+    infos: list[ConstitutionInfo] = []
+    for folder, shipped in ((_directory(directory), False), (SHIPPED_CONSTITUTIONS_DIR, True)):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in CONSTITUTION_SUFFIXES or path.name.startswith(".") or path.stem in seen:
+                continue
+            seen.add(path.stem)
+            try:
+                constitution = parse_constitution(_read_text(path), str(path))
+                infos.append(ConstitutionInfo(path.stem, path, shipped, constitution.description, len(constitution.principles)))
+            except ConstitutionError as error:
+                infos.append(ConstitutionInfo(path.stem, path, shipped, error=str(error)))
+    return infos
+
+
+def delete_constitution(name: str, directory: Path | str | None = None) -> Path:
+    """Move a user's constitution and its versions into ``.trash`` (shipped ones cannot be deleted)."""
+    name = check_constitution_name(name)
+    folder = _directory(directory)
+    target = _find_file(folder, name)
+    if target is None:
+        if _find_file(SHIPPED_CONSTITUTIONS_DIR, name):
+            raise ConstitutionError(f"{name!r} is a shipped constitution and cannot be deleted; duplicate it to make your own")
+        raise ConstitutionError(f"no constitution named {name!r} in {folder}")
+    trash = folder / TRASH_DIRNAME / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 1_000_000:06d}"
+    trash.mkdir(parents=True)
+    versions = folder / VERSIONS_DIRNAME / name
+    if versions.is_dir():
+        shutil.move(str(versions), str(trash / "versions"))
+    target.replace(trash / target.name)
+    return trash
+
+
+def duplicate_constitution(source: str, new_name: str, directory: Path | str | None = None) -> Path:
+    new_name = check_constitution_name(new_name)
+    if _find_file(_directory(directory), new_name) or _find_file(SHIPPED_CONSTITUTIONS_DIR, new_name):
+        raise ConstitutionError(f"a constitution named {new_name!r} already exists")
+    copy = load_constitution(source, directory).model_copy(update={"name": new_name})
+    return save_constitution(copy, directory)
+
+
+def import_constitution(data: bytes, filename: str, directory: Path | str | None = None, name: str | None = None, overwrite: bool = False) -> Path:
+    """Validate an uploaded file of any supported format and save it into the user's store."""
+    text = decode_text(data, filename)
+    constitution = parse_constitution(text, filename, default_name=name)
+    if name:
+        constitution = constitution.model_copy(update={"name": check_constitution_name(name)})
+    if not overwrite and _find_file(_directory(directory), constitution.name):
+        raise ConstitutionError(f"a constitution named {constitution.name!r} already exists; rename it or choose to overwrite")
+    return save_constitution(constitution, directory)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a private CAI_HOME per test, and a tiny random Llama saved as a real model folder.
+
+The tiny model goes through the same ``load_model`` path as a real checkpoint (safetensors,
+tokenizer files, chat template), so the engine is exercised end to end in well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; a hub id must fail fast
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_CORPUS = [
+    "The assistant answers questions about cooking, chemistry, history and code.",
+    "Critique request: identify harmful content. Revision request: rewrite the response.",
+    "No changes needed. Here is a safer answer that refuses to help with weapons.",
+    "How do I kill a Python process? Use kill or the task manager to stop it.",
+] * 20
+
+
+def build_tiny_model_folder(folder: Path, seed: int = 0, max_positions: int = 512) -> Path:
+    """Save a randomly initialised 2-layer Llama with a trained byte-level BPE tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(_CORPUS, trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="<|im_end|>",
+                                        bos_token="<|im_start|>")
+    tokenizer.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model_folder(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from cai_core import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(autouse=True)
+def cai_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "cai-home"
+    monkeypatch.setenv("CAI_HOME", str(home))
+    return home

@@ -1,0 +1,1 @@
+"""Streamlit-only helpers shared by the pages. The engine lives in cai_core."""
