@@ -79,19 +79,19 @@ def select_principles(constitution: Constitution, names: Sequence[str] | None = 
     return chosen
 
 
-def plan_principles(principles: Sequence[Principle], prompt_count: int, rounds: int, seed: int, order: str) -> list[list[Principle]]:
+def plan_principles(principles: Sequence[Principle], prompts: Sequence[str], rounds: int, seed: int, order: str) -> list[list[Principle]]:
     """Which principle each prompt gets in each round: plan[prompt][round].
 
-    "random" draws by weight with one RNG per prompt (seeded from ``seed`` and the prompt's
-    index), so a prompt's draws do not change when other prompts are added or removed.
+    "random" draws by weight with one RNG per prompt, seeded from ``seed`` and the prompt's
+    text, so a prompt gets the same principles whether it runs alone or in any batch.
     "sequential" walks the principles in order, wrapping around.
     """
     plan = []
-    for index in range(prompt_count):
+    for prompt in prompts:
         if order == "sequential":
             plan.append([principles[r % len(principles)] for r in range(rounds)])
         else:
-            rng = random.Random(f"{seed}:{index}")
+            rng = random.Random(f"{seed}:{prompt}")  # str seeds hash with sha512: stable across runs
             weights = [p.weight for p in principles]
             plan.append(rng.choices(list(principles), weights=weights, k=rounds))
     return plan
@@ -118,7 +118,7 @@ def run_chain(
         raise ConstitutionError(f"order must be 'random' or 'sequential', not {order!r}")
     settings = (settings or GenerationSettings()).model_copy(update={"seed": seed})
     chosen = select_principles(constitution, principles)
-    plan = plan_principles(chosen, len(prompt_list), rounds, seed, order)
+    plan = plan_principles(chosen, prompt_list, rounds, seed, order)
     lineage = {
         "constitution": constitution.name,
         "constitution_hash": constitution.content_hash(),

