@@ -174,5 +174,5 @@ def _describe_location(location: tuple) -> str:
         elif isinstance(item, int):
             parts.append(f"item {item + 1}")
         else:
-            parts.append(str(item))
+            parts.append(str(item).replace("_", " "))  # "critique request" reads better than the key
     return " ".join(parts)

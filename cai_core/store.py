@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -286,11 +287,49 @@ def save_constitution(constitution: Constitution, directory: Path | str | None =
     target = folder / f"{name}.yaml"
     history = list_versions(name, folder)
     if not history or history[-1].path.read_text(encoding="utf-8") != text:
-        number = history[-1].number + 1 if history else 1
-        write_text_atomic(folder / VERSIONS_DIRNAME / name / f"{number:04d}.yaml", text)
+        _write_next_version(folder / VERSIONS_DIRNAME / name, history[-1].number + 1 if history else 1, text)
     if not target.is_file() or target.read_text(encoding="utf-8") != text:
         write_text_atomic(target, text)
     return target
+
+
+def _write_next_version(folder: Path, number: int, text: str) -> int:
+    """Claim the next free version number with an exclusive hard link, so two sessions saving
+    at the same moment each get their own version instead of overwriting one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f".staged-{os.getpid()}-{time.time_ns()}.yaml"
+    write_text_atomic(staged, text)
+    try:
+        while True:
+            try:
+                os.link(staged, folder / f"{number:04d}.yaml")
+                return number
+            except FileExistsError:
+                number += 1
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def create_constitution(name: str, description: str = "", directory: Path | str | None = None) -> Path:
+    """A new constitution holding one valid placeholder principle, saved as version 1.
+
+    Names are compared without case: on a case-insensitive disk "Mine" and "mine" are one file.
+    """
+    from .editing import placeholder_principle
+
+    name = check_constitution_name(name)
+    taken = {info.name.casefold() for info in list_constitutions(directory)}
+    if name.casefold() in taken:
+        raise ConstitutionError(f"a constitution named {name!r} already exists; pick another name")
+    return save_constitution(Constitution(name=name, description=description, principles=[placeholder_principle(set())]), directory)
+
+
+def restore_version(name: str, number: int, directory: Path | str | None = None) -> Constitution:
+    """Save an old version's content again as the newest version (a no-op if it already is)."""
+    restored = parse_constitution(read_version(name, number, directory), f"{name} v{number}")
+    restored = restored.model_copy(update={"name": check_constitution_name(name)})
+    save_constitution(restored, directory)
+    return restored
 
 
 def list_versions(name: str, directory: Path | str | None = None) -> list[Version]:

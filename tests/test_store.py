@@ -182,3 +182,35 @@ def test_delete_moves_to_trash_and_duplicate_copies(cai_home):
 def test_unknown_name_says_how_to_list(cai_home):
     with pytest.raises(ConstitutionError, match="cai constitutions"):
         load_constitution("nope")
+
+
+def test_create_refuses_existing_names_ignoring_case(cai_home):
+    path = store.create_constitution("Fresh", "mine")
+    created = load_constitution(path)
+    assert created.name == "Fresh" and len(created.principles) == 1
+    with pytest.raises(ConstitutionError, match="already exists"):
+        store.create_constitution("fresh")
+    with pytest.raises(ConstitutionError, match="already exists"):
+        store.create_constitution("GENERAL-HHH")
+
+
+def test_restore_saves_an_old_version_as_the_newest(cai_home):
+    save_constitution(SIMPLE)
+    save_constitution(SIMPLE.model_copy(update={"description": "second"}))
+    restored = store.restore_version("mine", 1)
+    assert restored.description == "" and [v.number for v in store.list_versions("mine")] == [1, 2, 3]
+    assert load_constitution("mine").description == ""
+
+
+def test_concurrent_saves_never_share_a_version_number(cai_home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def save(index):
+        return save_constitution(SIMPLE.model_copy(update={"description": f"edit {index}"}))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(save, range(16)))
+    versions = store.list_versions("mine")
+    texts = {store.read_version("mine", v.number) for v in versions}
+    assert all(f"edit {i}" in "".join(texts) for i in range(16))  # every save kept its own version
+    assert not list((cai_home / "constitutions" / ".versions" / "mine").glob(".staged-*"))

@@ -1,0 +1,66 @@
+"""Editing forms <-> constitutions: the pure part of the Constitution page.
+
+A form keeps each principle in widget shape (tags as one comma-separated string, a missing
+comparison request as ""), so seeding a widget is a plain copy and the page holds no conversion
+logic of its own.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from .constitution import Constitution, Principle, first_error_message
+
+FORM_FIELDS = (
+    "name", "description", "tags", "enabled", "weight", "critique_request", "revision_request", "comparison_request",
+)
+# A new principle must already be valid (a new constitution is saved at once), so the
+# placeholder is a usable generic rule that tells the author what to replace.
+PLACEHOLDER_NAME = "new-principle"
+PLACEHOLDER_CRITIQUE = (
+    "Describe the specific behaviour this principle should catch in your previous answer, and quote each instance you find."
+)
+PLACEHOLDER_REVISION = (
+    "Rewrite the answer to remove each instance quoted in the critique, keeping everything else the user asked for."
+)
+
+
+def principle_to_form(principle: Principle) -> dict:
+    return {
+        "name": principle.name, "description": principle.description, "tags": ", ".join(principle.tags),
+        "enabled": principle.enabled, "weight": float(principle.weight),
+        "critique_request": principle.critique_request, "revision_request": principle.revision_request,
+        "comparison_request": principle.comparison_request or "",
+    }
+
+
+def constitution_to_form(constitution: Constitution) -> dict:
+    return {"description": constitution.description, "principles": [principle_to_form(p) for p in constitution.principles]}
+
+
+def form_to_constitution(name: str, form: dict) -> tuple[Constitution | None, str | None]:
+    """The edited constitution, or None and one sentence saying what is wrong."""
+    principles = []
+    for item in form["principles"]:
+        principle = {field: item[field] for field in FORM_FIELDS if field in item}
+        principle["tags"] = [tag.strip() for tag in str(item.get("tags", "")).split(",") if tag.strip()]
+        principle["comparison_request"] = str(item.get("comparison_request") or "").strip() or None
+        principles.append(principle)
+    try:
+        data = {"name": name, "description": form["description"], "principles": principles}
+        return Constitution.model_validate(data), None
+    except ValidationError as error:
+        return None, first_error_message(error)[0]
+
+
+def unused_principle_name(taken: set[str], base: str = PLACEHOLDER_NAME) -> str:
+    taken_folded = {name.strip().casefold() for name in taken}
+    candidate, number = base, 1
+    while candidate.casefold() in taken_folded:
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+def placeholder_principle(taken: set[str]) -> Principle:
+    return Principle(name=unused_principle_name(taken), critique_request=PLACEHOLDER_CRITIQUE, revision_request=PLACEHOLDER_REVISION)
