@@ -6,7 +6,6 @@ The file is edited by hand, so a mistake in it becomes one sentence naming the f
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml

@@ -1,0 +1,418 @@
+"""Playground: one prompt through the critique -> revision chain, live, alone or side by side.
+
+Layout and widgets only. The chain runs in a background thread (``cai_core.preview``); this page
+starts it once per click of Run, keeps the job in session state and polls it from a fragment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from cai_core.chain import MAX_PROMPT_CHARS, Trace, check_prompts
+from cai_core.constitution import Constitution, ConstitutionError
+from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
+from cai_core.models import GenerationSettings, default_model_spec
+from cai_core.preview import PreviewJob, start_preview
+from cai_core.prompts import critique_finds_nothing
+from cai_core.store import list_constitutions, load_constitution
+from cai_core.textdiff import diff_stats, render_wdiff, word_diff
+from ui.common import get_model, page_key
+
+PAGE = "playground"
+POLL_SECONDS = 0.5
+LETTERS = "ABC"
+MAX_ROUNDS = 4
+PREFERRED_CONSTITUTION = "general-hhh"
+_DEFAULTS = GenerationSettings()
+
+
+def key(name: str) -> str:
+    return page_key(PAGE, name)
+
+
+@dataclass
+class Configuration:
+    """What one column of a comparison runs with (the prompt and settings are shared)."""
+
+    letter: str
+    constitution_name: str
+    model_spec: str
+    constitution: Constitution | None = None
+    principles: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def use_example(examples: dict[str, PlaygroundExample]) -> None:
+    chosen = st.session_state.get(key("example"))
+    if chosen in examples:
+        st.session_state[key("prompt")] = examples[chosen].prompt
+
+
+def prompt_input() -> str:
+    try:
+        examples = load_playground_examples()
+    except ConstitutionError as error:
+        st.warning(f"The example prompts could not be loaded: {error}")
+        examples = []
+    by_id = {e.id: e for group in examples_by_category(examples).values() for e in group}
+    if by_id:
+        st.selectbox(
+            "Start from an example",
+            list(by_id),
+            index=None,
+            format_func=lambda example_id: by_id[example_id].label,
+            placeholder="Pick an example prompt (grouped by category)…",
+            key=key("example"),
+            on_change=use_example,
+            args=(by_id,),
+        )
+    return st.text_area(
+        "Prompt",
+        key=key("prompt"),
+        height=110,
+        max_chars=MAX_PROMPT_CHARS,
+        placeholder="Ask the model something, or pick an example above.",
+    )
+
+
+def configuration_inputs(index: int, names: list[str], compact: bool) -> Configuration:
+    """Constitution, principle subset and model for configuration ``index``."""
+    letter = LETTERS[index]
+    default = names.index(PREFERRED_CONSTITUTION) if PREFERRED_CONSTITUTION in names else 0
+    areas = [st.container(), st.container(), st.container()] if compact else st.columns([1, 2, 1])
+    with areas[0]:
+        name = st.selectbox("Constitution", names, index=default, key=key(f"constitution-{index}"))
+    with areas[2]:
+        spec = st.text_input(
+            "Model",
+            value=default_model_spec(),
+            key=key(f"model-{index}"),
+            help='"default" (the bundled model), a local model folder, or a Hugging Face hub id such as org/name.',
+        )
+    config = Configuration(letter, name, (spec or "").strip() or default_model_spec())
+    with areas[1]:
+        try:
+            config.constitution = load_constitution(name)
+        except ConstitutionError as error:
+            config.error = str(error)
+            st.error(config.error)
+            return config
+        enabled = [p.name for p in config.constitution.enabled_principles]
+        # The key carries the constitution's name so switching constitutions starts from "all".
+        chosen = st.multiselect(
+            "Principles",
+            enabled,
+            default=enabled,
+            key=key(f"principles-{index}-{name}"),
+            help="Each round applies one of these. Only the constitution's enabled principles are offered.",
+        )
+        # Keep the constitution's order whatever order they were clicked in: "sequential" walks it.
+        config.principles = [name for name in enabled if name in chosen]
+        if not enabled:
+            st.caption("This constitution has no enabled principle; enable one on the Constitution page.")
+    return config
+
+
+def settings_inputs() -> tuple[int, str, int, GenerationSettings]:
+    rounds_col, order_col, seed_col = st.columns(3)
+    with rounds_col:
+        rounds = st.slider("Rounds", 1, MAX_ROUNDS, 2, key=key("rounds"),
+                           help="How many critique → revision rounds follow the initial answer.")
+    with order_col:
+        order = st.radio("Principle order", ["random", "sequential"], horizontal=True, key=key("order"),
+                         help="random: each round draws a principle by its weight (repeatable with the seed). "
+                              "sequential: rounds walk the chosen principles in order.")
+    with seed_col:
+        seed = st.number_input("Seed", min_value=0, value=0, step=1, key=key("seed"),
+                               help="The same seed, settings and model give the same trace.")
+    with st.expander("Sampling"):
+        temp_col, top_p_col, tokens_col = st.columns(3)
+        with temp_col:
+            temperature = st.slider("Temperature", 0.0, 2.0, _DEFAULTS.temperature, 0.05, key=key("temperature"),
+                                    help="0 means greedy decoding: deterministic, always the most likely token.")
+        with top_p_col:
+            top_p = st.slider("Top-p", 0.05, 1.0, _DEFAULTS.top_p, 0.05, key=key("top_p"),
+                              help="Sample only from the most likely tokens that together reach this probability. Ignored when greedy.")
+        with tokens_col:
+            max_new_tokens = st.number_input("Max new tokens", 1, 2048, _DEFAULTS.max_new_tokens, 16,
+                                             key=key("max_new_tokens"),
+                                             help="The longest answer, critique or revision the model may write.")
+    settings = GenerationSettings(temperature=float(temperature), top_p=float(top_p),
+                                  max_new_tokens=int(max_new_tokens), seed=int(seed))
+    return int(rounds), str(order), int(seed), settings
+
+
+# ---------------------------------------------------------------- starting a run
+
+
+def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str, seed: int,
+              settings: GenerationSettings) -> dict | None:
+    """Check everything, load the models, start one preview job per configuration; None on error."""
+    if not (prompt or "").strip():
+        st.error("Write a prompt or pick an example before pressing Run.")
+        return None
+    try:
+        text = check_prompts([prompt])[0]
+    except ConstitutionError as error:
+        st.error(str(error))
+        return None
+    several = len(configs) > 1
+    for config in configs:
+        where = f" for configuration {config.letter}" if several else ""
+        if config.error:
+            st.error(f"The constitution{where} could not be loaded; fix it on the Constitution page or choose another.")
+            return None
+        if not config.principles:
+            st.error(f"Choose at least one principle{where}.")
+            return None
+    models = {}
+    for config in configs:
+        if config.model_spec not in models:
+            model = get_model(config.model_spec)
+            if model is None:  # get_model has already shown why, in one sentence
+                return None
+            models[config.model_spec] = model
+    jobs = [
+        start_preview(
+            f"playground {config.letter}: {config.constitution_name} on {config.model_spec}",
+            model=models[config.model_spec],
+            constitution=config.constitution,
+            prompts=[text],
+            rounds=rounds,
+            seed=seed,
+            principles=config.principles,
+            order=order,
+            settings=settings,
+        )
+        for config in configs
+    ]
+    return {
+        "prompt": text,
+        "rounds": rounds,
+        "order": order,
+        "seed": seed,
+        "settings": settings,
+        "configs": [
+            {"letter": c.letter, "constitution": c.constitution_name, "model": c.model_spec, "principles": c.principles}
+            for c in configs
+        ],
+        "jobs": jobs,
+    }
+
+
+def run_finished(run: dict | None) -> bool:
+    return run is None or all(job.finished for job in run["jobs"])
+
+
+# ---------------------------------------------------------------- showing a run
+
+
+def show_model_text(text: str) -> None:
+    """Model output is data: plain text, never markdown."""
+    if text.strip():
+        st.text(text, width="stretch")
+    else:
+        st.caption("(empty)")
+
+
+def steps_done(trace: Trace | None, finished_ok: bool, total: int) -> int:
+    """Generation stages finished: the initial answer, then a critique and a revision per round."""
+    if finished_ok:
+        return total
+    if trace is None:
+        return 0
+    done = 1
+    for step in trace.steps:
+        done += 1 if (step.revised and not step.revision) else 2
+    return min(done, total)
+
+
+def status_line(stage: str, round_number: int, rounds: int, elapsed: float) -> str:
+    if stage in ("queued", "initial"):
+        what = "writing the initial answer…"
+    elif stage == "critique" and round_number < rounds:
+        what = f"round {round_number + 1} of {rounds}: critiquing…"
+    elif stage == "revision":
+        what = f"round {round_number} of {rounds}: revising…"
+    elif stage == "done":
+        what = f"done: {rounds} round{'s' if rounds != 1 else ''}"
+    elif stage == "failed":
+        what = "stopped by an error"
+    else:
+        what = "finishing…"
+    return f"{what[0].upper()}{what[1:]} · {elapsed:.1f} s"
+
+
+def show_step(step, failed: bool) -> None:
+    with st.container(border=True):
+        st.markdown(f"**Round {step.round} — principle** `{step.principle}`")
+        st.caption("Critique")
+        show_model_text(step.critique)
+        st.caption("Revision")
+        if step.revised and not step.revision:
+            st.caption("no revision: the run stopped" if failed else "revising…")
+        elif not step.revised and critique_finds_nothing(step.critique):
+            st.caption("revision skipped: the critique found nothing to change")
+        elif not step.revised:
+            st.caption("the revision came back empty, so the previous answer was kept")
+        else:
+            show_model_text(step.revision)
+
+
+def show_outcome(trace: Trace, job: PreviewJob) -> None:
+    st.markdown("**Final answer**")
+    show_model_text(trace.final)
+    segments = word_diff(trace.initial, trace.final)
+    stats = diff_stats(segments)
+    st.markdown("**What the rounds changed** (initial → final, word by word)")
+    st.caption("[-removed-] and {+added+} mark the changes; everything else was kept.")
+    st.code(render_wdiff(segments) or " ", language=None, wrap_lines=True)
+    with st.container(horizontal=True):
+        st.metric("Words removed", stats["removed"])
+        st.metric("Words added", stats["added"])
+        st.metric("Words kept", stats["same"])
+    st.caption(
+        f"{trace.prompt_tokens} prompt tokens · {trace.completion_tokens} generated tokens · "
+        f"{trace.seconds:.1f} s generating · {job.elapsed():.1f} s in all"
+    )
+    st.download_button(
+        "Download trace (JSON)",
+        data=json.dumps(trace.to_dict(), indent=2, ensure_ascii=False),
+        file_name=f"playground-trace-{job.id}.json",
+        mime="application/json",
+        key=key(f"download-{job.id}"),
+        on_click="ignore",
+    )
+
+
+def show_job(run: dict, index: int) -> None:
+    job: PreviewJob = run["jobs"][index]
+    config = run["configs"][index]
+    rounds = run["rounds"]
+    if len(run["jobs"]) > 1:
+        st.markdown(f"##### Configuration {config['letter']}")
+        st.text(f"{config['constitution']} · {len(config['principles'])} principle(s) · {config['model']}")
+    # Read the stage first: the job sets its final traces (or its error) before it marks itself
+    # done (or failed), so what is shown below is never older than the stage.
+    stage, round_number = job.stage, job.round
+    error = job.error if stage == "failed" else None
+    traces = job.snapshot()
+    trace = traces[0] if traces else None
+    total = 1 + 2 * rounds
+    done = steps_done(trace, stage == "done", total)
+    st.caption(status_line(stage, round_number, rounds, job.elapsed()))
+    st.progress(done / total, text=f"{done} of {total} steps")
+    if error:
+        st.error(f"The chain stopped: {error.strip().splitlines()[0] if error.strip() else 'unknown error'}")
+    if trace is None:
+        return
+    st.markdown("**Initial answer**")
+    show_model_text(trace.initial)
+    for step in trace.steps:
+        show_step(step, failed=stage == "failed")
+    revising = bool(trace.steps) and trace.steps[-1].revised and not trace.steps[-1].revision
+    if stage not in ("done", "failed") and not revising and len(trace.steps) < rounds:
+        st.caption(f"Round {len(trace.steps) + 1}: critiquing…")
+    for warning in trace.warnings:
+        st.warning(warning)
+    if stage == "done":
+        show_outcome(trace, job)
+
+
+def show_run(run: dict, polling: bool) -> None:
+    """``polling``: whether the run was still going when the Run button was drawn."""
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live_traces() -> None:
+        count = len(run["jobs"])
+        if count == 1:
+            show_job(run, 0)
+        else:
+            for index, column in enumerate(st.columns(count, border=True)):
+                with column:
+                    show_job(run, index)
+        # Once every job is done, rerun the page once: the fragment is then rebuilt without
+        # run_every (polling stops) and the Run button is enabled again.
+        if polling and run_finished(run):
+            st.rerun()
+
+    st.subheader("Trace")
+    st.caption("Prompt")
+    st.text(run["prompt"], width="stretch")
+    settings = run["settings"]
+    sampling = "greedy" if settings.greedy else f"temperature {settings.temperature:g}, top-p {settings.top_p:g}"
+    st.caption(
+        f"{run['rounds']} round(s) · {run['order']} order · seed {run['seed']} · {sampling} · "
+        f"at most {settings.max_new_tokens} new tokens per step"
+    )
+    live_traces()
+
+
+def show_empty_state() -> None:
+    st.info(
+        "The playground runs one prompt through a constitution's critique → revision loop and shows "
+        "every step as it happens: the model answers, critiques its own answer against one principle, "
+        "and rewrites it, round after round. At the end you see the final answer, a word-level diff "
+        "against the first one, and a JSON trace to download.\n\n"
+        "Not sure where to start? Pick an example above — a *borderline* prompt such as killing a "
+        "Python process shows over-refusal, a *harmful* one shows a refusal being shaped — and press Run. "
+        "Turn on **Compare configurations** to run the same prompt under two or three constitutions or "
+        "models side by side."
+    )
+
+
+# ---------------------------------------------------------------- the page
+
+
+st.set_page_config(page_title="Playground · Constitution Studio", layout="wide")
+st.title("Playground")
+st.caption("Watch a model answer, critique and revise under your constitution, one round at a time.")
+
+run = st.session_state.get(key("run"))
+running = not run_finished(run)
+
+infos = list_constitutions()
+names = [info.name for info in infos if info.error is None]
+broken = [info for info in infos if info.error]
+if broken:
+    st.caption(f"{len(broken)} constitution file(s) could not be read and are left out; the Constitution page says why.")
+if not names:
+    st.error("No constitution could be loaded; create one on the Constitution page first.")
+    st.stop()
+
+prompt = prompt_input()
+compare = st.toggle("Compare configurations", key=key("compare"),
+                    help="Run the same prompt and settings under two or three constitutions, principle subsets or models, side by side.")
+if compare:
+    count = st.radio("Configurations", [2, 3], horizontal=True, key=key("count"))
+    columns = st.columns(count, border=True)
+    configs = []
+    for index, column in enumerate(columns):
+        with column:
+            st.markdown(f"**Configuration {LETTERS[index]}**")
+            configs.append(configuration_inputs(index, names, compact=True))
+else:
+    configs = [configuration_inputs(0, names, compact=False)]
+rounds, order, seed, settings = settings_inputs()
+
+clicked = st.button("Run", type="primary", key=key("run-button"), disabled=running)
+if running:
+    st.caption("A run is in progress; Run is enabled again when it finishes.")
+if clicked and not running:
+    started = start_run(prompt, configs, rounds, order, seed, settings)
+    if started is not None:
+        st.session_state[key("run")] = started
+        st.rerun()  # redraw with Run disabled while the new job works
+
+if run is None:
+    show_empty_state()
+else:
+    # Poll by what the Run button was drawn with, so a job that ends in between still gets the
+    # one rerun that re-enables the button.
+    show_run(run, polling=running)
