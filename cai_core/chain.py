@@ -18,14 +18,20 @@ from . import prompts as templates
 MAX_PROMPT_CHARS = 20_000
 
 
+class ChainCancelled(Exception):
+    """Raised by run_chain when its ``should_stop`` callback asks it to stop."""
+
+
 @dataclass
 class ChainStep:
     round: int
     principle: str
     critique: str
     revision: str
-    # False when the critique found nothing to change and the revision was skipped.
+    # False when the revision was skipped; ``skip_reason`` says why ("no_change": the critique
+    # found nothing to change; "empty_revision": the model returned nothing, so the answer stood).
     revised: bool = True
+    skip_reason: str | None = None
 
 
 @dataclass
@@ -71,7 +77,8 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
 def select_principles(constitution: Constitution, names: Sequence[str] | None = None) -> list[Principle]:
     """The named principles (in the constitution's order), or all enabled ones."""
     if names:
-        chosen = [constitution.principle(name) for name in names]
+        wanted = {constitution.principle(name).name for name in names}  # raises for an unknown name
+        chosen = [p for p in constitution.principles if p.name in wanted]
     else:
         chosen = constitution.enabled_principles
     if not chosen:
@@ -109,8 +116,13 @@ def run_chain(
     settings: GenerationSettings | None = None,
     system_prompt: str | None = None,
     on_event: Callable[[ChainEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Trace]:
-    """Answer every prompt, then critique and revise it ``rounds`` times; one Trace per prompt."""
+    """Answer every prompt, then critique and revise it ``rounds`` times; one Trace per prompt.
+
+    ``should_stop`` is checked between stages; when it returns True the chain raises
+    ChainCancelled (a batch already running on the model finishes first).
+    """
     prompt_list = check_prompts(prompts)
     if not 0 <= rounds <= 16:
         raise ConstitutionError(f"rounds must be between 0 and 16, not {rounds}")
@@ -122,6 +134,7 @@ def run_chain(
     lineage = {
         "constitution": constitution.name,
         "constitution_hash": constitution.content_hash(),
+        "principles": [p.name for p in chosen],
         "model": model.model_id,
         "seed": seed,
         "rounds": rounds,
@@ -136,6 +149,8 @@ def run_chain(
     def notify(stage: str, round_number: int) -> None:
         if on_event:
             on_event(ChainEvent(stage, round_number, traces))
+        if should_stop and should_stop():
+            raise ChainCancelled(f"stopped after {stage} of round {round_number}")
 
     def account(trace: Trace, generation) -> None:
         trace.prompt_tokens += generation.prompt_tokens
@@ -144,7 +159,10 @@ def run_chain(
         if generation.warning and generation.warning not in trace.warnings:
             trace.warnings.append(generation.warning)
 
-    stage_settings = lambda offset: settings.model_copy(update={"seed": seed + offset})  # noqa: E731
+    def stage_settings(offset: int) -> GenerationSettings:
+        # A distinct seed per stage, so sampled critiques do not replay the answer's random draws.
+        return settings.model_copy(update={"seed": seed + offset})
+
     for trace, generation in zip(traces, model.generate(bases, stage_settings(0))):
         trace.initial = generation.text
         answers.append(generation.text)
@@ -177,9 +195,11 @@ def run_chain(
                 traces[i].steps[-1].revision = revised
             else:
                 traces[i].steps[-1].revised = False
+                traces[i].steps[-1].skip_reason = "empty_revision"
                 traces[i].warnings.append(f"Round {round_index + 1}: the revision came back empty, so the previous answer was kept.")
         for i in set(range(len(traces))) - set(needs_revision):
             traces[i].steps[-1].revised = False
+            traces[i].steps[-1].skip_reason = "no_change"
         for i, trace in enumerate(traces):
             if not trace.steps[-1].revised:
                 trace.steps[-1].revision = answers[i]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .chain import MAX_PROMPT_CHARS
 from .constitution import ConstitutionError, first_error_message
 from .paths import SHIPPED_PROMPTS_DIR
+from .textfiles import line_of, parse_yaml, read_text_file
 
 EXAMPLES_FILE = "playground_examples.yaml"
 # The list is read on every page rerun; a file this large is a mistake, not a prompt set.
@@ -43,46 +43,9 @@ def default_examples_path() -> Path:
     return SHIPPED_PROMPTS_DIR / EXAMPLES_FILE
 
 
-def _item_line(node: yaml.Node | None, index: int, key: object = None) -> int | None:
-    """The line of item ``index`` (or of its ``key``) in the YAML sequence ``node``."""
-    if not isinstance(node, yaml.SequenceNode) or index >= len(node.value):
-        return None
-    item = node.value[index]
-    if isinstance(item, yaml.MappingNode) and key is not None:
-        for key_node, _ in item.value:
-            if getattr(key_node, "value", None) == key:
-                return key_node.start_mark.line + 1
-    return item.start_mark.line + 1
-
-
-def _read(path: Path) -> str:
-    source = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConstitutionError("file not found", source) from None
-    except OSError as error:
-        raise ConstitutionError(f"cannot be read ({error.strerror})", source) from None
-    if len(data) > MAX_EXAMPLES_BYTES:
-        raise ConstitutionError(f"is {len(data) // 1024} KiB; an examples file may be at most {MAX_EXAMPLES_BYTES // 1024} KiB", source)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ConstitutionError(f"is not UTF-8 text (byte {error.start} cannot be decoded)", source, line) from None
-
-
 def parse_playground_examples(text: str, source: str = "<text>") -> list[PlaygroundExample]:
     """YAML text to validated examples, or a one-sentence ConstitutionError naming source and line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = (error.problem or error.context or "is not valid YAML").strip()
-        raise ConstitutionError(f"YAML syntax error: {problem}", source, mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as error:
-        raise ConstitutionError(f"YAML syntax error: {error}", source) from None
+    data, node = parse_yaml(text, source)
     if data is None:
         raise ConstitutionError("is empty; expected a list of examples with id, category and prompt", source)
     if not isinstance(data, list):
@@ -92,7 +55,7 @@ def parse_playground_examples(text: str, source: str = "<text>") -> list[Playgro
     seen: dict[str, int] = {}
     for index, item in enumerate(data):
         if not isinstance(item, dict):
-            raise ConstitutionError(f"example {index + 1} should be a mapping with id, category and prompt", source, _item_line(node, index))
+            raise ConstitutionError(f"example {index + 1} should be a mapping with id, category and prompt", source, line_of(node, (index,)))
         try:
             example = PlaygroundExample.model_validate(item)
         except ValidationError as error:
@@ -100,11 +63,11 @@ def parse_playground_examples(text: str, source: str = "<text>") -> list[Playgro
             if error.errors()[0].get("type") == "string_pattern_mismatch":
                 message = f"{location[0]} must be lower-case letters, digits, '-' or '_'"
             key = location[0] if location else None
-            raise ConstitutionError(f"example {index + 1}: {message}", source, _item_line(node, index, key)) from None
+            raise ConstitutionError(f"example {index + 1}: {message}", source, line_of(node, (index, key) if key is not None else (index,))) from None
         if example.id in seen:
             raise ConstitutionError(
                 f"example {index + 1} has the id {example.id!r} like example {seen[example.id] + 1}; ids must be unique",
-                source, _item_line(node, index, "id"),
+                source, line_of(node, (index, "id")),
             )
         seen[example.id] = index
         examples.append(example)
@@ -116,7 +79,7 @@ def parse_playground_examples(text: str, source: str = "<text>") -> list[Playgro
 def load_playground_examples(path: str | Path | None = None) -> list[PlaygroundExample]:
     """The examples in ``path`` (default: the shipped ``prompts/playground_examples.yaml``), in file order."""
     path = Path(path) if path is not None else default_examples_path()
-    return parse_playground_examples(_read(path), str(path))
+    return parse_playground_examples(read_text_file(path, MAX_EXAMPLES_BYTES, "examples file"), str(path))
 
 
 def examples_by_category(examples: list[PlaygroundExample]) -> dict[str, list[PlaygroundExample]]:

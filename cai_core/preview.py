@@ -3,7 +3,7 @@
 Previews are short and interactive, and they share the one loaded model of the process (a
 second process would load a second copy of the model for a few seconds of work), so they run in
 a background thread. Dataset generation and training, which are long, run in processes of
-their own (see jobs.py in later parts).
+their own.
 """
 
 from __future__ import annotations
@@ -15,24 +15,50 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chain import ChainEvent, Trace, run_chain
+from .chain import ChainCancelled, ChainEvent, Trace, run_chain
+
+# After the initial answers, each round is two stages (critique, revision).
+_STAGE_AFTER = {"initial": "critique", "critique": "revision", "revision": "critique"}
+
+
+@dataclass(frozen=True)
+class PreviewState:
+    """One consistent reading of a job: everything taken under the job's lock at once."""
+
+    stage: str  # queued, initial, critique, revision, done, failed, cancelled
+    round: int
+    steps_done: int
+    steps_total: int
+    error: str | None
+    traces: list[Trace]
+    elapsed: float
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in ("done", "failed", "cancelled")
 
 
 @dataclass
 class PreviewJob:
-    """Run ``run_chain(**kwargs)`` in a thread; ``snapshot()`` is safe to call at any time."""
+    """Run ``run_chain(**chain_kwargs)`` in a thread; ``state()`` is safe to call at any time."""
 
     label: str
     chain_kwargs: dict[str, Any]
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     stage: str = "queued"
     round: int = 0
+    steps_done: int = 0
     error: str | None = None
     started_at: float = 0.0
     finished_at: float | None = None
     _traces: list[Trace] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def steps_total(self) -> int:
+        return 1 + 2 * int(self.chain_kwargs.get("rounds", 1))
 
     def start(self) -> "PreviewJob":
         if self._thread is None:
@@ -42,18 +68,25 @@ class PreviewJob:
             self._thread.start()
         return self
 
+    def cancel(self) -> None:
+        """Ask the chain to stop at the next stage boundary."""
+        self._stop.set()
+
     def _on_event(self, event: ChainEvent) -> None:
         with self._lock:
             self._traces = copy.deepcopy(event.traces)
             self.round = event.round
-            self.stage = {"initial": "critique", "critique": "revision", "revision": "critique"}[event.stage]
+            self.steps_done += 1
+            self.stage = _STAGE_AFTER[event.stage]
 
     def _work(self) -> None:
         try:
-            traces = run_chain(on_event=self._on_event, **self.chain_kwargs)
+            traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set, **self.chain_kwargs)
             with self._lock:
-                self._traces = traces
-                self.stage = "done"
+                self._traces, self.stage, self.steps_done = traces, "done", self.steps_total
+        except ChainCancelled:
+            with self._lock:
+                self.stage = "cancelled"
         except Exception as error:  # noqa: BLE001 - shown to the user as one sentence
             with self._lock:
                 self.error = str(error) or type(error).__name__
@@ -61,9 +94,14 @@ class PreviewJob:
         finally:
             self.finished_at = time.time()
 
+    def state(self) -> PreviewState:
+        with self._lock:
+            return PreviewState(self.stage, self.round, self.steps_done, self.steps_total, self.error,
+                                copy.deepcopy(self._traces), self.elapsed())
+
     @property
     def finished(self) -> bool:
-        return self.stage in ("done", "failed")
+        return self.stage in ("done", "failed", "cancelled")
 
     def snapshot(self) -> list[Trace]:
         with self._lock:

@@ -15,7 +15,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -28,7 +27,9 @@ from .constitution import (
     Principle,
     first_error_message,
 )
+from . import textfiles
 from .paths import SHIPPED_CONSTITUTIONS_DIR, user_constitutions_dir
+from .textfiles import child_node, line_of, parse_yaml, read_text_file
 
 MAX_FILE_BYTES = 256 * 1024
 VERSIONS_DIRNAME = ".versions"
@@ -57,73 +58,11 @@ def check_constitution_name(name: str) -> str:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ConstitutionError("file not found", str(path)) from None
-    except OSError as error:
-        raise ConstitutionError(f"cannot be read ({error.strerror})", str(path)) from None
-    if size > MAX_FILE_BYTES:
-        raise ConstitutionError(f"is {size // 1024} KiB; a constitution file may be at most {MAX_FILE_BYTES // 1024} KiB", str(path))
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConstitutionError(f"cannot be read ({error.strerror})", str(path)) from None
-    return decode_text(data, str(path))
+    return read_text_file(path, MAX_FILE_BYTES, "constitution file")
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """Bytes to text, or a sentence saying why this is not a UTF-8 text file."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ConstitutionError(f"is {len(data) // 1024} KiB; a constitution file may be at most {MAX_FILE_BYTES // 1024} KiB", source)
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise ConstitutionError("is not a text file (it contains NUL bytes)", source, line)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ConstitutionError(f"is not UTF-8 text (byte {error.start} cannot be decoded)", source, line) from None
-
-
-def _parse_document(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """Parse YAML (JSON is a subset) safely, keeping the node tree for line numbers.
-
-    ``yaml.SafeLoader`` never runs tags such as ``!!python/object``; it rejects them.
-    """
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        problem = (error.problem or error.context or "is not valid YAML").strip()
-        if "<stream end>" in problem:
-            problem = "the file ends in the middle of a value (an unclosed bracket or quote?)"
-        line = mark.line + 1 if mark else None
-        raise ConstitutionError(f"YAML syntax error: {problem}", source, line) from None
-    except yaml.YAMLError as error:
-        raise ConstitutionError(f"YAML syntax error: {error}", source) from None
-    return data, node
-
-
-def _line_of(node: yaml.Node | None, location: tuple) -> int | None:
-    """Walk the YAML node tree along a pydantic error location to the line it points at."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for key in location:
-        if isinstance(node, yaml.MappingNode):
-            match = next((pair for pair in node.value if getattr(pair[0], "value", None) == key), None)
-            if match is None:
-                return line
-            key_node, node = match
-            line = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+    return textfiles.decode_text(data, source, MAX_FILE_BYTES, "constitution file")
 
 
 def _principles_from_pairs(items: list, source: str, node: yaml.Node | None) -> list[dict]:
@@ -131,7 +70,7 @@ def _principles_from_pairs(items: list, source: str, node: yaml.Node | None) -> 
     principles = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise ConstitutionError(f"entry {index + 1} should be a mapping with a critique and a revision request", source, _line_of(node, (index,)))
+            raise ConstitutionError(f"entry {index + 1} should be a mapping with a critique and a revision request", source, line_of(node, (index,)))
         if "critic" in item or "revision" in item:
             unknown = set(item) - {"critic", "revision"}
             critique, revision = item.get("critic"), item.get("revision")
@@ -139,9 +78,9 @@ def _principles_from_pairs(items: list, source: str, node: yaml.Node | None) -> 
             unknown = set(item) - set(Principle.model_fields)
             critique, revision = item.get("critique_request"), item.get("revision_request")
         if unknown:
-            raise ConstitutionError(f"entry {index + 1} has unknown key {sorted(unknown)[0]!r}", source, _line_of(node, (index, sorted(unknown)[0])))
+            raise ConstitutionError(f"entry {index + 1} has unknown key {sorted(unknown)[0]!r}", source, line_of(node, (index, sorted(unknown)[0])))
         if not isinstance(critique, str) or not isinstance(revision, str):
-            raise ConstitutionError(f"entry {index + 1} needs both a critique and a revision request as text", source, _line_of(node, (index,)))
+            raise ConstitutionError(f"entry {index + 1} needs both a critique and a revision request as text", source, line_of(node, (index,)))
         principle = {k: v for k, v in item.items() if k not in ("critic", "revision")}
         principle.update(critique_request=critique, revision_request=revision)
         principle.setdefault("name", f"principle-{index + 1}")
@@ -163,7 +102,7 @@ def parse_constitution(text: str, source: str = "<text>", default_name: str | No
     ``constitutions`` key holds that list, as in Hugging Face's CAI recipe); and a bare list of
     ``{critique_request, revision_request}``.
     """
-    data, node = _parse_document(text, source)
+    data, node = parse_yaml(text, source)
     name = default_name or _default_name(source)
     if data is None:
         raise ConstitutionError("is empty; expected a constitution with 'name' and 'principles'", source)
@@ -172,8 +111,8 @@ def parse_constitution(text: str, source: str = "<text>", default_name: str | No
     elif isinstance(data, dict) and "constitutions" in data and "principles" not in data:
         items = data["constitutions"]
         if not isinstance(items, list):
-            raise ConstitutionError("'constitutions' should be a list of critic/revision pairs", source, _line_of(node, ("constitutions",)))
-        inner = _line_node(node, "constitutions")
+            raise ConstitutionError("'constitutions' should be a list of critic/revision pairs", source, line_of(node, ("constitutions",)))
+        inner = child_node(node, "constitutions")
         data = {"name": name, "principles": _principles_from_pairs(items, source, inner)}
     elif not isinstance(data, dict):
         raise ConstitutionError("is not a constitution: expected a mapping with 'name' and 'principles'", source, 1)
@@ -183,15 +122,7 @@ def parse_constitution(text: str, source: str = "<text>", default_name: str | No
         return Constitution.model_validate(data)
     except ValidationError as error:
         message, location = first_error_message(error)
-        raise ConstitutionError(message, source, _line_of(node, location)) from None
-
-
-def _line_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if getattr(key_node, "value", None) == key:
-                return value_node
-    return None
+        raise ConstitutionError(message, source, line_of(node, location)) from None
 
 
 # ---------------------------------------------------------------- dumping

@@ -16,7 +16,6 @@ from cai_core.constitution import Constitution, ConstitutionError
 from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
 from cai_core.models import GenerationSettings, default_model_spec
 from cai_core.preview import PreviewJob, start_preview
-from cai_core.prompts import critique_finds_nothing
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from ui.common import get_model, page_key
@@ -221,18 +220,6 @@ def show_model_text(text: str) -> None:
         st.caption("(empty)")
 
 
-def steps_done(trace: Trace | None, finished_ok: bool, total: int) -> int:
-    """Generation stages finished: the initial answer, then a critique and a revision per round."""
-    if finished_ok:
-        return total
-    if trace is None:
-        return 0
-    done = 1
-    for step in trace.steps:
-        done += 1 if (step.revised and not step.revision) else 2
-    return min(done, total)
-
-
 def status_line(stage: str, round_number: int, rounds: int, elapsed: float) -> str:
     if stage in ("queued", "initial"):
         what = "writing the initial answer…"
@@ -244,6 +231,8 @@ def status_line(stage: str, round_number: int, rounds: int, elapsed: float) -> s
         what = f"done: {rounds} round{'s' if rounds != 1 else ''}"
     elif stage == "failed":
         what = "stopped by an error"
+    elif stage == "cancelled":
+        what = "stopped at your request"
     else:
         what = "finishing…"
     return f"{what[0].upper()}{what[1:]} · {elapsed:.1f} s"
@@ -257,9 +246,9 @@ def show_step(step, failed: bool) -> None:
         st.caption("Revision")
         if step.revised and not step.revision:
             st.caption("no revision: the run stopped" if failed else "revising…")
-        elif not step.revised and critique_finds_nothing(step.critique):
+        elif step.skip_reason == "no_change":
             st.caption("revision skipped: the critique found nothing to change")
-        elif not step.revised:
+        elif step.skip_reason == "empty_revision":
             st.caption("the revision came back empty, so the previous answer was kept")
         else:
             show_model_text(step.revision)
@@ -298,16 +287,11 @@ def show_job(run: dict, index: int) -> None:
     if len(run["jobs"]) > 1:
         st.markdown(f"##### Configuration {config['letter']}")
         st.text(f"{config['constitution']} · {len(config['principles'])} principle(s) · {config['model']}")
-    # Read the stage first: the job sets its final traces (or its error) before it marks itself
-    # done (or failed), so what is shown below is never older than the stage.
-    stage, round_number = job.stage, job.round
-    error = job.error if stage == "failed" else None
-    traces = job.snapshot()
-    trace = traces[0] if traces else None
-    total = 1 + 2 * rounds
-    done = steps_done(trace, stage == "done", total)
-    st.caption(status_line(stage, round_number, rounds, job.elapsed()))
-    st.progress(done / total, text=f"{done} of {total} steps")
+    state = job.state()  # one consistent reading: stage, progress, error and traces together
+    stage, error = state.stage, state.error
+    trace = state.traces[0] if state.traces else None
+    st.caption(status_line(stage, state.round, rounds, state.elapsed))
+    st.progress(state.steps_done / state.steps_total, text=f"{state.steps_done} of {state.steps_total} steps")
     if error:
         st.error(f"The chain stopped: {error.strip().splitlines()[0] if error.strip() else 'unknown error'}")
     if trace is None:
@@ -315,9 +299,9 @@ def show_job(run: dict, index: int) -> None:
     st.markdown("**Initial answer**")
     show_model_text(trace.initial)
     for step in trace.steps:
-        show_step(step, failed=stage == "failed")
+        show_step(step, failed=stage in ("failed", "cancelled"))
     revising = bool(trace.steps) and trace.steps[-1].revised and not trace.steps[-1].revision
-    if stage not in ("done", "failed") and not revising and len(trace.steps) < rounds:
+    if not state.finished and not revising and len(trace.steps) < rounds:
         st.caption(f"Round {len(trace.steps) + 1}: critiquing…")
     for warning in trace.warnings:
         st.warning(warning)
@@ -401,7 +385,11 @@ else:
     configs = [configuration_inputs(0, names, compact=False)]
 rounds, order, seed, settings = settings_inputs()
 
-clicked = st.button("Run", type="primary", key=key("run-button"), disabled=running)
+with st.container(horizontal=True):
+    clicked = st.button("Run", type="primary", key=key("run-button"), disabled=running)
+    if running and st.button("Stop", key=key("stop-button"), help="Stops after the step now being generated."):
+        for job in run["jobs"]:
+            job.cancel()
 if running:
     st.caption("A run is in progress; Run is enabled again when it finishes.")
 if clicked and not running:

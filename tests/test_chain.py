@@ -71,6 +71,7 @@ def test_critique_that_finds_nothing_skips_the_revision():
     assert len(backend.batches) == 3  # initial + two critique batches, no revision batches
     for trace in traces:
         assert [step.revised for step in trace.steps] == [False, False]
+        assert [step.skip_reason for step in trace.steps] == ["no_change", "no_change"]
         assert trace.final == trace.initial
 
 
@@ -130,3 +131,9 @@ def test_tiny_model_runs_a_real_chain(tiny_model):
         assert trace.lineage["model"] == tiny_model.model_id
     again = run_chain(tiny_model, load_constitution("general-hhh"), ["How do I kill a Python process?", "hi"], rounds=2, seed=1, settings=settings)
     assert [t.to_dict() | {"seconds": 0} for t in traces] == [t.to_dict() | {"seconds": 0} for t in again]
+
+
+def test_chosen_principles_keep_the_constitutions_order():
+    traces = run_chain(ScriptedBackend(), two_rules(), ["p"], rounds=2, order="sequential", principles=["b", "a"])
+    assert [step.principle for step in traces[0].steps] == ["a", "b"]
+    assert traces[0].lineage["principles"] == ["a", "b"]

@@ -360,3 +360,21 @@ def test_a_job_ending_mid_script_still_re_enables_run(app, scripted, monkeypatch
     assert not app.exception
     assert "**Final answer**" in markdown_values(app)
     assert not app.button(key=k("run-button")).disabled
+
+
+def test_stop_ends_a_run_after_the_current_step(app, scripted):
+    scripted.critique = "The answer is too terse."
+    scripted.hold_revisions = True
+    fast_settings(app, rounds=2)
+    app.button(key=k("run-button")).click().run()
+    job = current_run(app)["jobs"][0]
+    try:
+        wait_until(app, lambda at: "Critique" in [c.value for c in at.caption])
+        app.button(key=k("stop-button")).click().run()
+    finally:
+        scripted.release.set()
+    assert job.wait(10)
+    wait_until(app, lambda at: not at.button(key=k("run-button")).disabled)
+    assert job.state().stage == "cancelled"
+    assert any(c.value.startswith("Stopped at your request") for c in app.caption)
+    assert "**Final answer**" not in markdown_values(app)
