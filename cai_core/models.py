@@ -99,6 +99,9 @@ class TransformersBackend(GenerationBackend):
     # One generation at a time per loaded model: a model is shared by every page and thread of a
     # process, and torch modules are not re-entrant.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Where generation time goes (prefill vs token-by-token decoding), for benchmarks and tuning.
+    stats: dict = field(default_factory=lambda: dict.fromkeys(
+        ("prefill_seconds", "prefill_tokens", "decode_seconds", "decode_steps", "decode_tokens"), 0))
 
     def _encode(self, conversation: list[dict], max_new_tokens: int) -> _Encoded:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
@@ -143,21 +146,13 @@ class TransformersBackend(GenerationBackend):
         # Sorting by length keeps similar prompts together, so chunks carry little padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         with self._lock, torch.inference_mode():
-            torch.manual_seed(settings.seed)
+            generator = torch.Generator(device=self.device).manual_seed(settings.seed)
             for start in range(0, len(order), settings.batch_size):
                 chunk = order[start:start + settings.batch_size]
                 began = time.perf_counter()
-                input_ids, attention = self._batch_tensors([encoded[i] for i in chunk])
-                output = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention,
-                    max_new_tokens=settings.max_new_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **self._sampling_kwargs(settings),
-                )
+                outputs = self._decode_batch([encoded[i] for i in chunk], settings, generator)
                 seconds = time.perf_counter() - began
-                for row, index in enumerate(chunk):
-                    new_tokens = self._strip_after_eos(output[row, input_ids.shape[1]:].tolist())
+                for index, new_tokens in zip(chunk, outputs):
                     results[index] = Generation(
                         text=self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip(),
                         prompt_tokens=len(encoded[index].ids),
@@ -167,19 +162,59 @@ class TransformersBackend(GenerationBackend):
                     )
         return results  # type: ignore[return-value]
 
+    def _decode_batch(self, rows: list[_Encoded], settings: GenerationSettings, generator) -> list[list[int]]:
+        """Prefill a left-padded batch, then decode token by token, dropping each row from the
+        batch (and from the KV cache) as soon as it ends.
+
+        ``model.generate`` keeps computing finished rows until the longest one ends; with answers
+        of very different lengths that is a third of the work wasted. Each row's positions come
+        from its own attention mask, so a row's tokens do not depend on what it is batched with.
+        """
+        import torch
+
+        began = time.perf_counter()
+        input_ids, attention = self._batch_tensors(rows)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                            use_cache=True, logits_to_keep=1)
+        cache, logits = output.past_key_values, output.logits[:, -1, :]
+        self.stats["prefill_seconds"] += time.perf_counter() - began
+        self.stats["prefill_tokens"] += int(input_ids.numel())
+        began = time.perf_counter()
+        next_position = positions[:, -1] + 1
+        stops = torch.tensor(sorted(self._eos_ids()), device=self.device)
+        active = torch.arange(len(rows), device=self.device)  # batch slot -> row index
+        generated: list[list[int]] = [[] for _ in rows]
+        for step in range(settings.max_new_tokens):
+            tokens = _pick_tokens(logits, settings, generator)
+            finished = torch.isin(tokens, stops)
+            for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
+                if not done:
+                    generated[row].append(token)
+            if step == settings.max_new_tokens - 1:
+                break
+            if bool(finished.any()):
+                keep = (~finished).nonzero().squeeze(-1)
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                active, tokens, attention, next_position = active[keep], tokens[keep], attention[keep], next_position[keep]
+            attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=-1)
+            output = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=next_position[:, None],
+                                past_key_values=cache, use_cache=True)
+            cache, logits = output.past_key_values, output.logits[:, -1, :]
+            next_position = next_position + 1
+            self.stats["decode_steps"] += 1
+        self.stats["decode_seconds"] += time.perf_counter() - began
+        self.stats["decode_tokens"] += sum(len(tokens) for tokens in generated)
+        return generated
+
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
-
-    def _strip_after_eos(self, tokens: list[int]) -> list[int]:
-        stops = self._eos_ids()
-        for position, token in enumerate(tokens):
-            if token in stops:
-                return tokens[:position]
-        return tokens
 
     def stream(self, conversation: list[dict], settings: GenerationSettings) -> Iterator[str]:
         import torch
@@ -209,6 +244,23 @@ class TransformersBackend(GenerationBackend):
         thread.join()
         if failure:
             raise failure[0]
+
+
+def _pick_tokens(logits: "torch.Tensor", settings: GenerationSettings, generator: "torch.Generator") -> "torch.Tensor":
+    """Greedy argmax, or nucleus (top-p) sampling at the given temperature."""
+    import torch
+
+    if settings.greedy:
+        return logits.argmax(dim=-1)
+    probabilities = torch.softmax(logits.float() / settings.temperature, dim=-1)
+    if settings.top_p < 1.0:
+        sorted_probs, sorted_ids = probabilities.sort(dim=-1, descending=True)
+        # Keep the smallest set of tokens whose mass reaches top_p (always at least the first).
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > settings.top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        choice = torch.multinomial(sorted_probs, 1, generator=generator)
+        return sorted_ids.gather(-1, choice).squeeze(-1)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
 
 
 def pick_device() -> tuple[str, "torch.dtype"]:
