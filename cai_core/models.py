@@ -177,7 +177,8 @@ class TransformersBackend(GenerationBackend):
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                             use_cache=True, logits_to_keep=1)
-        cache, logits = output.past_key_values, output.logits[:, -1, :]
+        cache, logits = _returned_cache(output), output.logits[:, -1, :]
+        cache_argument = _cache_argument_name(self.model)
         self.stats["prefill_seconds"] += time.perf_counter() - began
         self.stats["prefill_tokens"] += int(input_ids.numel())
         began = time.perf_counter()
@@ -201,8 +202,8 @@ class TransformersBackend(GenerationBackend):
                 active, tokens, attention, next_position = active[keep], tokens[keep], attention[keep], next_position[keep]
             attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=-1)
             output = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=next_position[:, None],
-                                past_key_values=cache, use_cache=True)
-            cache, logits = output.past_key_values, output.logits[:, -1, :]
+                                use_cache=True, **{cache_argument: cache})
+            cache, logits = _returned_cache(output), output.logits[:, -1, :]
             next_position = next_position + 1
             self.stats["decode_steps"] += 1
         self.stats["decode_seconds"] += time.perf_counter() - began
@@ -244,6 +245,18 @@ class TransformersBackend(GenerationBackend):
         thread.join()
         if failure:
             raise failure[0]
+
+
+def _cache_argument_name(model) -> str:
+    """transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    cache = output.get("cache")
+    return cache if cache is not None else output.get("past_key_values")
 
 
 def _pick_tokens(logits: "torch.Tensor", settings: GenerationSettings, generator: "torch.Generator") -> "torch.Tensor":
