@@ -117,11 +117,14 @@ def run_chain(
     system_prompt: str | None = None,
     on_event: Callable[[ChainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_partial: Callable[[str, int, dict[int, str]], None] | None = None,
 ) -> list[Trace]:
     """Answer every prompt, then critique and revise it ``rounds`` times; one Trace per prompt.
 
     ``should_stop`` is checked between stages; when it returns True the chain raises
-    ChainCancelled (a batch already running on the model finishes first).
+    ChainCancelled (a batch already running on the model finishes first). ``on_partial(stage,
+    round, {prompt index: text so far})`` reports text while a stage is being written, when the
+    backend can.
     """
     prompt_list = check_prompts(prompts)
     if not 0 <= rounds <= 16:
@@ -159,11 +162,17 @@ def run_chain(
         if generation.warning and generation.warning not in trace.warnings:
             trace.warnings.append(generation.warning)
 
+    def generate(conversations: list, offset: int, stage: str, round_number: int, indices: list[int]):
+        extra = {}
+        if on_partial is not None and model.reports_partial_text:
+            extra["on_text"] = lambda texts: on_partial(stage, round_number, {indices[i]: t for i, t in texts.items()})
+        return model.generate(conversations, stage_settings(offset), **extra)
+
     def stage_settings(offset: int) -> GenerationSettings:
         # A distinct seed per stage, so sampled critiques do not replay the answer's random draws.
         return settings.model_copy(update={"seed": seed + offset})
 
-    for trace, generation in zip(traces, model.generate(bases, stage_settings(0))):
+    for trace, generation in zip(traces, generate(bases, 0, "initial", 0, list(range(len(traces))))):
         trace.initial = generation.text
         answers.append(generation.text)
         account(trace, generation)
@@ -174,7 +183,7 @@ def run_chain(
             templates.critique_conversation(bases[i], answers[i], plan[i][round_index].critique_request)
             for i in range(len(traces))
         ]
-        critiques = model.generate(critique_convs, stage_settings(2 * round_index + 1))
+        critiques = generate(critique_convs, 2 * round_index + 1, "critique", round_index + 1, list(range(len(traces))))
         for i, generation in enumerate(critiques):
             account(traces[i], generation)
             traces[i].steps.append(ChainStep(round_index + 1, plan[i][round_index].name, generation.text, "", True))
@@ -185,7 +194,7 @@ def run_chain(
             templates.revision_conversation(critique_convs[i], critiques[i].text, plan[i][round_index].revision_request)
             for i in needs_revision
         ]
-        revisions = model.generate(revision_convs, stage_settings(2 * round_index + 2)) if revision_convs else []
+        revisions = generate(revision_convs, 2 * round_index + 2, "revision", round_index + 1, needs_revision) if revision_convs else []
         for i, generation in zip(needs_revision, revisions):
             account(traces[i], generation)
             revised = templates.clean_revision(generation.text)

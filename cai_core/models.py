@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help 
     import torch
 
 DEFAULT_MODEL = "default"
+# Partial text is decoded every few tokens, not every token: decoding costs time too.
+PARTIAL_TEXT_EVERY = 4
 
 
 def default_model_spec() -> str:
@@ -68,6 +70,8 @@ class GenerationBackend(ABC):
 
     model_id: str = "unknown"
     device: str = "cpu"
+    # True when ``generate`` accepts ``on_text`` and reports text while it is being written.
+    reports_partial_text: bool = False
 
     @abstractmethod
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
@@ -138,7 +142,11 @@ class TransformersBackend(GenerationBackend):
             attention[row, width - len(item.ids):] = 1
         return input_ids.to(self.device), attention.to(self.device)
 
-    def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
+    reports_partial_text: bool = True
+
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings,
+                 on_text: Callable[[dict[int, str]], None] | None = None) -> list[Generation]:
+        """``on_text``, when given, is called every few tokens with {conversation index: text so far}."""
         import torch
 
         encoded = [self._encode(c, settings.max_new_tokens) for c in conversations]
@@ -150,7 +158,11 @@ class TransformersBackend(GenerationBackend):
             for start in range(0, len(order), settings.batch_size):
                 chunk = order[start:start + settings.batch_size]
                 began = time.perf_counter()
-                outputs = self._decode_batch([encoded[i] for i in chunk], settings, generator)
+                report = None
+                if on_text is not None:
+                    def report(rows: dict[int, list[int]], chunk=chunk) -> None:
+                        on_text({chunk[row]: self.tokenizer.decode(ids, skip_special_tokens=True) for row, ids in rows.items()})
+                outputs = self._decode_batch([encoded[i] for i in chunk], settings, generator, report)
                 seconds = time.perf_counter() - began
                 for index, new_tokens in zip(chunk, outputs):
                     results[index] = Generation(
@@ -162,7 +174,8 @@ class TransformersBackend(GenerationBackend):
                     )
         return results  # type: ignore[return-value]
 
-    def _decode_batch(self, rows: list[_Encoded], settings: GenerationSettings, generator) -> list[list[int]]:
+    def _decode_batch(self, rows: list[_Encoded], settings: GenerationSettings, generator,
+                      report: Callable[[dict[int, list[int]]], None] | None = None) -> list[list[int]]:
         """Prefill a left-padded batch, then decode token by token, dropping each row from the
         batch (and from the KV cache) as soon as it ends.
 
@@ -206,6 +219,8 @@ class TransformersBackend(GenerationBackend):
             cache, logits = _returned_cache(output), output.logits[:, -1, :]
             next_position = next_position + 1
             self.stats["decode_steps"] += 1
+            if report is not None and step % PARTIAL_TEXT_EVERY == 0:
+                report({row: generated[row] for row in active.tolist()})
         self.stats["decode_seconds"] += time.perf_counter() - began
         self.stats["decode_tokens"] += sum(len(tokens) for tokens in generated)
         return generated

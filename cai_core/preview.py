@@ -32,6 +32,8 @@ class PreviewState:
     error: str | None
     traces: list[Trace]
     elapsed: float
+    # Text of the stage being written right now, for the first prompt (None between stages).
+    partial_text: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -52,6 +54,7 @@ class PreviewJob:
     started_at: float = 0.0
     finished_at: float | None = None
     _traces: list[Trace] = field(default_factory=list, repr=False)
+    _partial_text: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -72,8 +75,14 @@ class PreviewJob:
         """Ask the chain to stop at the next stage boundary."""
         self._stop.set()
 
+    def _on_partial(self, stage: str, round_number: int, texts: dict[int, str]) -> None:
+        if 0 in texts:
+            with self._lock:
+                self._partial_text = texts[0]
+
     def _on_event(self, event: ChainEvent) -> None:
         with self._lock:
+            self._partial_text = None
             self._traces = copy.deepcopy(event.traces)
             self.round = event.round
             self.steps_done += 1
@@ -81,9 +90,11 @@ class PreviewJob:
 
     def _work(self) -> None:
         try:
-            traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set, **self.chain_kwargs)
+            traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set, on_partial=self._on_partial,
+                               **self.chain_kwargs)
             with self._lock:
                 self._traces, self.stage, self.steps_done = traces, "done", self.steps_total
+                self._partial_text = None
         except ChainCancelled:
             with self._lock:
                 self.stage = "cancelled"
@@ -97,7 +108,7 @@ class PreviewJob:
     def state(self) -> PreviewState:
         with self._lock:
             return PreviewState(self.stage, self.round, self.steps_done, self.steps_total, self.error,
-                                copy.deepcopy(self._traces), self.elapsed())
+                                copy.deepcopy(self._traces), self.elapsed(), self._partial_text)
 
     @property
     def finished(self) -> bool:

@@ -238,7 +238,7 @@ def status_line(stage: str, round_number: int, rounds: int, elapsed: float) -> s
     return f"{what[0].upper()}{what[1:]} · {elapsed:.1f} s"
 
 
-def show_step(step, failed: bool) -> None:
+def show_step(step, failed: bool, partial_text: str | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"**Round {step.round} — principle** `{step.principle}`")
         st.caption("Critique")
@@ -246,6 +246,8 @@ def show_step(step, failed: bool) -> None:
         st.caption("Revision")
         if step.revised and not step.revision:
             st.caption("no revision: the run stopped" if failed else "revising…")
+            if partial_text and not failed:
+                show_model_text(partial_text)
         elif step.skip_reason == "no_change":
             st.caption("revision skipped: the critique found nothing to change")
         elif step.skip_reason == "empty_revision":
@@ -294,15 +296,24 @@ def show_job(run: dict, index: int) -> None:
     st.progress(state.steps_done / state.steps_total, text=f"{state.steps_done} of {state.steps_total} steps")
     if error:
         st.error(f"The chain stopped: {error.strip().splitlines()[0] if error.strip() else 'unknown error'}")
+    # While a stage is being written, its text so far is shown where the finished text will go.
+    partial = state.partial_text if not state.finished else None
     if trace is None:
+        if partial:
+            st.markdown("**Initial answer**")
+            st.caption("being written…")
+            show_model_text(partial)
         return
     st.markdown("**Initial answer**")
     show_model_text(trace.initial)
-    for step in trace.steps:
-        show_step(step, failed=stage in ("failed", "cancelled"))
     revising = bool(trace.steps) and trace.steps[-1].revised and not trace.steps[-1].revision
+    for number, step in enumerate(trace.steps, start=1):
+        live = partial if revising and number == len(trace.steps) else None
+        show_step(step, failed=stage in ("failed", "cancelled"), partial_text=live)
     if not state.finished and not revising and len(trace.steps) < rounds:
         st.caption(f"Round {len(trace.steps) + 1}: critiquing…")
+        if partial:
+            show_model_text(partial)
     for warning in trace.warnings:
         st.warning(warning)
     if stage == "done":

@@ -45,3 +45,26 @@ def test_failure_becomes_one_sentence():
     job.wait(10)
     state = job.state()
     assert state.stage == "failed" and "no principle named 'nope'" in state.error
+
+
+def test_partial_text_is_reported_while_a_stage_is_written(tiny_model):
+    from cai_core import GenerationSettings, run_chain
+
+    seen = []
+    settings = GenerationSettings(max_new_tokens=12, temperature=1.0)
+    traces = run_chain(tiny_model, two_rules(), ["hello there", "bye"], rounds=1, seed=2, settings=settings,
+                       on_partial=lambda stage, rnd, texts: seen.append((stage, rnd, dict(texts))))
+    assert {stage for stage, _, _ in seen} >= {"initial", "critique"}
+    assert all(set(texts) <= {0, 1} for _, _, texts in seen)
+    last_initial = [texts for stage, _, texts in seen if stage == "initial"][-1]
+    for index, text in last_initial.items():  # partial text is a prefix of what the stage ended with
+        assert traces[index].initial.startswith(text.strip()[:5])
+
+
+def test_preview_state_carries_partial_text_only_mid_stage(tiny_model):
+    from cai_core import GenerationSettings
+
+    job = start_preview("t", model=tiny_model, constitution=two_rules(), prompts=["hello"], rounds=1,
+                        settings=GenerationSettings(max_new_tokens=12, temperature=1.0))
+    assert job.wait(30)
+    assert job.state().stage == "done" and job.state().partial_text is None
