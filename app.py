@@ -77,13 +77,23 @@ def _quick_start() -> None:
             st.caption(f"The {title} page is not installed yet.")
 
 
-st.title("Constitution Studio")
-st.write(
-    "Constitution Studio is a workbench for Constitutional AI. You write the rules a model should "
-    "follow as a constitution of principles, watch a real model critique and revise its own answers "
-    "under them, turn that into training data, train LoRA adapters, and measure what the training "
-    "bought and what it cost. Everything runs offline on a laptop CPU with the bundled small model."
-)
-_quick_start()
-_model_section()
-_files_section()
+def home() -> None:
+    st.title("Constitution Studio")
+    st.write(
+        "Constitution Studio is a workbench for Constitutional AI. You write the rules a model should "
+        "follow as a constitution of principles, watch a real model critique and revise its own answers "
+        "under them, turn that into training data, train LoRA adapters, and measure what the training "
+        "bought and what it cost. Everything runs offline on a laptop CPU with the bundled small model."
+    )
+    _quick_start()
+    _model_section()
+    _files_section()
+
+
+# Explicit navigation, so the sidebar says "Home" rather than the script's file name.
+navigation = st.navigation([
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Constitution.py", title="Constitution", icon=":material/gavel:", url_path="Constitution"),
+    st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
+])
+navigation.run()
