@@ -47,7 +47,8 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     constitution = load_constitution(args.constitution)
     check_prompts([args.prompt])  # fail on an empty prompt before spending seconds on a model load
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                                  repetition_penalty=args.repetition_penalty)
     model = load_model(args.model, trust_remote_code=args.trust_remote_code)
 
     def show(event) -> None:
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--max-new-tokens", type=int, default=192)
     preview.add_argument("--temperature", type=float, default=0.7, help="0 for greedy decoding")
     preview.add_argument("--top-p", type=float, default=0.95)
+    preview.add_argument("--repetition-penalty", type=float, default=1.1, help="1.0 turns it off; small models loop without it")
     preview.add_argument("--trust-remote-code", action="store_true")
     preview.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     preview.set_defaults(handler=_cmd_preview)

@@ -45,6 +45,9 @@ class GenerationSettings(BaseModel):
     max_new_tokens: int = Field(default=192, ge=1, le=8192)
     temperature: float = Field(default=0.7, ge=0.0, le=5.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    # Above 1, tokens the answer already used become less likely (as in CTRL, over the new tokens
+    # only, so the model may still quote the prompt). Small models loop without it; 1.0 is off.
+    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
     seed: int = Field(default=0, ge=0)
     # Chunk size for batched generation: bigger is faster until memory or padding waste bites.
     batch_size: int = Field(default=16, ge=1, le=1024)
@@ -63,6 +66,7 @@ class Generation:
     completion_tokens: int
     seconds: float
     warning: str | None = None
+    token_ids: list[int] = field(default_factory=list)
 
 
 class GenerationBackend(ABC):
@@ -125,11 +129,6 @@ class TransformersBackend(GenerationBackend):
             )
         return _Encoded(ids)
 
-    def _sampling_kwargs(self, settings: GenerationSettings) -> dict:
-        if settings.greedy:
-            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        return {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p, "top_k": None}
-
     def _batch_tensors(self, encoded: list[_Encoded]) -> tuple["torch.Tensor", "torch.Tensor"]:
         import torch
 
@@ -171,6 +170,7 @@ class TransformersBackend(GenerationBackend):
                         completion_tokens=len(new_tokens),
                         seconds=seconds,
                         warning=encoded[index].warning,
+                        token_ids=new_tokens,
                     )
         return results  # type: ignore[return-value]
 
@@ -199,8 +199,15 @@ class TransformersBackend(GenerationBackend):
         stops = torch.tensor(sorted(self._eos_ids()), device=self.device)
         active = torch.arange(len(rows), device=self.device)  # batch slot -> row index
         generated: list[list[int]] = [[] for _ in rows]
+        penalise = settings.repetition_penalty > 1.0
+        used = torch.zeros_like(logits, dtype=torch.bool) if penalise else None  # [active rows, vocab]
         for step in range(settings.max_new_tokens):
+            if penalise:
+                logits = torch.where(used, torch.where(logits > 0, logits / settings.repetition_penalty,
+                                                       logits * settings.repetition_penalty), logits)
             tokens = _pick_tokens(logits, settings, generator)
+            if penalise:
+                used[torch.arange(len(tokens), device=self.device), tokens] = True
             finished = torch.isin(tokens, stops)
             for row, token, done in zip(active.tolist(), tokens.tolist(), finished.tolist()):
                 if not done:
@@ -213,6 +220,8 @@ class TransformersBackend(GenerationBackend):
                     break
                 cache.batch_select_indices(keep)
                 active, tokens, attention, next_position = active[keep], tokens[keep], attention[keep], next_position[keep]
+                if penalise:
+                    used = used[keep]
             attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=-1)
             output = self.model(input_ids=tokens[:, None], attention_mask=attention, position_ids=next_position[:, None],
                                 use_cache=True, **{cache_argument: cache})
@@ -233,33 +242,37 @@ class TransformersBackend(GenerationBackend):
         return ids
 
     def stream(self, conversation: list[dict], settings: GenerationSettings) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
+        """Yield the answer in pieces as it is written (the same tokens ``generate`` would give)."""
+        import queue
 
-        encoded = self._encode(conversation, settings.max_new_tokens)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        input_ids, attention = self._batch_tensors([encoded])
-        failure: list[BaseException] = []
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+        sent = ""
+
+        def on_text(texts: dict[int, str]) -> None:
+            if not texts[0].endswith("\ufffd"):  # a character whose bytes are not all decoded yet
+                pieces.put(texts[0])
 
         def work() -> None:
             try:
-                with self._lock, torch.inference_mode():
-                    torch.manual_seed(settings.seed)
-                    self.model.generate(
-                        input_ids=input_ids, attention_mask=attention, streamer=streamer,
-                        max_new_tokens=settings.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                        **self._sampling_kwargs(settings),
-                    )
+                pieces.put(("final", self.generate([conversation], settings, on_text=on_text)[0].text))
             except BaseException as error:  # surfaced in the caller's thread below
-                failure.append(error)
-                streamer.end()
+                pieces.put(("error", error))
+            finally:
+                pieces.put(done)
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        yield from streamer
-        thread.join()
-        if failure:
-            raise failure[0]
+        threading.Thread(target=work, daemon=True).start()
+        while (item := pieces.get()) is not done:
+            if isinstance(item, tuple):
+                kind, value = item
+                if kind == "error":
+                    raise value
+                text = value
+            else:
+                text = item.strip()
+            if text.startswith(sent) and len(text) > len(sent):
+                yield text[len(sent):]
+                sent = text
 
 
 def _cache_argument_name(model) -> str:

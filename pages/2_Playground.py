@@ -131,18 +131,23 @@ def settings_inputs() -> tuple[int, str, int, GenerationSettings]:
         seed = st.number_input("Seed", min_value=0, value=0, step=1, key=key("seed"),
                                help="The same seed, settings and model give the same trace.")
     with st.expander("Sampling"):
-        temp_col, top_p_col, tokens_col = st.columns(3)
+        temp_col, top_p_col, penalty_col, tokens_col = st.columns(4)
         with temp_col:
             temperature = st.slider("Temperature", 0.0, 2.0, _DEFAULTS.temperature, 0.05, key=key("temperature"),
                                     help="0 means greedy decoding: deterministic, always the most likely token.")
         with top_p_col:
             top_p = st.slider("Top-p", 0.05, 1.0, _DEFAULTS.top_p, 0.05, key=key("top_p"),
                               help="Sample only from the most likely tokens that together reach this probability. Ignored when greedy.")
+        with penalty_col:
+            repetition_penalty = st.slider("Repetition penalty", 1.0, 2.0, _DEFAULTS.repetition_penalty, 0.05,
+                                           key=key("repetition_penalty"),
+                                           help="Makes tokens the answer already used less likely. 1.0 is off; small models loop without it.")
         with tokens_col:
             max_new_tokens = st.number_input("Max new tokens", 1, 2048, _DEFAULTS.max_new_tokens, 16,
                                              key=key("max_new_tokens"),
                                              help="The longest answer, critique or revision the model may write.")
     settings = GenerationSettings(temperature=float(temperature), top_p=float(top_p),
+                                  repetition_penalty=float(repetition_penalty),
                                   max_new_tokens=int(max_new_tokens), seed=int(seed))
     return int(rounds), str(order), int(seed), settings
 
@@ -344,7 +349,7 @@ def show_run(run: dict, polling: bool) -> None:
     sampling = "greedy" if settings.greedy else f"temperature {settings.temperature:g}, top-p {settings.top_p:g}"
     st.caption(
         f"{run['rounds']} round(s) · {run['order']} order · seed {run['seed']} · {sampling} · "
-        f"at most {settings.max_new_tokens} new tokens per step"
+        f"repetition penalty {settings.repetition_penalty:g} · at most {settings.max_new_tokens} new tokens per step"
     )
     live_traces()
 

@@ -92,3 +92,24 @@ def test_unreachable_hub_fails_fast_with_one_sentence(monkeypatch):
     with pytest.raises(ModelLoadError, match="cannot be reached"):
         load_model("someone/not-a-real-model-xyz")
     assert time.perf_counter() - began < 10
+
+
+def test_streaming_comes_in_several_pieces(tiny_model):
+    settings = GenerationSettings(max_new_tokens=24, temperature=1.0, seed=3)
+    pieces = list(tiny_model.stream(conv("hello there"), settings))
+    assert "".join(pieces) == tiny_model.generate([conv("hello there")], settings)[0].text
+    assert len(pieces) >= 2
+
+
+def test_repetition_penalty_discourages_repeated_tokens(tiny_model):
+    plain = GenerationSettings(max_new_tokens=40, temperature=0.0)
+    penalised = plain.model_copy(update={"repetition_penalty": 1.8})
+    prompts = [conv(p) for p in ("hello", "history of chemistry", "kill a process")]
+
+    def distinct_share(settings):
+        generations = tiny_model.generate(prompts, settings)
+        return sum(len(set(g.token_ids)) for g in generations) / sum(len(g.token_ids) for g in generations)
+
+    before, after = distinct_share(plain), distinct_share(penalised)
+    assert before < 0.5  # the random model loops on a few tokens when greedy
+    assert after > before
