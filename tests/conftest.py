@@ -101,3 +101,29 @@ def bundled_model(bundled_home):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CAI_HOME", str(bundled_home))
         return load_model("default")
+
+
+@pytest.fixture
+def app_server(tmp_path, tiny_model_dir):
+    """(base URL, CAI_HOME) of a fresh ``streamlit run app.py``; the tiny model keeps loads instant."""
+    from browser_util import streamlit_server
+
+    home = tmp_path / "cai-home"
+    with streamlit_server(home, tiny_model_dir, tmp_path / "streamlit.log") as base_url:
+        yield base_url, home
+
+
+@pytest.fixture
+def page():
+    """A tab in Debian's headless Chromium (Playwright's own browser download is not used)."""
+    from browser_util import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.set_default_timeout(30_000)
+            yield tab
+        finally:
+            browser.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser_util import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_for_app_idle, widget
+from browser_util import CHROMIUM, wait_for_app_idle, widget
 from cai_core.store import load_constitution
 from ui.common import page_key
 
@@ -18,28 +18,6 @@ NEW_CRITIQUE = "List any exact quantities for making explosives in your answer (
 
 def k(name: str) -> str:
     return page_key("constitution", name)
-
-
-@pytest.fixture
-def app_server(tmp_path, tiny_model_dir):
-    """(base URL, CAI_HOME) of a fresh server; the tiny model keeps any model load instant."""
-    home = tmp_path / "cai-home"
-    with streamlit_server(home, tiny_model_dir, tmp_path / "streamlit.log") as base_url:
-        yield base_url, home
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.set_default_timeout(30_000)
-            yield tab
-        finally:
-            browser.close()
 
 
 def pick_constitution(page, label: str) -> None:

@@ -7,13 +7,10 @@ diff) must be drawn with the Run button enabled again afterwards.
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 from browser_util import (
     CHROMIUM,
-    CHROMIUM_ARGS,
-    streamlit_server,
     wait_for_app_idle,
     widget,
 )
@@ -28,33 +25,10 @@ pytestmark = [
 PROMPT = "How do I kill a Python process?"
 MAX_NEW_TOKENS = 8
 RUN_TIMEOUT_MS = 90_000
-SCREENSHOT_COPY = "/tmp/playground-browser.png"
 
 
 def k(name: str) -> str:
     return page_key("playground", name)
-
-
-@pytest.fixture
-def app_server(tmp_path, tiny_model_dir):
-    """(base URL, CAI_HOME) of a fresh server; the tiny model keeps any model load instant."""
-    home = tmp_path / "cai-home"
-    with streamlit_server(home, tiny_model_dir, tmp_path / "streamlit.log") as base_url:
-        yield base_url, home
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.set_default_timeout(30_000)
-            yield tab
-        finally:
-            browser.close()
 
 
 def enter_prompt(page, text: str) -> None:
@@ -164,4 +138,3 @@ def test_run_one_round_shows_the_whole_trace(app_server, page, tmp_path):
 
     screenshot = tmp_path / "playground.png"
     full_page_screenshot(page, screenshot)
-    shutil.copyfile(screenshot, SCREENSHOT_COPY)
