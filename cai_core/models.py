@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,6 +107,7 @@ class TransformersBackend(GenerationBackend):
     # One generation at a time per loaded model: a model is shared by every page and thread of a
     # process, and torch modules are not re-entrant.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    reports_partial_text: ClassVar[bool] = True
     # Where generation time goes (prefill vs token-by-token decoding), for benchmarks and tuning.
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("prefill_seconds", "prefill_tokens", "decode_seconds", "decode_steps", "decode_tokens"), 0))
@@ -140,8 +141,6 @@ class TransformersBackend(GenerationBackend):
             input_ids[row, width - len(item.ids):] = torch.tensor(item.ids)
             attention[row, width - len(item.ids):] = 1
         return input_ids.to(self.device), attention.to(self.device)
-
-    reports_partial_text: bool = True
 
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings,
                  on_text: Callable[[dict[int, str]], None] | None = None) -> list[Generation]:

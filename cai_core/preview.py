@@ -17,6 +17,7 @@ from typing import Any
 
 from .chain import ChainCancelled, ChainEvent, Trace, run_chain
 
+FINISHED_STAGES = ("done", "failed", "cancelled")
 # After the initial answers, each round is two stages (critique, revision).
 _STAGE_AFTER = {"initial": "critique", "critique": "revision", "revision": "critique"}
 
@@ -37,7 +38,7 @@ class PreviewState:
 
     @property
     def finished(self) -> bool:
-        return self.stage in ("done", "failed", "cancelled")
+        return self.stage in FINISHED_STAGES
 
 
 @dataclass
@@ -112,11 +113,7 @@ class PreviewJob:
 
     @property
     def finished(self) -> bool:
-        return self.stage in ("done", "failed", "cancelled")
-
-    def snapshot(self) -> list[Trace]:
-        with self._lock:
-            return copy.deepcopy(self._traces)
+        return self.stage in FINISHED_STAGES
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._thread is not None:

@@ -111,6 +111,15 @@ def scripted(monkeypatch, tiny_model_dir):
 # ---------------------------------------------------------------- rendering
 
 
+def start_run_held_before_revising(app: AppTest, scripted, rounds: int):
+    """Click Run with a critique that asks for changes; revisions wait until ``scripted.release``."""
+    scripted.critique = "The answer is too terse."
+    scripted.hold_revisions = True
+    fast_settings(app, rounds=rounds)
+    app.button(key=k("run-button")).click().run()
+    return current_run(app)["jobs"][0]
+
+
 def test_page_renders_with_empty_state_and_examples(app):
     assert not app.exception
     assert app.title[0].value == "Playground"
@@ -204,7 +213,7 @@ def test_run_shows_the_trace_live_then_the_final_answer(app):
     assert any("prompt tokens" in c and "generated tokens" in c for c in captions)
     assert app.get("progress")[0].proto.value == 100
 
-    trace = job.snapshot()[0]
+    trace = job.state().traces[0]
     texts = [t.value for t in app.text]
     assert trace.prompt in texts
     for model_text in (trace.initial, trace.steps[0].critique, trace.final):
@@ -234,7 +243,7 @@ def test_run_settings_reach_the_chain(app):
     assert kwargs["settings"].greedy and kwargs["settings"].max_new_tokens == 8
     assert kwargs["prompts"] == ["How do I kill a Python process?"]
     wait_until(app, finals_shown())
-    trace = job.snapshot()[0]
+    trace = job.state().traces[0]
     # Sequential order walks the chosen principles in the constitution's order.
     assert [s.principle for s in trace.steps] == ["avoid-harmful-help", "no-over-refusal"]
     markdown = markdown_values(app)
@@ -288,7 +297,7 @@ def test_skipped_revision_and_model_text_shown_as_text(app, scripted):
     assert "# An initial answer with <b>markup</b>." in texts
     assert not any("<b>" in m for m in markdown_values(app))
     assert [m.value for m in app.metric] == ["0", "0", "6"]
-    trace = current_run(app)["jobs"][0].snapshot()[0]
+    trace = current_run(app)["jobs"][0].state().traces[0]
     data = json.loads(json.dumps(trace.to_dict()))
     assert data["final"] == data["initial"] == "# An initial answer with <b>markup</b>."
 
@@ -314,11 +323,7 @@ def test_a_failing_chain_is_one_error(app, scripted):
 
 
 def test_live_view_mid_run_and_run_disabled_until_done(app, scripted):
-    scripted.critique = "The answer is too terse."
-    scripted.hold_revisions = True
-    fast_settings(app, rounds=1)
-    app.button(key=k("run-button")).click().run()
-    job = current_run(app)["jobs"][0]
+    job = start_run_held_before_revising(app, scripted, rounds=1)
     try:
         wait_until(app, lambda at: "Critique" in [c.value for c in at.caption])
         captions = [c.value for c in app.caption]
@@ -342,11 +347,7 @@ def test_a_job_ending_mid_script_still_re_enables_run(app, scripted, monkeypatch
     """The job may finish after Run is drawn disabled but before the traces are: one rerun follows."""
     import cai_core.store
 
-    scripted.critique = "The answer is too terse."
-    scripted.hold_revisions = True
-    fast_settings(app, rounds=1)
-    app.button(key=k("run-button")).click().run()
-    job = current_run(app)["jobs"][0]
+    job = start_run_held_before_revising(app, scripted, rounds=1)
     assert app.button(key=k("run-button")).disabled
     real_list = cai_core.store.list_constitutions
 
@@ -363,11 +364,7 @@ def test_a_job_ending_mid_script_still_re_enables_run(app, scripted, monkeypatch
 
 
 def test_stop_ends_a_run_after_the_current_step(app, scripted):
-    scripted.critique = "The answer is too terse."
-    scripted.hold_revisions = True
-    fast_settings(app, rounds=2)
-    app.button(key=k("run-button")).click().run()
-    job = current_run(app)["jobs"][0]
+    job = start_run_held_before_revising(app, scripted, rounds=2)
     try:
         wait_until(app, lambda at: "Critique" in [c.value for c in at.caption])
         app.button(key=k("stop-button")).click().run()
