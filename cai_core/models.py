@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,10 @@ _HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 class ModelLoadError(Exception):
     """A model that cannot be loaded; the message is one sentence for the user."""
+
+
+class LogprobsUnavailable(Exception):
+    """The backend cannot report next-token log-probabilities (e.g. an endpoint that omits them)."""
 
 
 class GenerationSettings(BaseModel):
@@ -85,6 +89,16 @@ class GenerationBackend(ABC):
         """Yield pieces of text as they are made; the default yields the whole answer at once."""
         yield self.generate([conversation], settings)[0].text
 
+    def option_logprobs(self, conversations: list[list[dict]], options: Sequence[str],
+                        answer_prefix: str = "", batch_size: int = 16) -> list[dict[str, float]]:
+        """For each conversation, the log-probability of each option being the assistant's next
+        token, right after its turn begins with ``answer_prefix``: one forward pass, no sampling.
+
+        An option the backend saw no probability for is ``-inf``. Raises LogprobsUnavailable when
+        the backend cannot report log-probabilities at all (the judge then says so and falls back).
+        """
+        raise LogprobsUnavailable(f"{self.describe()} does not report token log-probabilities")
+
     def describe(self) -> str:
         return f"{self.model_id} on {self.device}"
 
@@ -112,8 +126,8 @@ class TransformersBackend(GenerationBackend):
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("prefill_seconds", "prefill_tokens", "decode_seconds", "decode_steps", "decode_tokens"), 0))
 
-    def _encode(self, conversation: list[dict], max_new_tokens: int) -> _Encoded:
-        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    def _encode(self, conversation: list[dict], max_new_tokens: int, answer_prefix: str = "") -> _Encoded:
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) + answer_prefix
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         budget = self.max_context - max_new_tokens
         if budget < 1:
@@ -233,6 +247,41 @@ class TransformersBackend(GenerationBackend):
         self.stats["decode_tokens"] += sum(len(tokens) for tokens in generated)
         return generated
 
+    def option_logprobs(self, conversations: list[list[dict]], options: Sequence[str],
+                        answer_prefix: str = "", batch_size: int = 16) -> list[dict[str, float]]:
+        """Read each option's next-token log-probability from one batched forward pass."""
+        import torch
+
+        option_ids = self._option_token_ids(options, answer_prefix)
+        encoded = [self._encode(c, max_new_tokens=1, answer_prefix=answer_prefix) for c in conversations]
+        results: list[dict[str, float]] = [{} for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start:start + batch_size]
+                input_ids, attention = self._batch_tensors([encoded[i] for i in chunk])
+                positions = (attention.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                    use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                logprobs = torch.log_softmax(logits.float(), dim=-1)[:, option_ids].tolist()
+                for index, row in zip(chunk, logprobs):
+                    results[index] = dict(zip(options, row))
+        return results
+
+    def _option_token_ids(self, options: Sequence[str], answer_prefix: str) -> list[int]:
+        """The first token each option adds after the prefix, as the tokenizer itself splits it."""
+        prefix_ids = self.tokenizer(answer_prefix, add_special_tokens=False)["input_ids"] if answer_prefix else []
+        ids = []
+        for option in options:
+            joined = self.tokenizer(answer_prefix + option, add_special_tokens=False)["input_ids"]
+            if joined[:len(prefix_ids)] == prefix_ids and len(joined) > len(prefix_ids):
+                ids.append(joined[len(prefix_ids)])
+            else:  # the option merged with the prefix's last token; score the option alone
+                ids.append(self.tokenizer(option, add_special_tokens=False)["input_ids"][0])
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"the options {list(options)} do not start with distinct tokens for {self.model_id}'s tokenizer")
+        return ids
+
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
         ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -334,12 +383,22 @@ def resolve_model_path(model: str) -> tuple[str, str]:
     return model, model
 
 
-def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, device: str | None = None) -> TransformersBackend:
-    """Load a model for generation: "default" (the bundled SmolLM2), a local folder or a hub id.
+def is_endpoint_spec(model: str) -> bool:
+    """An OpenAI-compatible endpoint is named by its URL: ``http://host:port/v1[#model-name]``."""
+    return (model or "").strip().lower().startswith(("http://", "https://"))
+
+
+def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, device: str | None = None) -> GenerationBackend:
+    """Load a model for generation: "default" (the bundled SmolLM2), a local folder, a hub id, or
+    an OpenAI-compatible endpoint URL (see ``cai_core.endpoint``).
 
     Safetensors only (a pickle checkpoint can run code on load), and remote code only when asked.
     Any failure becomes one ModelLoadError sentence.
     """
+    if is_endpoint_spec(model):
+        from .endpoint import load_endpoint
+
+        return load_endpoint(model)
     source, model_id = resolve_model_path(model)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer

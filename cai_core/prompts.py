@@ -80,3 +80,35 @@ _PREAMBLE_PATTERN = re.compile(
 def clean_revision(text: str) -> str:
     """Strip a "Here is the revised response:" preamble that small models add despite being asked not to."""
     return _PREAMBLE_PATTERN.sub("", text, count=1).strip()
+
+
+# Phase 2's judge, in the multiple-choice form of Bai et al. (2022): the model never writes a
+# verdict; we read the probabilities of the option letters right after the answer prefix.
+JUDGE_OPTIONS = ("A", "B")
+JUDGE_TEMPLATE = (
+    "Consider the following conversation between a human and an assistant.\n\n"
+    "Human: {prompt}\n\n"
+    "{comparison_request}\n\n"
+    "Options:\n"
+    "(A) {response_a}\n\n"
+    "(B) {response_b}\n\n"
+    "Reply with the letter of the better response only: A or B."
+)
+JUDGE_ANSWER_PREFIX = "The answer is: ("
+
+# The usual alternative, kept for comparison (benchmarks) and for endpoints without logprobs:
+# let the model write a verdict, then parse it. MT-Bench and LangChain's pairwise evaluator ask
+# for a short explanation first and a bracketed verdict last.
+JUDGE_EXPLAINED_VERDICT_SUFFIX = (
+    "\n\nFirst explain your reasoning in one or two sentences, then give your verdict on the last "
+    "line exactly as [[A]] or [[B]]."
+)
+
+
+def judge_conversation(prompt: str, comparison_request: str, response_a: str, response_b: str,
+                       explain: bool = False) -> Conversation:
+    text = JUDGE_TEMPLATE.format(prompt=prompt, comparison_request=comparison_request,
+                                 response_a=response_a, response_b=response_b)
+    if explain:
+        text = text.rsplit("\n\n", 1)[0] + JUDGE_EXPLAINED_VERDICT_SUFFIX
+    return [{"role": "user", "content": text}]
