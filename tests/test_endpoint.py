@@ -1,0 +1,312 @@
+"""The OpenAI-compatible endpoint backend: against a real ``transformers serve`` of the tiny model, and
+against a scripted stdlib server for the faults a real server will not produce on demand."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx2
+import pytest
+
+from cai_core.endpoint import EndpointError, OpenAIEndpointBackend, load_endpoint, parse_endpoint_spec
+from cai_core.models import GenerationSettings, LogprobsUnavailable, ModelLoadError, load_model
+
+SERVER_START_SECONDS = 90
+GREEDY = GenerationSettings(max_new_tokens=8, temperature=0.0)
+
+
+def conversation(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def chat_completion(text: str = "Hello there.", logprobs: dict | None = None) -> dict:
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"  {text}\n"}}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
+    return {"id": "x", "object": "chat.completion", "model": "tiny", "choices": [choice],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- a real transformers serve
+
+
+@pytest.fixture(scope="module")
+def served_endpoint(tiny_model_dir: Path, tmp_path_factory) -> Iterator[str]:
+    """Base URL of ``transformers serve`` pinned to the tiny model; a server that does not start fails the tests."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("transformers-serve") / "serve.log"
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_model_dir),
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        began = time.monotonic()
+        while not _healthy(f"http://127.0.0.1:{port}/health"):
+            if server.poll() is not None or time.monotonic() - began > SERVER_START_SECONDS:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"transformers serve did not start (exit code {server.poll()}); its log ends:\n{tail}")
+            time.sleep(0.2)
+        print(f"\ntransformers serve answered /health after {time.monotonic() - began:.1f} s")
+        yield base_url
+    finally:
+        _stop(server)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx2.get(url, timeout=2).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=15)
+
+
+@pytest.mark.slow
+def test_load_model_discovers_the_served_model(served_endpoint, tiny_model_dir):
+    backend = load_model(served_endpoint)
+    assert isinstance(backend, OpenAIEndpointBackend)
+    assert backend.model == str(tiny_model_dir)  # a pinned server lists its model under the name it was given
+    assert backend.model_id == f"{tiny_model_dir}@{served_endpoint}"
+    assert backend.device == "endpoint" and not backend.reports_partial_text
+    assert served_endpoint in backend.describe()
+
+
+@pytest.mark.slow
+def test_concurrent_generation_keeps_order_and_counts_tokens(served_endpoint):
+    backend = load_endpoint(served_endpoint, concurrency=3)
+    prompts = [f"Question number {n}: how do I cook rice?" * (n + 1) for n in range(5)]
+    generations = backend.generate([conversation(p) for p in prompts], GREEDY)
+    assert len(generations) == 5
+    # The longer the prompt, the more prompt tokens: the answers come back in the order asked.
+    prompt_tokens = [g.prompt_tokens for g in generations]
+    assert prompt_tokens == sorted(prompt_tokens) and len(set(prompt_tokens)) == 5
+    assert all(0 < g.completion_tokens <= GREEDY.max_new_tokens and g.seconds > 0 for g in generations)
+    assert all(g.text == g.text.strip() for g in generations)
+
+
+@pytest.mark.slow
+def test_greedy_generation_is_repeatable(served_endpoint):
+    backend = load_endpoint(served_endpoint)
+    asked = [conversation("Critique request: identify harmful content.")]
+    assert backend.generate(asked, GREEDY)[0].text == backend.generate(asked, GREEDY)[0].text
+
+
+@pytest.mark.slow
+def test_transformers_serve_reports_no_logprobs(served_endpoint):
+    """transformers serve (5.24) accepts ``logprobs``/``top_logprobs`` but ignores them, so the judge is told."""
+    backend = load_endpoint(served_endpoint)
+    with pytest.raises(LogprobsUnavailable) as caught:
+        backend.option_logprobs([conversation("A or B?"), conversation("Pick A or B.")], ["A", "B"])
+    message = str(caught.value)
+    assert served_endpoint in message and "logprobs" in message and "\n" not in message
+
+
+# --------------------------------------------------------------------------- a scripted server for faults
+
+Script = Callable[[int, dict], "tuple[int, dict | str, dict]"]
+
+
+@contextmanager
+def scripted_endpoint(script: Script) -> Iterator[tuple[str, list[dict]]]:
+    """(base URL, requests seen) of a server answering request n (from 1) with ``script(n, request)``:
+    (status, JSON body or raw text, headers). Each seen request is {method, path, headers, body}."""
+    seen: list[dict] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            request = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                       "body": json.loads(self.rfile.read(length)) if length else None}
+            with lock:
+                seen.append(request)
+                number = len(seen)
+            status, body, headers = script(number, request)
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            try:
+                self.send_response(status)
+                for name, value in {"content-type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (a timeout test)
+                pass
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads, server.block_on_close = True, False  # a sleeping handler must not hold up teardown
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def fast_backend(base_url: str, **options) -> OpenAIEndpointBackend:
+    return OpenAIEndpointBackend(base_url, "tiny", **{"max_retries": 4, "retry_base_delay": 0.01, "timeout": 5.0, **options})
+
+
+def test_parse_endpoint_spec():
+    assert parse_endpoint_spec(" http://h:8000/v1/ ") == ("http://h:8000/v1", None)
+    assert parse_endpoint_spec("https://h/v1#org/model-7b") == ("https://h/v1", "org/model-7b")
+    assert parse_endpoint_spec("http://h:8000/v1#") == ("http://h:8000/v1", None)
+    with pytest.raises(ModelLoadError):
+        parse_endpoint_spec("http://")
+
+
+def test_retries_503_then_succeeds():
+    def script(number, request):
+        return (503, {"error": {"message": "overloaded"}}, {}) if number <= 2 else (200, chat_completion("Fine."), {})
+
+    with scripted_endpoint(script) as (base_url, seen):
+        settings = GenerationSettings(max_new_tokens=5, temperature=0.3, top_p=0.9, seed=11, repetition_penalty=1.3)
+        [generation] = fast_backend(base_url).generate([conversation("Hi")], settings)
+    assert len(seen) == 3
+    assert (generation.text, generation.prompt_tokens, generation.completion_tokens) == ("Fine.", 7, 3)
+    sent = seen[-1]["body"]
+    assert seen[-1]["path"] == "/v1/chat/completions"
+    assert {key: sent[key] for key in ("model", "max_tokens", "temperature", "top_p", "seed")} == {
+        "model": "tiny", "max_tokens": 5, "temperature": 0.3, "top_p": 0.9, "seed": 11}
+    assert "repetition_penalty" not in sent
+
+
+def test_generation_runs_concurrently_and_keeps_the_order():
+    in_flight, most_in_flight, lock = [0], [0], threading.Lock()
+
+    def script(number, request):
+        with lock:
+            in_flight[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+        time.sleep(0.15)
+        with lock:
+            in_flight[0] -= 1
+        return 200, chat_completion("echo " + request["body"]["messages"][0]["content"]), {}
+
+    with scripted_endpoint(script) as (base_url, seen):
+        generations = fast_backend(base_url, concurrency=3).generate([conversation(str(n)) for n in range(7)], GREEDY)
+    assert [g.text for g in generations] == [f"echo {n}" for n in range(7)]
+    assert most_in_flight[0] == 3 and len(seen) == 7
+
+
+def test_always_500_gives_up_after_the_retries():
+    with scripted_endpoint(lambda number, request: (500, {"detail": "model crashed " + "x" * 500}, {})) as (base_url, seen):
+        with pytest.raises(EndpointError) as caught:
+            fast_backend(base_url, max_retries=3).generate([conversation("Hi")], GREEDY)
+    assert len(seen) == 4
+    message = str(caught.value)
+    assert f"{base_url}/chat/completions" in message and "HTTP 500" in message and "model crashed" in message
+    assert "\n" not in message and len(message) < 400
+
+
+def test_retry_after_is_honoured():
+    def script(number, request):
+        return (429, {"error": "slow down"}, {"Retry-After": "0.4"}) if number == 1 else (200, chat_completion(), {})
+
+    with scripted_endpoint(script) as (base_url, seen):
+        began = time.monotonic()
+        fast_backend(base_url).generate([conversation("Hi")], GREEDY)
+    assert len(seen) == 2 and time.monotonic() - began >= 0.4
+
+
+def test_a_slow_server_times_out():
+    def script(number, request):
+        time.sleep(1.0)
+        return 200, chat_completion(), {}
+
+    with scripted_endpoint(script) as (base_url, seen):
+        with pytest.raises(EndpointError) as caught:
+            fast_backend(base_url, timeout=0.2, max_retries=1).generate([conversation("Hi")], GREEDY)
+    assert len(seen) == 2
+    message = str(caught.value)
+    assert "timeout" in message and base_url in message and "\n" not in message
+
+
+def test_a_client_error_fails_at_once_with_the_servers_message():
+    error = {"error": {"message": "max_tokens must be at most 4096", "type": "invalid_request_error"}}
+    with scripted_endpoint(lambda number, request: (400, error, {})) as (base_url, seen):
+        with pytest.raises(EndpointError) as caught:
+            fast_backend(base_url).generate([conversation("Hi")], GREEDY)
+    assert len(seen) == 1
+    assert "HTTP 400" in str(caught.value) and "max_tokens must be at most 4096" in str(caught.value)
+
+
+def test_an_unreachable_endpoint_is_one_sentence():
+    base_url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(base_url)
+    assert str(caught.value) == f"could not reach the endpoint {base_url} (connection refused); is the server running?"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_load_endpoint_discovers_models_and_sends_the_api_key(monkeypatch):
+    models = {"object": "list", "data": [{"id": "first-model"}, {"id": "second-model"}]}
+    monkeypatch.setenv("CAI_ENDPOINT_API_KEY", "secret-123")
+    with scripted_endpoint(lambda number, request: (200, models, {})) as (base_url, seen):
+        assert load_endpoint(base_url).model == "first-model"
+        assert load_endpoint(base_url + "#second-model").model == "second-model"
+    assert seen[0]["path"] == "/v1/models" and seen[0]["headers"]["Authorization"] == "Bearer secret-123"
+
+
+def test_load_endpoint_errors_are_one_sentence():
+    with scripted_endpoint(lambda number, request: (200, {"object": "list", "data": []}, {})) as (base_url, _):
+        with pytest.raises(ModelLoadError, match="lists no models; name one as"):
+            load_endpoint(base_url)
+    with scripted_endpoint(lambda number, request: (401, {"error": {"message": "bad api key"}}, {})) as (base_url, _):
+        with pytest.raises(ModelLoadError) as caught:
+            load_endpoint(base_url + "#m")
+    assert str(caught.value) == f"the endpoint {base_url} answered GET /models with HTTP 401: bad api key"
+
+
+def test_option_logprobs_reads_the_top_tokens():
+    first_token = {"token": " (B", "logprob": -0.2, "top_logprobs": [
+        {"token": " (B", "logprob": -0.2}, {"token": "A", "logprob": -2.5}, {"token": "**A", "logprob": -1.5},
+        {"token": "\"C", "logprob": -3.0}, {"token": "Answer", "logprob": -0.9}]}
+
+    with scripted_endpoint(lambda number, request: (200, chat_completion("B", {"content": [first_token]}), {})) as (base_url, seen):
+        scores = fast_backend(base_url).option_logprobs([conversation("A or B?")] * 2, ["A", "B", "D"], answer_prefix="(")
+    assert scores == [{"A": -1.5, "B": -0.2, "D": -math.inf}] * 2
+    sent = seen[0]["body"]
+    assert (sent["max_tokens"], sent["temperature"], sent["logprobs"], sent["top_logprobs"]) == (1, 0.0, True, 20)
+
+
+def test_a_response_without_logprobs_is_unavailable():
+    with scripted_endpoint(lambda number, request: (200, chat_completion("A"), {})) as (base_url, _):
+        with pytest.raises(LogprobsUnavailable) as caught:
+            fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])
+    assert base_url in str(caught.value) and "top_logprobs" in str(caught.value)
