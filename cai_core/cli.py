@@ -1,4 +1,4 @@
-"""The ``cai`` command: validate and list constitutions, preview chains.
+"""The ``cai`` command: validate and list constitutions, preview chains, generate datasets.
 
 Every failure a user can cause prints one sentence to stderr and exits 1; never a traceback.
 """
@@ -77,6 +77,84 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .data import dataset_summary, parse_spec, run_generation
+    from .jobs import FINISHED, read_json
+
+    folder = Path(args.out)
+    stored = read_json(folder / "spec.json")
+    if args.constitution is None and args.prompts is None:
+        if not stored:
+            raise ConstitutionError("give --constitution and --prompts (or an --out folder that holds a run to resume)")
+        spec = parse_spec(stored["spec"])
+        print(f"resuming the run in {folder}", file=sys.stderr)
+    else:
+        if not args.constitution or not args.prompts:
+            raise ConstitutionError("give both --constitution and --prompts")
+        spec = parse_spec(_generation_spec_data(args))
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="prompt", dynamic_ncols=True, file=sys.stderr)
+
+    def show(progress: dict) -> None:
+        bar.total = progress["total"]
+        bar.n = progress["done"]
+        bar.set_postfix_str(progress.get("stage") or "", refresh=False)
+        bar.refresh()
+
+    try:
+        state = run_generation(folder, spec, on_progress=show)
+    finally:
+        bar.close()
+    summary = dataset_summary(folder)
+    rows = ", ".join(f"{name} {count}" for name, count in summary["rows"].items() if count)
+    for note in state.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if state.state == FINISHED:
+        print(f"{folder}: {summary['done']}/{summary['prompts']} prompts done; {rows or 'no rows'}")
+        return 0
+    if state.error:
+        raise ConstitutionError(state.error)
+    print(f"{folder}: {state.state} at {summary['done']}/{summary['prompts']} prompts; run the same command again to resume",
+          file=sys.stderr)
+    return 130 if state.state == "cancelled" else 1
+
+
+def _generation_spec_data(args: argparse.Namespace) -> dict:
+    phases = {"sft": ["sft"], "prefs": ["prefs"], "both": ["sft", "prefs"]}[args.phase]
+    sources = [part.strip() for value in args.prompts for part in value.split(",") if part.strip()]
+    data = {
+        "constitution": args.constitution, "prompt_sources": sources, "limit": args.limit, "phases": phases,
+        "pair_sources": [part.strip() for part in args.pairs.split(",") if part.strip()], "rounds": args.rounds,
+        "principles": args.principle or None, "policy_model": args.model, "judge_model": args.judge_model,
+        "settings": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                     "repetition_penalty": args.repetition_penalty, "batch_size": args.batch_size},
+        "sample_temperature": args.sample_temperature, "judge_ensemble": args.ensemble,
+        "min_confidence": args.min_confidence, "seed": args.seed, "chunk_size": args.chunk_size,
+    }
+    if args.label_band:
+        try:
+            low, high = (float(x) for x in args.label_band.split(","))
+        except ValueError:
+            raise ConstitutionError(f"--label-band must be two numbers like 0.5,0.9, not {args.label_band!r}") from None
+        data["label_band"] = [low, high]
+    return data
+
+
+def _cmd_prompt_sets(args: argparse.Namespace) -> int:
+    from .promptsets import list_prompt_sets, load_prompt_file, resolve_prompt_source
+
+    for name in list_prompt_sets():
+        try:
+            loaded = load_prompt_file(resolve_prompt_source(name))
+        except ConstitutionError as error:
+            print(f"{name:28} BROKEN: {error}")
+            continue
+        categories = ", ".join(f"{k} {v}" for k, v in sorted(loaded.categories().items()))
+        print(f"{name:28} {len(loaded.items):5d} prompts  {categories}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +181,33 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--trust-remote-code", action="store_true")
     preview.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     preview.set_defaults(handler=_cmd_preview)
+
+    generate = commands.add_parser(
+        "generate", help="make SFT data and preference pairs from a constitution and prompt sets (again on the same --out: resume)")
+    generate.add_argument("--constitution", help="a name from `cai constitutions` or a file path")
+    generate.add_argument("--prompts", action="append", help="a set from `cai prompt-sets` or a .txt/.jsonl/.csv file (repeatable)")
+    generate.add_argument("--out", required=True, help="the dataset folder; running again on it resumes")
+    generate.add_argument("--phase", choices=["sft", "prefs", "both"], default="both")
+    generate.add_argument("--pairs", default="revision,rlaif", help="Phase 2 pair sources: revision, rlaif or both (comma-separated)")
+    generate.add_argument("--rounds", type=int, default=1)
+    generate.add_argument("--limit", type=int, help="use only the first N prompts")
+    generate.add_argument("--principle", action="append", help="use only this principle (repeatable)")
+    generate.add_argument("--model", default="default", help='the policy: "default", a local folder, a hub id or an endpoint URL')
+    generate.add_argument("--judge-model", help="the judge, when not the policy itself")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--max-new-tokens", type=int, default=192)
+    generate.add_argument("--temperature", type=float, default=0.7, help="for the chain's answers, critiques and revisions")
+    generate.add_argument("--repetition-penalty", type=float, default=1.1)
+    generate.add_argument("--sample-temperature", type=float, default=1.0, help="for the two RLAIF answers (must be > 0)")
+    generate.add_argument("--ensemble", type=int, default=1, help="principles the judge asks per pair")
+    generate.add_argument("--min-confidence", type=float, default=0.55, help="drop pairs the judge prefers with less probability")
+    generate.add_argument("--label-band", help="clamp soft labels into LOW,HIGH, e.g. 0.5,0.9")
+    generate.add_argument("--batch-size", type=int, default=16)
+    generate.add_argument("--chunk-size", type=int, default=16, help="prompts per checkpoint")
+    generate.set_defaults(handler=_cmd_generate)
+
+    prompt_sets = commands.add_parser("prompt-sets", help="list the shipped prompt sets and yours")
+    prompt_sets.set_defaults(handler=_cmd_prompt_sets)
     return parser
 
 
@@ -110,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from .jobs import JobError
     from .models import ModelLoadError
 
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError) as error:
+    except (ConstitutionError, ModelLoadError, JobError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ValidationError as error:
         from .constitution import first_error_message

@@ -1,0 +1,478 @@
+"""Turning a constitution and a prompt set into training data: Phase 1 SFT rows and Phase 2 pairs.
+
+A dataset is a folder (``$CAI_HOME/datasets/NAME`` or any ``--out``):
+
+    spec.json            what was asked (written by ``jobs``)
+    constitution.yaml    the constitution as it was when the run began
+    prompts.jsonl        the prompts, resolved once, so a resume never sees an edited file
+    sft.jsonl            Phase 1: TRL conversational rows, {"messages": [user, final revision]}
+    traces.jsonl         the whole critique -> revision trace of each SFT row, by id
+    prefs_revision.jsonl Phase 2 from revisions: chosen = final revision, rejected = first answer
+    prefs_rlaif.jsonl    Phase 2, RLAIF: two sampled answers, ranked by the AI judge (kept pairs)
+    judgements.jsonl     every judged pair, kept or dropped, with the judge's probabilities
+    done.jsonl           one line per finished prompt, written after its rows
+    README.md, card.json the dataset card: counts, settings, the constitution
+
+Rows are appended a chunk of prompts at a time; a prompt counts as done only once its id is in
+``done.jsonl``. A run killed at any moment is resumed by dropping whatever rows a half-written
+chunk left (and a half-written last line) and carrying on with the prompts not yet done, so no
+row is lost and none is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import prompts as templates
+from .atomic import write_text_atomic
+from .chain import run_chain, select_principles
+from .constitution import Constitution, ConstitutionError, Principle, first_error_message
+from .jobs import Reporter, read_json, write_json
+from .judge import judge_pairs
+from .models import GenerationBackend, GenerationSettings, load_model
+from .paths import cai_home
+from .promptsets import PromptItem, load_prompt_sources
+from .store import constitution_to_yaml, load_constitution, parse_constitution
+
+SFT_FILE, TRACES_FILE = "sft.jsonl", "traces.jsonl"
+REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE = "prefs_revision.jsonl", "prefs_rlaif.jsonl", "judgements.jsonl"
+DONE_FILE, PROMPTS_FILE, CONSTITUTION_FILE = "done.jsonl", "prompts.jsonl", "constitution.yaml"
+ROW_FILES = (SFT_FILE, TRACES_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE)
+TRAINING_FILES = (SFT_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE)
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# Seed offsets that give the two RLAIF samples of a prompt different random draws.
+FIRST_SAMPLE_SEED, SECOND_SAMPLE_SEED = 101, 202
+
+
+class GenerationSpec(BaseModel):
+    """What a data-generation run makes, and how. Stored in the job's spec.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- inputs
+    constitution: str
+    prompt_sources: list[str] = Field(min_length=1)
+    limit: int | None = Field(default=None, ge=1)
+    # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision" and/or "rlaif")
+    phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1)
+    pair_sources: list[Literal["revision", "rlaif"]] = Field(default=["revision", "rlaif"])
+    # --- the chain
+    rounds: int = Field(default=1, ge=1, le=16)
+    principles: list[str] | None = None
+    order: Literal["random", "sequential"] = "random"
+    system_prompt: str | None = None
+    # --- models: the judge defaults to the policy itself (one model in memory, as in the paper)
+    policy_model: str = "default"
+    judge_model: str | None = None
+    settings: GenerationSettings = Field(default_factory=GenerationSettings)
+    # --- RLAIF: two samples per prompt at this temperature, judged under an ensemble of principles
+    sample_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
+    judge_ensemble: int = Field(default=1, ge=1, le=8)
+    # Pairs whose preferred answer wins with less than this probability are dropped (0.5 keeps all).
+    min_confidence: float = Field(default=0.55, ge=0.5, le=1.0)
+    # Optional clamp of the stored soft label, e.g. [0.5, 0.9] so no pair is taken as certain.
+    label_band: tuple[float, float] | None = None
+    seed: int = Field(default=0, ge=0)
+    # Prompts per checkpoint: a kill loses at most this much work.
+    chunk_size: int = Field(default=16, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "GenerationSpec":
+        if "prefs" in self.phases and not self.pair_sources:
+            raise ValueError("Phase 2 needs at least one pair source: 'revision' or 'rlaif'")
+        if self.label_band is not None:
+            low, high = self.label_band
+            if not 0.5 <= low <= high <= 1.0:
+                raise ValueError("label_band must be two numbers with 0.5 <= low <= high <= 1")
+        return self
+
+    @property
+    def runs_chain(self) -> bool:
+        return "sft" in self.phases or ("prefs" in self.phases and "revision" in self.pair_sources)
+
+    @property
+    def makes_rlaif(self) -> bool:
+        return "prefs" in self.phases and "rlaif" in self.pair_sources
+
+
+def datasets_dir() -> Path:
+    return cai_home() / "datasets"
+
+
+def check_dataset_name(name: str) -> str:
+    name = (name or "").strip()
+    if not _DATASET_NAME.match(name):
+        raise ConstitutionError(f"dataset name {name!r} may use only letters, digits, '-', '_' and '.', "
+                                "start with a letter or digit, and be at most 64 characters")
+    return name
+
+
+def list_datasets() -> list[Path]:
+    folder = datasets_dir()
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if (p / "spec.json").is_file()]
+    return sorted(found, key=lambda p: (p / "spec.json").stat().st_mtime, reverse=True)
+
+
+def delete_dataset(folder: Path) -> Path:
+    """Move a dataset folder into ``.trash`` beside it (recoverable); refused while it runs."""
+    import time
+
+    from .jobs import JobError, read_job
+
+    folder = Path(folder)
+    if read_job(folder).active:
+        raise JobError(f"dataset {folder.name!r} is still being generated; stop it first")
+    trash = folder.parent / ".trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(folder, target)
+    return target
+
+
+def parse_spec(data: dict) -> GenerationSpec:
+    try:
+        return GenerationSpec.model_validate(data)
+    except ValidationError as error:
+        raise ConstitutionError(f"generation settings: {first_error_message(error)[0]}") from None
+
+
+def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
+    """Snapshot the constitution and the prompts into the folder (once: a resume keeps them).
+
+    Runs in the caller, so a missing constitution or a malformed prompt file is reported before
+    any process starts, and nothing is written when it fails.
+    """
+    folder = Path(folder)
+    if (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
+        return
+    constitution = load_constitution(spec.constitution)
+    select_principles(constitution, spec.principles)  # an unknown principle fails here
+    prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit)
+    lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source}, ensure_ascii=False)
+             for i in prompt_set.items]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / CONSTITUTION_FILE, constitution_to_yaml(constitution))
+    write_json(folder / "prompt_stats.json", {"prompts": len(prompt_set.items), "blank_lines": prompt_set.blank_lines,
+                                              "duplicates_removed": prompt_set.duplicates_removed,
+                                              "categories": prompt_set.categories()})
+    write_text_atomic(folder / PROMPTS_FILE, "\n".join(lines) + "\n")
+
+
+def start_generation(folder: Path, spec: GenerationSpec) -> None:
+    """Snapshot the inputs, then run the job in its own process (or resume it)."""
+    from .jobs import prepare_job, start_job
+
+    spec_data = spec.model_dump(mode="json")
+    prepare_job(folder, "generate", spec_data, write=False)  # other settings in this folder: refused, nothing written
+    prepare_dataset(folder, spec)
+    start_job(folder, "generate", spec_data)
+
+
+def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
+    """Run (or resume) the job in this process, as the CLI does; returns the final JobState."""
+    from .jobs import prepare_job, run_job
+
+    spec_data = spec.model_dump(mode="json")
+    prepare_job(folder, "generate", spec_data, write=False)
+    prepare_dataset(folder, spec)
+    prepare_job(folder, "generate", spec_data)
+    (Path(folder) / "cancel").unlink(missing_ok=True)
+    return run_job(folder, on_progress=on_progress)
+
+
+def load_snapshot(folder: Path) -> tuple[Constitution, list[PromptItem]]:
+    constitution = parse_constitution((folder / CONSTITUTION_FILE).read_text(encoding="utf-8"), str(folder / CONSTITUTION_FILE))
+    items = [PromptItem(**{k: row[k] for k in ("id", "prompt", "category", "source")}) for row in read_rows(folder / PROMPTS_FILE)]
+    return constitution, items
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
+    folder = Path(folder)
+    spec = parse_spec(spec_data)
+    constitution, items = load_snapshot(folder)
+    done = recover(folder)
+    todo = [item for item in items if item.id not in done]
+    total = len(items)
+    reporter.progress(len(done), total, stage="loading model", force=True)
+    try:
+        if todo:
+            policy = load_model(spec.policy_model)
+            judge = policy
+            if spec.makes_rlaif and spec.judge_model and spec.judge_model != spec.policy_model:
+                judge = load_model(spec.judge_model)
+            finished = len(done)
+            for start in range(0, len(todo), spec.chunk_size):
+                reporter.check_stop()
+                chunk = todo[start:start + spec.chunk_size]
+                rows = make_rows(chunk, spec, constitution, policy, judge, reporter, finished, total)
+                append_rows(folder, rows, [item.id for item in chunk])
+                finished += len(chunk)
+                reporter.progress(finished, total, stage="writing", force=True)
+    finally:
+        write_card(folder)
+
+
+def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Constitution, policy: GenerationBackend,
+              judge: GenerationBackend, reporter: Reporter, done_before: int, total: int) -> dict[str, list[dict]]:
+    """Every row the chunk's prompts yield, by file name."""
+    rows: dict[str, list[dict]] = {name: [] for name in ROW_FILES}
+    lineage = {"constitution": constitution.name, "constitution_hash": constitution.content_hash(),
+               "policy_model": policy.model_id, "seed": spec.seed, "rounds": spec.rounds, "order": spec.order,
+               "settings": spec.settings.model_dump()}
+    prompt_texts = [item.prompt for item in chunk]
+
+    def on_stage(event) -> None:
+        reporter.progress(done_before, total, stage=f"{event.stage} (round {event.round})" if event.round else event.stage)
+        reporter.check_stop()
+
+    if spec.runs_chain:
+        traces = run_chain(policy, constitution, prompt_texts, spec.rounds, spec.seed, principles=spec.principles,
+                           order=spec.order, settings=spec.settings, system_prompt=spec.system_prompt, on_event=on_stage)
+        for item, trace in zip(chunk, traces):
+            used = [step.principle for step in trace.steps]
+            row_lineage = {**lineage, "principles": used}
+            if trace.warnings:
+                reporter.note("some inputs were longer than the model's context and were cut from the left; "
+                              "each trace in traces.jsonl lists its own warnings")
+            rows[TRACES_FILE].append({"id": item.id, "category": item.category, **trace.to_dict()})
+            if "sft" in spec.phases:
+                rows[SFT_FILE].append({"id": item.id, "category": item.category, "principles": used,
+                                       "messages": _user_turns(item.prompt, spec) + [_assistant(trace.final)],
+                                       "lineage": row_lineage})
+            if "prefs" in spec.phases and "revision" in spec.pair_sources and _differ(trace.final, trace.initial):
+                rows[REVISION_PAIRS_FILE].append({
+                    "id": item.id, "category": item.category, "principles": used, "source": "revision",
+                    "prompt": _user_turns(item.prompt, spec), "chosen": [_assistant(trace.final)],
+                    "rejected": [_assistant(trace.initial)], "lineage": row_lineage})
+    if spec.makes_rlaif:
+        reporter.progress(done_before, total, stage="sampling answer pairs")
+        rlaif, judgements = rlaif_rows(chunk, spec, constitution, policy, judge, lineage, reporter)
+        rows[RLAIF_PAIRS_FILE], rows[JUDGEMENTS_FILE] = rlaif, judgements
+    return rows
+
+
+def rlaif_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Constitution, policy: GenerationBackend,
+               judge: GenerationBackend, lineage: dict, reporter: Reporter) -> tuple[list[dict], list[dict]]:
+    """Two sampled answers per prompt, judged in both orders; pairs under the threshold are dropped."""
+    conversations = [templates.initial_conversation(item.prompt, spec.system_prompt) for item in chunk]
+    sampling = spec.settings.model_copy(update={"temperature": spec.sample_temperature})
+    first = policy.generate(conversations, sampling.model_copy(update={"seed": spec.seed + FIRST_SAMPLE_SEED}))
+    reporter.check_stop()
+    second = policy.generate(conversations, sampling.model_copy(update={"seed": spec.seed + SECOND_SAMPLE_SEED}))
+    reporter.check_stop()
+    candidates = [i for i in range(len(chunk)) if _differ(first[i].text, second[i].text) and first[i].text and second[i].text]
+    principles = [judge_principles(constitution, spec, chunk[i].prompt) for i in candidates]
+    judged = judge_pairs(judge, [(chunk[i].prompt, first[i].text, second[i].text) for i in candidates], principles,
+                         batch_size=spec.settings.batch_size, on_fallback=reporter.note)
+    pairs, judgements = [], []
+    for index, verdict in zip(candidates, judged):
+        item = chunk[index]
+        first_wins = verdict.p_first >= 0.5
+        chosen, rejected = (verdict.first, verdict.second) if first_wins else (verdict.second, verdict.first)
+
+        def for_chosen(p_first: float) -> float:
+            return p_first if first_wins else 1.0 - p_first
+
+        label_raw = verdict.confidence
+        kept = label_raw >= spec.min_confidence
+        judge_record = {
+            "model": judge.model_id, "method": verdict.method,
+            "p_chosen_shown_first": for_chosen(verdict.p_first_when_shown_first if first_wins else verdict.p_first_when_shown_second),
+            "p_chosen_shown_second": for_chosen(verdict.p_first_when_shown_second if first_wins else verdict.p_first_when_shown_first),
+            "orders_disagree": verdict.orders_disagree,
+            "per_principle": [{"principle": r["principle"], "p_first_when_shown_first": r["p_first_when_shown_first"],
+                               "p_first_when_shown_second": r["p_first_when_shown_second"]} for r in verdict.per_principle],
+        }
+        judgements.append({"id": item.id, "category": item.category, "principles": verdict.principles,
+                           "confidence": label_raw, "kept": kept, "answer_1": verdict.first, "answer_2": verdict.second,
+                           "p_answer_1": verdict.p_first, "chosen_is_answer_1": first_wins, "judge": judge_record})
+        if not kept:
+            continue
+        label = min(max(label_raw, spec.label_band[0]), spec.label_band[1]) if spec.label_band else label_raw
+        pairs.append({"id": item.id, "category": item.category, "principles": verdict.principles, "source": "rlaif",
+                      "prompt": _user_turns(item.prompt, spec), "chosen": [_assistant(chosen)],
+                      "rejected": [_assistant(rejected)], "label": label, "label_raw": label_raw, "judge": judge_record,
+                      "lineage": {**lineage, "principles": verdict.principles, "judge_model": judge.model_id,
+                                  "sample_temperature": spec.sample_temperature,
+                                  "sample_seeds": [spec.seed + FIRST_SAMPLE_SEED, spec.seed + SECOND_SAMPLE_SEED]}})
+    return pairs, judgements
+
+
+def judge_principles(constitution: Constitution, spec: GenerationSpec, prompt: str) -> list[Principle]:
+    """The principles a prompt's pair is judged under: an ensemble drawn by weight without
+    replacement, seeded by the prompt's text so any chunking gives the same draw."""
+    pool = list(select_principles(constitution, spec.principles))
+    rng = random.Random(f"{spec.seed}:judge:{prompt}")
+    chosen = []
+    for _ in range(min(spec.judge_ensemble, len(pool))):
+        pick = rng.choices(range(len(pool)), weights=[p.weight for p in pool])[0]
+        chosen.append(pool.pop(pick))
+    return chosen
+
+
+def _user_turns(prompt: str, spec: GenerationSpec) -> list[dict]:
+    return templates.initial_conversation(prompt, spec.system_prompt)
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def _differ(one: str, other: str) -> bool:
+    return " ".join(one.split()) != " ".join(other.split())
+
+
+# --------------------------------------------------------------------------- files
+
+
+def append_rows(folder: Path, rows: dict[str, list[dict]], finished_ids: list[str]) -> None:
+    """Append the chunk's rows, then mark its prompts done: the order that makes a kill safe."""
+    for name, items in rows.items():
+        if items:
+            _append_lines(folder / name, [json.dumps(row, ensure_ascii=False) for row in items])
+    _append_lines(folder / DONE_FILE, [json.dumps({"id": i}) for i in finished_ids])
+
+
+def _append_lines(path: Path, lines: list[str]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def recover(folder: Path) -> set[str]:
+    """The ids already done; rows of unfinished prompts and torn last lines are dropped."""
+    done_rows, torn = _complete_rows(folder / DONE_FILE)
+    done = {row["id"] for row in done_rows if isinstance(row, dict) and "id" in row}
+    if torn:
+        _rewrite(folder / DONE_FILE, [{"id": i} for i in _unique(row["id"] for row in done_rows)])
+    for name in ROW_FILES:
+        path = folder / name
+        if not path.exists():
+            continue
+        rows, torn = _complete_rows(path)
+        seen: set[str] = set()
+        kept = []
+        for row in rows:
+            if row.get("id") in done and row["id"] not in seen:
+                seen.add(row["id"])
+                kept.append(row)
+        if torn or len(kept) != len(rows):
+            _rewrite(path, kept)
+    return done
+
+
+def _unique(values):
+    seen = set()
+    for value in values:
+        if value not in seen:
+            seen.add(value)
+            yield value
+
+
+def _complete_rows(path: Path) -> tuple[list[dict], bool]:
+    """Rows of every whole line; True when some line was torn (a kill in the middle of a write)."""
+    if not path.exists():
+        return [], False
+    rows, torn = [], False
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            torn = True
+    return rows, torn
+
+
+def _rewrite(path: Path, rows: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Every whole row of a JSONL file (a torn last line from a live writer is skipped)."""
+    return _complete_rows(Path(path))[0]
+
+
+# --------------------------------------------------------------------------- the card
+
+
+def dataset_summary(folder: Path) -> dict:
+    folder = Path(folder)
+    counts = {name: len(read_rows(folder / name)) for name in ROW_FILES}
+    judgements = read_rows(folder / JUDGEMENTS_FILE)
+    spec = (read_json(folder / "spec.json") or {}).get("spec", {})
+    summary = {
+        "name": folder.name,
+        "prompts": len(read_rows(folder / PROMPTS_FILE)),
+        "done": len(read_rows(folder / DONE_FILE)),
+        "rows": counts,
+        "prompt_stats": read_json(folder / "prompt_stats.json") or {},
+        "spec": spec,
+    }
+    if judgements:
+        summary["judge"] = {
+            "pairs_judged": len(judgements),
+            "pairs_kept": sum(j["kept"] for j in judgements),
+            "pairs_dropped_low_confidence": sum(not j["kept"] for j in judgements),
+            "mean_confidence": sum(j["confidence"] for j in judgements) / len(judgements),
+            "orders_disagree_share": sum(j["judge"]["orders_disagree"] for j in judgements) / len(judgements),
+            "methods": sorted({j["judge"]["method"] for j in judgements}),
+        }
+    return summary
+
+
+def write_card(folder: Path) -> None:
+    """README.md (a Hugging Face dataset card: ``load_dataset(folder, "sft")`` works) and card.json."""
+    folder = Path(folder)
+    summary = dataset_summary(folder)
+    write_json(folder / "card.json", summary)
+    configs = [{"config_name": name.removesuffix(".jsonl"), "data_files": name}
+               for name in TRAINING_FILES if summary["rows"][name]]
+    front = yaml.safe_dump({"configs": configs, "tags": ["constitutional-ai", "rlaif", "synthetic"]}, sort_keys=False)
+    constitution_text = (folder / CONSTITUTION_FILE).read_text(encoding="utf-8") if (folder / CONSTITUTION_FILE).exists() else ""
+    spec = summary["spec"]
+    lines = [
+        "---", front.strip(), "---", "",
+        f"# {folder.name}", "",
+        f"Made with Constitution Studio from the constitution `{spec.get('constitution', '?')}` over "
+        f"{summary['prompts']} prompts ({', '.join(spec.get('prompt_sources', []))}); "
+        f"{summary['done']} of {summary['prompts']} prompts are done.", "",
+        "## Files", "",
+        "| file | rows | what |", "|---|---|---|",
+        f"| {SFT_FILE} | {summary['rows'][SFT_FILE]} | Phase 1 SFT rows: the prompt and the final revision (`messages`) |",
+        f"| {TRACES_FILE} | {summary['rows'][TRACES_FILE]} | each SFT row's whole critique and revision trace |",
+        f"| {REVISION_PAIRS_FILE} | {summary['rows'][REVISION_PAIRS_FILE]} | pairs: chosen = final revision, rejected = first answer |",
+        f"| {RLAIF_PAIRS_FILE} | {summary['rows'][RLAIF_PAIRS_FILE]} | AI-judged pairs with the soft label `label` = P(chosen is better) |",
+        f"| {JUDGEMENTS_FILE} | {summary['rows'][JUDGEMENTS_FILE]} | every judged pair, kept or dropped |", "",
+    ]
+    stats = summary["prompt_stats"]
+    if stats:
+        lines += ["## Prompts", "", f"{stats.get('duplicates_removed', 0)} duplicates removed, "
+                  f"{stats.get('blank_lines', 0)} blank lines skipped. By category: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("categories", {}).items())) + ".", ""]
+    if "judge" in summary:
+        judge = summary["judge"]
+        lines += ["## Judge", "",
+                  f"{judge['pairs_judged']} pairs judged ({', '.join(judge['methods'])}), {judge['pairs_kept']} kept, "
+                  f"{judge['pairs_dropped_low_confidence']} dropped under the confidence threshold "
+                  f"{spec.get('min_confidence')}. Mean confidence {judge['mean_confidence']:.3f}; the two orders "
+                  f"preferred different answers in {judge['orders_disagree_share']:.1%} of pairs.", ""]
+    lines += ["## Settings", "", "```yaml", yaml.safe_dump(spec, sort_keys=False).strip(), "```", "",
+              "## The constitution as it was", "", "```yaml", constitution_text.strip(), "```", "",
+              "Every row carries `lineage`: the constitution's name and content hash, the principles used, "
+              "the model ids, the seed and the generation settings.", ""]
+    write_text_atomic(folder / "README.md", "\n".join(lines))

@@ -1,0 +1,279 @@
+"""Long work in its own process, with a folder on disk as the only shared state.
+
+A job folder holds ``spec.json`` (what to do), ``status.json`` (queued, running, finished,
+failed, cancelled), ``progress.json`` (done/total, rate, ETA), ``log.txt`` and whatever the job
+writes. Pages start a job and poll the folder; a rerun, a closed tab or a second browser can
+neither stop it nor start it twice, because the worker holds an exclusive ``flock`` on
+``worker.lock`` for its whole life. The kernel drops that lock when the process dies however it
+dies, so "running" in status.json with no lock held means the worker was killed: the job shows as
+interrupted and starting it again resumes it (each job kind resumes from its own output files).
+
+Run a worker by hand with ``python -m cai_core.jobs JOB_DIR``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .atomic import write_text_atomic
+
+# Which function runs each kind of job: "module:function", imported only in the worker.
+RUNNERS = {
+    "generate": "cai_core.data:run_generation_job",
+}
+QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "finished", "failed", "cancelled", "interrupted"
+ENDED_STATES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
+# A worker that has not taken its lock this long after being started never will.
+START_GRACE_SECONDS = 60.0
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+class JobError(Exception):
+    """A job that cannot be started or read; the message is one sentence."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a runner when the user asked the job to stop."""
+
+
+@dataclass
+class JobState:
+    folder: Path
+    state: str
+    kind: str = ""
+    error: str | None = None
+    progress: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in (QUEUED, RUNNING)
+
+    @property
+    def fraction(self) -> float:
+        total = self.progress.get("total") or 0
+        return min(1.0, (self.progress.get("done") or 0) / total) if total else 0.0
+
+
+class Reporter:
+    """What a runner uses to report progress and to learn that it should stop."""
+
+    def __init__(self, folder: Path, on_progress: Callable[[dict], None] | None = None):
+        self.folder = folder
+        self.on_progress = on_progress
+        self._began = time.time()
+        self._done_at_start: int | None = None
+        self._last_write = 0.0
+        self.stop_requested = False
+
+    def progress(self, done: int, total: int, stage: str = "", force: bool = False, **extra) -> None:
+        if self._done_at_start is None:
+            self._done_at_start, self._began = done, time.time()
+        elapsed = time.time() - self._began
+        made = done - self._done_at_start
+        rate = made / elapsed if elapsed > 0 and made > 0 else None
+        data = {"done": done, "total": total, "stage": stage, "rate_per_second": rate,
+                "eta_seconds": (total - done) / rate if rate else None, "elapsed_seconds": elapsed,
+                "updated": time.time(), **extra}
+        now = time.monotonic()
+        if force or now - self._last_write >= PROGRESS_EVERY_SECONDS:
+            write_json(self.folder / "progress.json", data)
+            self._last_write = now
+        if self.on_progress:
+            self.on_progress(data)
+
+    def note(self, message: str) -> None:
+        """A warning the user should see beside the result (kept in status.json and the log)."""
+        status = read_json(self.folder / "status.json") or {}
+        notes = status.setdefault("notes", [])
+        if message not in notes:
+            notes.append(message)
+            write_json(self.folder / "status.json", status)
+            if self.on_progress is None:  # a worker's stdout is its log; the CLI prints notes at the end
+                print(f"note: {message}", flush=True)
+
+    def check_stop(self) -> None:
+        if self.stop_requested or (self.folder / "cancel").exists():
+            raise JobCancelled("stopped on request")
+
+
+def write_json(path: Path, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def is_running(folder: Path) -> bool:
+    """True while a worker holds the folder's lock."""
+    lock = Path(folder) / "worker.lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+@contextmanager
+def holding_lock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "worker.lock", "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobError(f"{folder} is already being worked on by another process") from None
+        yield
+    finally:
+        handle.close()
+
+
+def prepare_job(folder: Path, kind: str, spec: dict, write: bool = True) -> None:
+    """Write the spec of a new job, or check that it matches the one already there (a resume)."""
+    if kind not in RUNNERS:
+        raise JobError(f"unknown job kind {kind!r}")
+    folder = Path(folder)
+    existing = read_json(folder / "spec.json")
+    if existing is not None:
+        if existing.get("kind") != kind or existing.get("spec") != spec:
+            changed = sorted(k for k in set(spec) | set(existing.get("spec", {}))
+                             if spec.get(k) != existing.get("spec", {}).get(k))
+            raise JobError(f"{folder} already holds a {existing.get('kind')} job with other settings "
+                           f"({', '.join(changed) or 'kind'}); resume it unchanged or choose a new folder")
+    elif write:
+        write_json(folder / "spec.json", {"kind": kind, "spec": spec})
+
+
+def start_job(folder: Path, kind: str, spec: dict) -> None:
+    """Start (or resume) the job in its own process and return at once."""
+    folder = Path(folder)
+    state = read_job(folder)
+    if state.active:
+        raise JobError(f"the job in {folder.name} is already {state.state}")
+    prepare_job(folder, kind, spec)
+    (folder / "cancel").unlink(missing_ok=True)
+    previous = read_json(folder / "status.json") or {}
+    write_json(folder / "status.json", {"state": QUEUED, "kind": kind, "queued": time.time(),
+                                        "started": previous.get("started"), "notes": previous.get("notes", [])})
+    with open(folder / "log.txt", "a") as log:
+        log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        log.flush()
+        subprocess.Popen([sys.executable, "-m", "cai_core.jobs", str(folder)], stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def cancel_job(folder: Path) -> None:
+    """Ask the worker to stop after the piece of work it is on; what it made so far is kept."""
+    folder = Path(folder)
+    if folder.is_dir():
+        (folder / "cancel").touch()
+
+
+def read_job(folder: Path) -> JobState:
+    folder = Path(folder)
+    status = read_json(folder / "status.json")
+    if status is None:
+        return JobState(folder, "new")
+    state = status.get("state", FAILED)
+    if state in (QUEUED, RUNNING) and not is_running(folder):
+        fresh = state == QUEUED and time.time() - status.get("queued", 0) < START_GRACE_SECONDS
+        if not fresh:
+            state = INTERRUPTED
+    return JobState(folder, state, status.get("kind", ""), status.get("error"), read_json(folder / "progress.json") or {},
+                    status.get("notes", []), status.get("started"), status.get("ended"))
+
+
+def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> JobState:
+    """Run the job in this process (the worker's body, and the CLI's foreground run)."""
+    folder = Path(folder)
+    recorded = read_json(folder / "spec.json")
+    if not recorded:
+        raise JobError(f"{folder} holds no job (spec.json is missing or unreadable)")
+    kind, spec = recorded["kind"], recorded["spec"]
+    module_name, function_name = RUNNERS[kind].split(":")
+    with holding_lock(folder):
+        status = read_json(folder / "status.json") or {}
+        status.update(state=RUNNING, kind=kind, pid=os.getpid(), error=None, started=status.get("started") or time.time())
+        write_json(folder / "status.json", status)
+        reporter = Reporter(folder, on_progress)
+        previous_handler = _stop_on_sigterm(reporter)
+        try:
+            runner = getattr(importlib.import_module(module_name), function_name)
+            runner(folder, spec, reporter)
+            final, error = FINISHED, None
+        except (JobCancelled, KeyboardInterrupt):
+            final, error = CANCELLED, None
+        except Exception as exception:  # noqa: BLE001 - the user sees one sentence; the log has the rest
+            traceback.print_exc()
+            final, error = FAILED, one_sentence(exception)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        status = read_json(folder / "status.json") or status
+        status.update(state=final, error=error, ended=time.time())
+        write_json(folder / "status.json", status)
+        (folder / "cancel").unlink(missing_ok=True)
+    return read_job(folder)
+
+
+def one_sentence(error: BaseException) -> str:
+    """Our own errors already read as one sentence; anything else gets its type and first line."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if type(error).__module__.startswith("cai_core"):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text[:300]} (details in log.txt)" if text else f"{type(error).__name__} (details in log.txt)"
+
+
+def _stop_on_sigterm(reporter: Reporter):
+    """SIGTERM stops the job cleanly at its next checkpoint instead of killing it mid-write."""
+    if threading_main():
+        def handler(signum, frame):
+            reporter.stop_requested = True
+        return signal.signal(signal.SIGTERM, handler)
+    return None
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cai_core.jobs JOB_DIR", file=sys.stderr)
+        return 2
+    try:
+        state = run_job(Path(args[0]))
+    except JobError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0 if state.state in (FINISHED, CANCELLED) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Prompt sets: the shipped ones under ``prompts/`` and a user's own .txt, .jsonl or .csv files.
+
+Every prompt has an id and a category. A malformed row stops the load with one sentence naming
+the file and the line (and how many other rows are bad), so a dataset is never built from half a
+file by accident; blank lines are skipped and duplicates removed, and both are counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import write_bytes_atomic
+from .constitution import ConstitutionError
+from .paths import SHIPPED_PROMPTS_DIR, cai_home
+from .textfiles import decode_text, read_text_file
+
+MAX_PROMPT_FILE_BYTES = 50 * 1024 * 1024
+MAX_PROMPT_CHARS = 20_000
+MAX_FIELD_CHARS = 200
+SUFFIXES = (".txt", ".jsonl", ".csv")
+_SET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+DEFAULT_CATEGORY = "uncategorised"
+
+
+class PromptFileError(ConstitutionError):
+    """A prompt file that cannot be used; ``str()`` is one sentence with the file and line."""
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    id: str
+    prompt: str
+    category: str = DEFAULT_CATEGORY
+    source: str = ""
+
+
+@dataclass
+class PromptSet:
+    name: str
+    items: list[PromptItem] = field(default_factory=list)
+    blank_lines: int = 0
+    duplicates_removed: int = 0
+
+    def categories(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.category] = counts.get(item.category, 0) + 1
+        return counts
+
+
+def user_prompt_sets_dir() -> Path:
+    return cai_home() / "prompt_sets"
+
+
+def list_prompt_sets() -> list[str]:
+    """Shipped sets first (by file stem), then the user's saved ones."""
+    names = [p.stem for p in sorted(SHIPPED_PROMPTS_DIR.glob("*.jsonl"))]
+    folder = user_prompt_sets_dir()
+    if folder.is_dir():
+        names += [p.name for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.stem not in names]
+    return names
+
+
+def resolve_prompt_source(source: str) -> Path:
+    """A shipped set's name, a saved set's file name, or a path to a file."""
+    source = source.strip()
+    shipped = SHIPPED_PROMPTS_DIR / f"{source}.jsonl"
+    if _SET_NAME_PATTERN.match(source) and shipped.is_file():
+        return shipped
+    saved = user_prompt_sets_dir() / source
+    if _SET_NAME_PATTERN.match(source) and saved.is_file():
+        return saved
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    known = ", ".join(list_prompt_sets()) or "none"
+    raise PromptFileError(f"prompt set {source!r} is neither a shipped or saved set ({known}) nor a file")
+
+
+def load_prompt_sources(sources: list[str], limit: int | None = None) -> PromptSet:
+    """Several sets as one, duplicates across them removed, cut to the first ``limit`` prompts."""
+    combined = PromptSet(name="+".join(sources))
+    seen: set[str] = set()
+    for source in sources:
+        loaded = load_prompt_file(resolve_prompt_source(source))
+        combined.blank_lines += loaded.blank_lines
+        combined.duplicates_removed += loaded.duplicates_removed
+        for item in loaded.items:
+            key = _dedupe_key(item.prompt)
+            if key in seen:
+                combined.duplicates_removed += 1
+                continue
+            seen.add(key)
+            combined.items.append(item)
+    if not combined.items:
+        raise PromptFileError("the chosen prompt sets hold no prompts")
+    if limit is not None:
+        combined.items = combined.items[:limit]
+    return combined
+
+
+def load_prompt_file(path: Path) -> PromptSet:
+    path = Path(path)
+    try:
+        text = read_text_file(path, MAX_PROMPT_FILE_BYTES, "prompt file")
+    except ConstitutionError as error:
+        raise PromptFileError(error.message, error.path, error.line) from None
+    return parse_prompt_text(text, path.name, str(path))
+
+
+def parse_prompt_bytes(data: bytes, file_name: str) -> PromptSet:
+    """An uploaded file's bytes (the name decides the format)."""
+    try:
+        text = decode_text(data, file_name, MAX_PROMPT_FILE_BYTES, "prompt file")
+    except ConstitutionError as error:
+        raise PromptFileError(error.message, error.path, error.line) from None
+    return parse_prompt_text(text, file_name, file_name)
+
+
+def parse_prompt_text(text: str, file_name: str, source: str) -> PromptSet:
+    suffix = Path(file_name).suffix.lower()
+    stem = Path(file_name).stem
+    if suffix == ".txt":
+        rows, blank = _txt_rows(text)
+    elif suffix == ".jsonl":
+        rows, blank = _jsonl_rows(text, source)
+    elif suffix == ".csv":
+        rows, blank = _csv_rows(text, source)
+    else:
+        raise PromptFileError(f"has the extension {suffix or '(none)'!r}; use .txt (one prompt a line), .jsonl or .csv", source)
+    problems = []
+    prompt_set = PromptSet(name=stem, blank_lines=blank)
+    seen_prompts: set[str] = set()
+    seen_ids: dict[str, int] = {}
+    for line, row in rows:
+        try:
+            item = _check_row(row, stem, source)
+        except ValueError as problem:
+            problems.append((line, str(problem)))
+            continue
+        key = _dedupe_key(item.prompt)
+        if key in seen_prompts:
+            prompt_set.duplicates_removed += 1
+            continue
+        if item.id in seen_ids:
+            problems.append((line, f"id {item.id!r} was already used on line {seen_ids[item.id]}"))
+            continue
+        seen_prompts.add(key)
+        seen_ids[item.id] = line
+        prompt_set.items.append(item)
+    if problems:
+        line, message = problems[0]
+        more = f" ({len(problems) - 1} more rows have problems)" if len(problems) > 1 else ""
+        raise PromptFileError(f"{message}{more}", source, line)
+    if not prompt_set.items:
+        raise PromptFileError("holds no prompts", source)
+    return prompt_set
+
+
+def save_prompt_set(file_name: str, data: bytes) -> tuple[str, PromptSet]:
+    """Validate an uploaded file and keep it among the user's sets; nothing is written if it is bad."""
+    name = Path(file_name).name
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise PromptFileError(f"has the extension {suffix or '(none)'!r}; use .txt (one prompt a line), .jsonl or .csv", name)
+    safe_stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")[:60] or "prompts"
+    parsed = parse_prompt_bytes(data, name)
+    target = f"{safe_stem}{suffix}"
+    write_bytes_atomic(user_prompt_sets_dir() / target, data)
+    return target, parsed
+
+
+def prompt_id(text: str) -> str:
+    """A stable id for a prompt without one: the same text gets the same id in any file."""
+    return "p-" + hashlib.sha1(_dedupe_key(text).encode("utf-8")).hexdigest()[:12]
+
+
+def _dedupe_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _check_row(row: dict, stem: str, source: str) -> PromptItem:
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str):
+        raise ValueError("the 'prompt' field is missing" if prompt is None else "the 'prompt' field must be text")
+    prompt = prompt.strip()
+    if not prompt:
+        raise ValueError("the prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    values = {}
+    for key in ("id", "category"):
+        value = row.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ValueError(f"the {key!r} field must be text")
+        value = str(value).strip()
+        if len(value) > MAX_FIELD_CHARS:
+            raise ValueError(f"the {key!r} field is longer than {MAX_FIELD_CHARS} characters")
+        values[key] = value
+    return PromptItem(id=values.get("id") or prompt_id(prompt), prompt=prompt,
+                      category=values.get("category") or DEFAULT_CATEGORY, source=stem)
+
+
+def _txt_rows(text: str) -> tuple[list[tuple[int, dict]], int]:
+    rows, blank = [], 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            rows.append((number, {"prompt": line}))
+        else:
+            blank += 1
+    return rows, blank
+
+
+def _jsonl_rows(text: str, source: str) -> tuple[list[tuple[int, dict]], int]:
+    rows, blank = [], 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            blank += 1
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PromptFileError(f"is not valid JSON ({error.msg} at column {error.colno})", source, number) from None
+        if not isinstance(value, dict):
+            raise PromptFileError("must be a JSON object like {\"prompt\": \"...\"}", source, number)
+        rows.append((number, value))
+    return rows, blank
+
+
+def _csv_rows(text: str, source: str) -> tuple[list[tuple[int, dict]], int]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [name.strip().lower() for name in (reader.fieldnames or [])]
+        if "prompt" not in header:
+            raise PromptFileError(f"has no 'prompt' column (the header row has {', '.join(header) or 'nothing'})", source, 1)
+        reader.fieldnames = header
+        rows, blank = [], 0
+        for row in reader:
+            if not any((value or "").strip() for key, value in row.items() if key is not None):
+                blank += 1
+                continue
+            if None in row:  # more cells than header names: usually an unquoted comma
+                raise PromptFileError(f"has {len(header) + len(row[None])} cells but the header has {len(header)}; quote text that holds commas", source, reader.line_num)
+            rows.append((reader.line_num, row))
+    except csv.Error as error:
+        raise PromptFileError(f"is not valid CSV ({error})", source, reader.line_num) from None
+    return rows, blank

@@ -1,0 +1,186 @@
+"""Dataset generation: the files TRL reads, lineage, the card, and resuming without loss or duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cai_core.constitution import ConstitutionError
+from cai_core.data import (
+    DONE_FILE, JUDGEMENTS_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, ROW_FILES, SFT_FILE, TRACES_FILE,
+    GenerationSpec, dataset_summary, read_rows, recover, run_generation, start_generation,
+)
+from cai_core.jobs import CANCELLED, FINISHED, INTERRUPTED, JobError, cancel_job, read_job, read_json
+from cai_core.models import GenerationSettings
+
+
+def make_spec(model_dir: Path, **changes) -> GenerationSpec:
+    values = dict(constitution="general-hhh", prompt_sources=["red_team", "benign"], limit=6,
+                  policy_model=str(model_dir), settings=GenerationSettings(max_new_tokens=8, batch_size=4),
+                  min_confidence=0.5, chunk_size=3)
+    values.update(changes)
+    return GenerationSpec(**values)
+
+
+def ids_of(folder: Path, name: str) -> list[str]:
+    return [row["id"] for row in read_rows(folder / name)]
+
+
+def wait_until_ended(folder: Path, timeout: float = 120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = read_job(folder)
+        if not state.active:
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"job in {folder} still {read_job(folder).state} after {timeout} s")
+
+
+@pytest.fixture
+def finished_dataset(tmp_path, tiny_model_dir):
+    folder = tmp_path / "ds"
+    state = run_generation(folder, make_spec(tiny_model_dir, label_band=(0.5, 0.9)))
+    assert state.state == FINISHED, state.error
+    return folder
+
+
+def test_every_prompt_gets_one_row_in_each_file_with_lineage(finished_dataset, tiny_model_dir):
+    prompts = ids_of(finished_dataset, "prompts.jsonl")
+    assert len(prompts) == 6
+    for name in (SFT_FILE, TRACES_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE, DONE_FILE):
+        assert ids_of(finished_dataset, name) == prompts, name
+    # A random model's revision can equal its first answer only by chance; such pairs are skipped.
+    assert set(ids_of(finished_dataset, REVISION_PAIRS_FILE)) <= set(prompts)
+    sft = read_rows(finished_dataset / SFT_FILE)[0]
+    assert [m["role"] for m in sft["messages"]] == ["user", "assistant"]
+    lineage = sft["lineage"]
+    assert lineage["constitution"] == "general-hhh" and len(lineage["constitution_hash"]) == 16
+    assert lineage["principles"] == sft["principles"] and lineage["policy_model"] == tiny_model_dir.name
+    assert lineage["settings"]["max_new_tokens"] == 8 and lineage["seed"] == 0
+    pair = read_rows(finished_dataset / RLAIF_PAIRS_FILE)[0]
+    assert 0.5 <= pair["label"] <= 0.9 and pair["label"] == min(pair["label_raw"], 0.9)
+    assert pair["lineage"]["judge_model"] and pair["lineage"]["sample_seeds"] == [101, 202]
+    assert set(pair["judge"]) >= {"p_chosen_shown_first", "p_chosen_shown_second", "orders_disagree", "per_principle"}
+
+
+def test_the_rlaif_label_is_the_judges_probability_for_the_chosen_answer(finished_dataset):
+    for judged in read_rows(finished_dataset / JUDGEMENTS_FILE):
+        p_first = judged["p_answer_1"]
+        assert judged["confidence"] == pytest.approx(max(p_first, 1 - p_first))
+        assert judged["chosen_is_answer_1"] == (p_first >= 0.5)
+        record = judged["judge"]
+        assert (record["p_chosen_shown_first"] + record["p_chosen_shown_second"]) / 2 == pytest.approx(judged["confidence"])
+
+
+def test_files_load_with_datasets_and_pass_trl_preparation(finished_dataset, tiny_model_dir, tmp_path):
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    sft = load_dataset("json", data_files=str(finished_dataset / SFT_FILE), split="train")
+    assert sft.num_rows == 6
+    trainer = SFTTrainer(model=model, train_dataset=sft, processing_class=tokenizer,
+                         args=SFTConfig(output_dir=str(tmp_path / "sft"), use_cpu=True, bf16=False, max_steps=1,
+                                        report_to=[], max_length=128))
+    assert "input_ids" in trainer.train_dataset.column_names and trainer.train_dataset.num_rows == 6
+    prefs = load_dataset("json", data_files=str(finished_dataset / RLAIF_PAIRS_FILE), split="train")
+    dpo = DPOTrainer(model=model, train_dataset=prefs, processing_class=tokenizer,
+                     args=DPOConfig(output_dir=str(tmp_path / "dpo"), use_cpu=True, bf16=False, max_steps=1,
+                                    report_to=[], max_length=128))
+    assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dpo.train_dataset.column_names)
+    # The card's front matter names the files, so the folder itself loads by config name.
+    card_loaded = load_dataset(str(finished_dataset), "sft", split="train")
+    assert card_loaded.num_rows == 6
+
+
+def test_the_card_records_counts_settings_and_the_constitution(finished_dataset):
+    card = (finished_dataset / "README.md").read_text()
+    assert card.startswith("---\nconfigs:") and "config_name: sft" in card
+    assert "general-hhh" in card and "critique_request" in card and "min_confidence: 0.5" in card
+    summary = json.loads((finished_dataset / "card.json").read_text())
+    assert summary["done"] == 6 and summary["rows"][SFT_FILE] == 6
+    assert summary["judge"]["pairs_judged"] == 6 and 0 <= summary["judge"]["orders_disagree_share"] <= 1
+
+
+def test_a_threshold_drops_pairs_but_keeps_their_judgement(tmp_path, tiny_model_dir):
+    folder = tmp_path / "strict"
+    run_generation(folder, make_spec(tiny_model_dir, min_confidence=0.99, phases=["prefs"], pair_sources=["rlaif"]))
+    assert read_rows(folder / RLAIF_PAIRS_FILE) == []
+    judged = read_rows(folder / JUDGEMENTS_FILE)
+    assert len(judged) == 6 and not any(j["kept"] for j in judged)
+    assert not (folder / SFT_FILE).exists() and not (folder / TRACES_FILE).exists()
+    assert dataset_summary(folder)["judge"]["pairs_dropped_low_confidence"] == 6
+
+
+def test_recover_drops_unfinished_rows_duplicates_and_torn_lines(tmp_path):
+    folder = tmp_path / "torn"
+    folder.mkdir()
+    (folder / DONE_FILE).write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c"')
+    (folder / SFT_FILE).write_text('{"id": "a", "x": 1}\n{"id": "b", "x": 2}\n{"id": "a", "x": 3}\n{"id": "c", "x": 4}\n{"id": "d", "x"')
+    assert recover(folder) == {"a", "b"}
+    assert read_rows(folder / SFT_FILE) == [{"id": "a", "x": 1}, {"id": "b", "x": 2}]
+    assert (folder / DONE_FILE).read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    assert recover(folder) == {"a", "b"}  # a second recovery changes nothing
+
+
+def test_a_killed_worker_resumes_with_one_row_per_prompt(tmp_path, tiny_model_dir):
+    folder = tmp_path / "killed"
+    spec = make_spec(tiny_model_dir, limit=24, chunk_size=2, settings=GenerationSettings(max_new_tokens=24, batch_size=2))
+    start_generation(folder, spec)
+    deadline = time.time() + 120
+    while len(read_rows(folder / DONE_FILE)) < 4:  # two chunks written, more to come
+        assert time.time() < deadline and read_job(folder).state != FINISHED, "the run ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(read_json(folder / "status.json")["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert read_job(folder).state == INTERRUPTED
+    assert 4 <= len(read_rows(folder / DONE_FILE)) < 24
+    start_generation(folder, spec)
+    assert wait_until_ended(folder).state == FINISHED
+    prompts = ids_of(folder, "prompts.jsonl")
+    for name in (SFT_FILE, TRACES_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE, DONE_FILE):
+        assert sorted(ids_of(folder, name)) == sorted(prompts), name
+    assert "started" in (folder / "log.txt").read_text()
+
+
+def test_cancel_stops_keeps_finished_rows_and_resume_completes(tmp_path, tiny_model_dir):
+    folder = tmp_path / "cancelled"
+    spec = make_spec(tiny_model_dir, limit=30, chunk_size=2, settings=GenerationSettings(max_new_tokens=24, batch_size=2))
+    start_generation(folder, spec)
+    while not read_rows(folder / DONE_FILE):
+        time.sleep(0.02)
+    cancel_job(folder)
+    state = wait_until_ended(folder)
+    assert state.state == CANCELLED
+    done = ids_of(folder, DONE_FILE)
+    assert 0 < len(done) < 30 and ids_of(folder, SFT_FILE) == done
+    with pytest.raises(JobError, match="other settings"):
+        start_generation(folder, make_spec(tiny_model_dir, limit=30, chunk_size=2, seed=7))
+    start_generation(folder, spec)
+    assert wait_until_ended(folder).state == FINISHED
+    assert sorted(ids_of(folder, SFT_FILE)) == sorted(ids_of(folder, "prompts.jsonl"))
+
+
+def test_bad_inputs_fail_before_anything_is_written(tmp_path, tiny_model_dir):
+    with pytest.raises(ConstitutionError, match="no constitution named"):
+        start_generation(tmp_path / "a", make_spec(tiny_model_dir, constitution="missing"))
+    with pytest.raises(ConstitutionError, match="neither a shipped"):
+        start_generation(tmp_path / "b", make_spec(tiny_model_dir, prompt_sources=["nope"]))
+    with pytest.raises(ConstitutionError, match="no principle named"):
+        start_generation(tmp_path / "c", make_spec(tiny_model_dir, principles=["not-a-principle"]))
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_bad_model_fails_the_job_with_one_sentence(tmp_path):
+    folder = tmp_path / "nomodel"
+    state = run_generation(folder, make_spec(tmp_path / "no-such-model"))
+    assert state.state == "failed" and "neither an existing local folder" in state.error
+    assert "\n" not in state.error
+    assert all(not (folder / name).exists() for name in ROW_FILES)
