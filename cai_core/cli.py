@@ -94,9 +94,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         spec = parse_spec(_generation_spec_data(args))
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="prompt", dynamic_ncols=True, file=sys.stderr)
+    bars: list = []  # made on the first report, so an error before the run prints no empty bar
 
     def show(progress: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=progress["total"], unit="prompt", dynamic_ncols=True, file=sys.stderr))
+        bar = bars[0]
         bar.total = progress["total"]
         bar.n = progress["done"]
         bar.set_postfix_str(progress.get("stage") or "", refresh=False)
@@ -105,7 +108,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     try:
         state = run_generation(folder, spec, on_progress=show)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     summary = dataset_summary(folder)
     rows = ", ".join(f"{name} {count}" for name, count in summary["rows"].items() if count)
     for note in state.notes:

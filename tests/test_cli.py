@@ -75,3 +75,43 @@ def test_preview_bad_input_is_one_sentence(args, words):
     done = run_cli(*base, *args)
     assert done.returncode == 1
     assert words in done.stderr and "Traceback" not in done.stderr
+
+
+def test_generate_makes_a_dataset_and_running_it_again_resumes(tmp_path, tiny_model_dir):
+    out = tmp_path / "ds"
+    args = ["generate", "--constitution", "general-hhh", "--prompts", "red_team,benign", "--limit", "4",
+            "--out", str(out), "--model", str(tiny_model_dir), "--max-new-tokens", "8", "--min-confidence", "0.5"]
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "4/4 prompts done" in done.stdout and "sft.jsonl 4" in done.stdout
+    assert "%|" in done.stderr  # the progress bar
+    again = run_cli("generate", "--out", str(out))
+    assert again.returncode == 0 and "resuming" in again.stderr and "4/4 prompts done" in again.stdout
+    changed = run_cli(*args, "--seed", "3")
+    assert changed.returncode == 1 and "other settings (seed)" in changed.stderr
+    assert changed.stderr.strip().startswith("error:") and "Traceback" not in changed.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--constitution", "general-hhh", "--prompts", "no-such-set"], "neither a shipped or saved set"),
+    (["--constitution", "nope", "--prompts", "red_team"], "no constitution named 'nope'"),
+    (["--constitution", "general-hhh"], "give both --constitution and --prompts"),
+    (["--constitution", "general-hhh", "--prompts", "red_team", "--label-band", "x"], "--label-band must be two numbers"),
+    (["--constitution", "general-hhh", "--prompts", "red_team", "--sample-temperature", "0"], "sample temperature"),
+])
+def test_generate_bad_arguments_get_one_sentence(tmp_path, args, words):
+    done = run_cli("generate", "--out", str(tmp_path / "x"), *args)
+    assert done.returncode == 1 and words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x" / "spec.json").exists()
+
+
+def test_generate_reports_a_malformed_prompt_file_with_its_line(tmp_path):
+    bad = tmp_path / "mine.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": }\n')
+    done = run_cli("generate", "--out", str(tmp_path / "x"), "--constitution", "general-hhh", "--prompts", str(bad))
+    assert done.returncode == 1 and f"{bad}, line 2: is not valid JSON" in done.stderr
+
+
+def test_prompt_sets_lists_the_shipped_sets():
+    done = run_cli("prompt-sets")
+    assert done.returncode == 0 and "red_team" in done.stdout and "borderline-benign" in done.stdout
