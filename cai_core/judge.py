@@ -91,7 +91,7 @@ def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]
     except LogprobsUnavailable as reason:
         if on_fallback:
             on_fallback(f"{reason}; the judge read each one-letter answer instead, so labels are 0, 0.5 or 1 rather than soft")
-        probabilities, unparsed_flags = _letters_as_probabilities(backend, questions, batch_size)
+        probabilities, unparsed_flags = letter_verdicts(backend, questions, batch_size)
         method = METHOD_PARSED
 
     results, cursor = [], 0
@@ -123,7 +123,8 @@ def parse_verdict(text: str) -> str | None:
     return letter.group(1) if letter else None
 
 
-def _letters_as_probabilities(backend: GenerationBackend, questions: list, batch_size: int):
+def letter_verdicts(backend: GenerationBackend, questions: list, batch_size: int):
+    """Greedy one-letter answers, parsed: the judge's fallback when log-probabilities are missing."""
     settings = GenerationSettings(max_new_tokens=_LETTER_TOKENS, temperature=0.0, repetition_penalty=1.0,
                                   batch_size=batch_size)
     probabilities, unparsed = [], []
