@@ -67,6 +67,7 @@ def _quick_start() -> None:
     steps = (
         ("Constitution", "1. Pick a starter constitution or write your own principles."),
         ("Playground", "2. Run a prompt and watch the model critique and revise its own answer."),
+        ("Data", "3. Turn the constitution into SFT data and AI-judged preference pairs."),
     )
     for title, text in steps:
         st.write(text)
@@ -95,5 +96,6 @@ navigation = st.navigation([
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/1_Constitution.py", title="Constitution", icon=":material/gavel:", url_path="Constitution"),
     st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
+    st.Page("pages/3_Data.py", title="Data", icon=":material/dataset:", url_path="Data"),
 ])
 navigation.run()

@@ -48,38 +48,45 @@ def main() -> None:
     second = model.generate(conversations, sampling.model_copy(update={"seed": 202}))
     pairs = [(item.prompt, a.text, b.text) for item, a, b in zip(items, first, second)]
 
-    began = time.perf_counter()
-    explained, explained_unparsed = judge_by_written_verdict(model, pairs, principle, args.verdict_tokens, args.batch_size)
-    explained_seconds = time.perf_counter() - began
-
     request = comparison_request(principle)
     letter_questions = [q for p, a, b in pairs for q in (templates.judge_conversation(p, request, a, b),
                                                           templates.judge_conversation(p, request, b, a))]
-    began = time.perf_counter()
-    _, letter_unparsed_flags = letter_verdicts(model, letter_questions, args.batch_size)
-    letter_seconds = time.perf_counter() - began
 
-    began = time.perf_counter()
-    ours = judge_pairs(model, pairs, [[principle]] * len(pairs), batch_size=args.batch_size)
-    ours_seconds = time.perf_counter() - began
+    def timed(work):
+        for name in model.stats:
+            model.stats[name] = 0
+        began = time.perf_counter()
+        result = work()
+        return result, time.perf_counter() - began, dict(model.stats)
 
+    (explained, explained_unparsed), explained_seconds, explained_stats = timed(
+        lambda: judge_by_written_verdict(model, pairs, principle, args.verdict_tokens, args.batch_size))
+    (letters, letter_unparsed), letter_seconds, letter_stats = timed(
+        lambda: letter_verdicts(model, letter_questions, args.batch_size))
+    ours, ours_seconds, ours_stats = timed(
+        lambda: judge_pairs(model, pairs, [[principle]] * len(pairs), batch_size=args.batch_size))
+
+    # P(first is better) from each judge; 0.5 means the judge gave no preference.
+    letter_scores = [(letters[2 * i][0] + letters[2 * i + 1][1]) / 2 for i in range(len(pairs))]
     verdicts = 2 * len(pairs)
     rows = [
-        ("(a) written verdict, explained", explained_seconds, explained_unparsed),
-        ("(b) written verdict, letter only", letter_seconds, sum(letter_unparsed_flags)),
-        ("(c) option log-probabilities", ours_seconds, 0),
+        ("(a) written verdict, explained", explained_seconds, explained_stats, explained_unparsed, explained),
+        ("(b) written verdict, letter only", letter_seconds, letter_stats, sum(letter_unparsed), letter_scores),
+        ("(c) option log-probabilities", ours_seconds, ours_stats, 0, [o.p_first for o in ours]),
     ]
     print(f"\n{len(pairs)} pairs, both orders ({verdicts} questions), principle {principle.name!r}, batch {args.batch_size}")
-    print(f"{'judge':36} {'seconds':>8} {'pairs/s':>8} {'x slower':>9} {'unparsed':>9}")
-    for name, seconds, unparsed in rows:
-        print(f"{name:36} {seconds:8.2f} {len(pairs) / seconds:8.2f} {seconds / ours_seconds:8.1f}x "
-              f"{unparsed / verdicts:8.1%}")
-    agree = sum((e > 0.5 and o.p_first > 0.5) or (e < 0.5 and o.p_first < 0.5) for e, o in zip(explained, ours))
-    decided = sum(e != 0.5 for e in explained)
+    print(f"{'judge':34} {'seconds':>8} {'prefill':>8} {'decode':>7} {'pairs/s':>8} {'ratio':>6} {'unparsed':>9} {'decided':>8}")
+    for name, seconds, stats, unparsed, scores in rows:
+        threshold = 0.55 if name.startswith("(c)") else 0.5 + 1e-9
+        decided = sum(max(score, 1 - score) >= threshold for score in scores)
+        print(f"{name:34} {seconds:8.1f} {stats['prefill_seconds']:8.1f} {stats['decode_seconds']:7.1f} "
+              f"{len(pairs) / seconds:8.3f} {seconds / ours_seconds:5.1f}x {unparsed / verdicts:8.1%} {decided:5d}/{len(pairs)}")
+    print("(decided: pairs with a preference; for (c), a preferred answer with probability >= 0.55)")
+    agree = sum((e - 0.5) * (o.p_first - 0.5) > 0 for e, o in zip(explained, ours))
     print(f"\nratio (c) vs (a): {explained_seconds / ours_seconds:.1f}x; (c) vs (b): {letter_seconds / ours_seconds:.1f}x")
-    print(f"(a) and (c) prefer the same answer in {agree}/{decided} pairs where (a) reached a decision")
-    print(f"(c): mean confidence {sum(o.confidence for o in ours) / len(ours):.3f}, "
-          f"orders disagree in {sum(o.orders_disagree for o in ours)}/{len(ours)} pairs")
+    print(f"(a) and (c) prefer the same answer in {agree}/{sum(e != 0.5 for e in explained)} pairs where (a) decided")
+    print(f"(c): mean confidence {sum(o.confidence for o in ours) / len(ours):.3f}; the two orders preferred different "
+          f"answers in {sum(o.orders_disagree for o in ours)}/{len(ours)} pairs")
 
 
 if __name__ == "__main__":

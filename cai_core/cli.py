@@ -219,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from .endpoint import EndpointError
     from .jobs import JobError
     from .models import ModelLoadError
 
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError, JobError) as error:
+    except (ConstitutionError, ModelLoadError, JobError, EndpointError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ValidationError as error:
         from .constitution import first_error_message

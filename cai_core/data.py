@@ -123,6 +123,20 @@ def list_datasets() -> list[Path]:
     return sorted(found, key=lambda p: (p / "spec.json").stat().st_mtime, reverse=True)
 
 
+def dataset_zip(folder: Path) -> bytes:
+    """The dataset's rows, card, constitution, prompts and spec as one zip, made in memory."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in (*ROW_FILES, "README.md", "card.json", CONSTITUTION_FILE, PROMPTS_FILE, "spec.json"):
+            if (folder / name).is_file():
+                archive.write(folder / name, arcname=f"{folder.name}/{name}")
+    return buffer.getvalue()
+
+
 def delete_dataset(folder: Path) -> Path:
     """Move a dataset folder into ``.trash`` beside it (recoverable); refused while it runs."""
     import time
@@ -153,7 +167,7 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     any process starts, and nothing is written when it fails.
     """
     folder = Path(folder)
-    if (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
+    if (folder / "spec.json").is_file() and (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
         return
     constitution = load_constitution(spec.constitution)
     select_principles(constitution, spec.principles)  # an unknown principle fails here
@@ -221,6 +235,7 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
                 append_rows(folder, rows, [item.id for item in chunk])
                 finished += len(chunk)
                 reporter.progress(finished, total, stage="writing", force=True)
+        reporter.progress(total, total, stage="done", force=True)
     finally:
         write_card(folder)
 
@@ -296,7 +311,7 @@ def rlaif_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Cons
             "per_principle": [{"principle": r["principle"], "p_first_when_shown_first": r["p_first_when_shown_first"],
                                "p_first_when_shown_second": r["p_first_when_shown_second"]} for r in verdict.per_principle],
         }
-        judgements.append({"id": item.id, "category": item.category, "principles": verdict.principles,
+        judgements.append({"id": item.id, "category": item.category, "prompt": item.prompt, "principles": verdict.principles,
                            "confidence": label_raw, "kept": kept, "answer_1": verdict.first, "answer_2": verdict.second,
                            "p_answer_1": verdict.p_first, "chosen_is_answer_1": first_wins, "judge": judge_record})
         if not kept:

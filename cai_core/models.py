@@ -261,9 +261,12 @@ class TransformersBackend(GenerationBackend):
                 chunk = order[start:start + batch_size]
                 input_ids, attention = self._batch_tensors([encoded[i] for i in chunk])
                 positions = (attention.cumsum(-1) - 1).clamp(min=0)
+                began = time.perf_counter()
                 logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                     use_cache=False, logits_to_keep=1).logits[:, -1, :]
                 logprobs = torch.log_softmax(logits.float(), dim=-1)[:, option_ids].tolist()
+                self.stats["prefill_seconds"] += time.perf_counter() - began
+                self.stats["prefill_tokens"] += int(input_ids.numel())
                 for index, row in zip(chunk, logprobs):
                     results[index] = dict(zip(options, row))
         return results

@@ -63,7 +63,7 @@ def list_prompt_sets() -> list[str]:
     names = [p.stem for p in sorted(SHIPPED_PROMPTS_DIR.glob("*.jsonl"))]
     folder = user_prompt_sets_dir()
     if folder.is_dir():
-        names += [p.name for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.stem not in names]
+        names += [p.name for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.is_file()]
     return names
 
 
@@ -169,11 +169,26 @@ def save_prompt_set(file_name: str, data: bytes) -> tuple[str, PromptSet]:
     stem, suffix = Path(name).stem, Path(name).suffix.lower()
     if suffix not in SUFFIXES:
         raise PromptFileError(f"has the extension {suffix or '(none)'!r}; use .txt (one prompt a line), .jsonl or .csv", name)
-    safe_stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")[:60] or "prompts"
+    safe_stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")[:56] or "prompts"
     parsed = parse_prompt_bytes(data, name)
-    target = f"{safe_stem}{suffix}"
+    target = _free_name(safe_stem, suffix, data)
     write_bytes_atomic(user_prompt_sets_dir() / target, data)
     return target, parsed
+
+
+def _free_name(stem: str, suffix: str, data: bytes) -> str:
+    """The stem itself, or stem-2, stem-3...: a shipped set's name is never shadowed, and an
+    earlier upload with other content is never overwritten (the same content reuses its name)."""
+    shipped = {p.stem for p in SHIPPED_PROMPTS_DIR.glob("*.jsonl")}
+    folder = user_prompt_sets_dir()
+    for number in range(1, 1000):
+        candidate = f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}"
+        if f"{stem}" in shipped and number == 1:
+            continue
+        existing = folder / candidate
+        if not existing.exists() or existing.read_bytes() == data:
+            return candidate
+    raise PromptFileError(f"too many uploaded prompt sets are named {stem!r}; rename the file", stem + suffix)
 
 
 def prompt_id(text: str) -> str:

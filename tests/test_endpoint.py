@@ -130,6 +130,32 @@ def test_transformers_serve_reports_no_logprobs(served_endpoint):
     assert served_endpoint in message and "logprobs" in message and "\n" not in message
 
 
+@pytest.mark.slow
+def test_the_judge_on_an_endpoint_without_logprobs_says_so_and_reads_letters(served_endpoint):
+    from cai_core.constitution import Principle
+    from cai_core.judge import METHOD_PARSED, judge_pairs
+
+    principle = Principle(name="harmless", critique_request="Point out harm.", revision_request="Remove it.")
+    notes: list[str] = []
+    judged = judge_pairs(load_endpoint(served_endpoint), [("q", "first answer", "second answer")], [[principle]],
+                         on_fallback=notes.append)
+    assert judged[0].method == METHOD_PARSED and 0.0 <= judged[0].p_first <= 1.0
+    assert len(notes) == 1 and served_endpoint in notes[0] and "one-letter answer" in notes[0]
+
+
+@pytest.mark.slow
+def test_a_dataset_is_generated_through_the_endpoint(served_endpoint, tmp_path):
+    from cai_core.data import SFT_FILE, TRACES_FILE, GenerationSpec, read_rows, run_generation
+
+    spec = GenerationSpec(constitution="general-hhh", prompt_sources=["benign"], limit=3, policy_model=served_endpoint,
+                          phases=["sft"], settings=GenerationSettings(max_new_tokens=8), chunk_size=2)
+    state = run_generation(tmp_path / "ds", spec)
+    assert state.state == "finished", state.error
+    rows = read_rows(tmp_path / "ds" / SFT_FILE)
+    assert len(rows) == 3 and len(read_rows(tmp_path / "ds" / TRACES_FILE)) == 3
+    assert all(row["lineage"]["policy_model"].endswith(served_endpoint) for row in rows)
+
+
 # --------------------------------------------------------------------------- a scripted server for faults
 
 Script = Callable[[int, dict], "tuple[int, dict | str, dict]"]

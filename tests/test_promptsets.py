@@ -95,3 +95,13 @@ def test_shipped_sets_combine_with_a_limit():
 def test_unknown_source_lists_what_exists():
     with pytest.raises(PromptFileError, match="red_team"):
         load_prompt_sources(["no-such-set"])
+
+
+def test_uploads_never_shadow_a_shipped_set_or_overwrite_an_earlier_upload():
+    assert save_prompt_set("red_team.jsonl", b'{"prompt": "mine"}\n')[0] == "red_team-2.jsonl"
+    assert save_prompt_set("mine.txt", b"one\n")[0] == "mine.txt"
+    assert save_prompt_set("mine.txt", b"one\n")[0] == "mine.txt"  # the same content keeps its name
+    assert save_prompt_set("mine.txt", b"two\n")[0] == "mine-2.txt"
+    listed = list_prompt_sets()
+    assert {"red_team", "red_team-2.jsonl", "mine.txt", "mine-2.txt"} <= set(listed)
+    assert [i.prompt for i in load_prompt_sources(["red_team-2.jsonl"]).items] == ["mine"]

@@ -1,0 +1,204 @@
+"""The Data page under Streamlit's AppTest, with real worker processes on the tiny random model.
+
+A launch really starts ``python -m cai_core.jobs`` in its own process; the test polls the job's
+folder (as the page's fragment would) and reruns the page once the job has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cai_core.data import (
+    JUDGEMENTS_FILE,
+    RLAIF_PAIRS_FILE,
+    SFT_FILE,
+    datasets_dir,
+    parse_spec,
+    prepare_dataset,
+    read_rows,
+)
+from cai_core.jobs import JobState, prepare_job, read_job, write_json
+from cai_core.promptsets import user_prompt_sets_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+PAGE = ROOT / "pages" / "3_Data.py"
+JOB_TIMEOUT_S = 120
+
+
+def k(name: str) -> str:
+    return f"data:{name}"
+
+
+@pytest.fixture
+def app(tiny_model_dir, monkeypatch) -> AppTest:
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    at = AppTest.from_file(str(PAGE), default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def wait_for_job(folder: Path, timeout: float = JOB_TIMEOUT_S) -> JobState:
+    deadline = time.monotonic() + timeout
+    while (job := read_job(folder)).active:
+        assert time.monotonic() < deadline, f"the job did not end in {timeout} s: {job}"
+        time.sleep(0.25)
+    log = (folder / "log.txt").read_text(errors="replace") if (folder / "log.txt").exists() else ""
+    assert job.state == "finished", f"{job}\n{log}"
+    return job
+
+
+def unescape(text: str) -> str:
+    """Alerts escape markdown (they show text from files and models); read them as displayed."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [unescape(e.value) for e in at.error]
+
+
+def markdown_values(at) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def texts(node) -> list[str]:
+    return [t.value for t in node.text]
+
+
+def fill_small_run(at: AppTest, name: str, limit: int) -> None:
+    at.text_input(key=k("name")).set_value(name)
+    at.number_input(key=k("limit")).set_value(limit)
+    at.number_input(key=k("max_new_tokens")).set_value(8)
+    at.slider(key=k("min_confidence")).set_value(0.5)
+    at.number_input(key=k("chunk_size")).set_value(limit // 2)
+
+
+def test_empty_state_renders(app):
+    assert not app.error
+    assert any("No datasets yet" in info.value for info in app.info)
+    assert app.button(key=k("launch")).label == "Start generating"
+    assert app.multiselect(key=k("sources")).value == ["red_team", "benign"]
+    # The counts per category of the chosen prompt sets are shown before anything starts.
+    categories = app.dataframe[0].value
+    assert set(categories.columns) == {"category", "prompts"}
+    assert categories["prompts"].sum() == 20  # the default limit
+    assert not app.get("plotly_chart")
+
+
+def test_bad_dataset_name_is_one_error(app):
+    app.text_input(key=k("name")).set_value("no spaces/or slashes")
+    app.button(key=k("launch")).click().run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert "Dataset name" in app.error[0].value and "letters, digits" in app.error[0].value
+    assert not datasets_dir().exists() or not any(datasets_dir().iterdir())
+
+
+def test_a_model_folder_that_does_not_exist_is_refused_before_anything_is_written(app, tmp_path):
+    app.text_input(key=k("name")).set_value("no-model")
+    app.text_input(key=k("policy_model")).set_value(str(tmp_path / "missing-model"))
+    app.button(key=k("launch")).click().run()
+    assert not app.exception
+    assert len(errors(app)) == 1 and str(tmp_path / "missing-model") in errors(app)[0]
+    assert not (datasets_dir() / "no-model").exists()
+
+
+def test_upload_a_malformed_file_names_the_line_and_saves_nothing(app):
+    app.file_uploader(key=k("upload")).set_value(
+        ("mine.jsonl", b'{"prompt": "fine"}\n{"prompt": oops}\n', "application/jsonl")).run()
+    assert not app.exception
+    assert len(app.error) == 1
+    assert "mine" in app.error[0].value and "line 2" in app.error[0].value
+    assert not user_prompt_sets_dir().exists() or not any(user_prompt_sets_dir().iterdir())
+    assert app.multiselect(key=k("sources")).value == ["red_team", "benign"]
+
+    good = b"prompt,category\nHow do I boil an egg?,cooking\nWhat is a mole in chemistry?,science\n"
+    app.file_uploader(key=k("upload")).set_value(("my prompts.csv", good, "text/csv")).run()
+    assert not app.exception and not app.error
+    assert (user_prompt_sets_dir() / "my-prompts.csv").is_file()
+    assert "my-prompts.csv" in app.multiselect(key=k("sources")).value
+    assert any("Saved" in s.value and "2 prompts" in s.value for s in app.success), [s.value for s in app.success]
+    assert {"cooking", "science"} <= set(app.dataframe[0].value["category"])
+
+
+def test_launch_runs_in_a_worker_then_rows_charts_and_downloads_show(app):
+    fill_small_run(app, "small", limit=12)
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = datasets_dir() / "small"
+    assert (folder / "spec.json").is_file()
+    # The script returned at once: the worker is a separate process that may still be going.
+    assert app.session_state[k("selected")] == "small"
+    job = wait_for_job(folder)
+    assert job.progress["done"] == job.progress["total"] == 12
+    spec = parse_spec(json.loads((folder / "spec.json").read_text())["spec"])
+    assert spec.settings.max_new_tokens == 8 and spec.min_confidence == 0.5 and spec.limit == 12
+
+    app.run()
+    assert not app.exception, app.exception
+    assert "**State:** finished" in markdown_values(app)
+    assert [t.label for t in app.tabs] == ["Phase 1 (SFT)", "Pairs from revisions", "RLAIF pairs", "Judgements"]
+    sft_tab, _revision_tab, _rlaif_tab, judgements_tab = app.tabs
+    sft_rows = read_rows(folder / SFT_FILE)
+    assert len(sft_rows) == 12
+    # Ten rows a page: page 1 shows the first prompt, page 2 the last two.
+    assert sft_rows[0]["messages"][0]["content"] in texts(sft_tab)
+    assert any("Rows 1–10 of 12" in c.value for c in sft_tab.caption)
+    sft_tab.number_input(key=k("page:small:sft")).set_value(2).run()
+    sft_tab = app.tabs[0]
+    assert any("Rows 11–12 of 12" in c.value for c in sft_tab.caption)
+    assert sft_rows[-1]["messages"][0]["content"] in texts(sft_tab)
+    # Every judged pair is shown, kept or dropped; with min confidence 0.5 all are kept.
+    judged = read_rows(folder / JUDGEMENTS_FILE)
+    assert judged and len(read_rows(folder / RLAIF_PAIRS_FILE)) == len(judged)
+    assert any(f"of {len(judged)}" in c.value for c in judgements_tab.caption)
+    # The random judge is never sure: a high confidence range leaves no RLAIF pair.
+    app.slider(key=k("confidence:small")).set_value((0.9, 1.0)).run()
+    assert any("No RLAIF pairs match the filters" in i.value for i in app.tabs[2].info)
+
+    assert len(app.get("plotly_chart")) == 4
+    labels = [d.label for d in app.get("download_button")]
+    for name in ("sft.jsonl", "traces.jsonl", "prefs_rlaif.jsonl", "judgements.jsonl"):
+        assert any(label.startswith(name) for label in labels), labels
+    assert "Dataset card (README.md)" in labels and "Whole dataset (.zip)" in labels
+
+    # The same name again is refused: a dataset is resumed, never overwritten.
+    app.text_input(key=k("name")).set_value("small")
+    app.button(key=k("launch")).click().run()
+    assert len(app.error) == 1 and "already exists" in app.error[0].value
+
+
+def test_interrupted_job_shows_resume_and_resumes(app, tiny_model_dir):
+    spec = parse_spec({"constitution": "general-hhh", "prompt_sources": ["benign"], "limit": 4,
+                       "policy_model": str(tiny_model_dir), "settings": {"max_new_tokens": 8},
+                       "phases": ["sft"], "chunk_size": 2})
+    folder = datasets_dir() / "cut-short"
+    prepare_dataset(folder, spec)
+    prepare_job(folder, "generate", spec.model_dump(mode="json"))
+    # What a worker killed mid-run leaves: "running" in status.json, and nobody holding the lock.
+    write_json(folder / "status.json", {"state": "running", "kind": "generate", "started": time.time()})
+    assert read_job(folder).state == "interrupted"
+
+    app.run()
+    assert not app.exception, app.exception
+    assert "**State:** interrupted" in markdown_values(app)
+    resume = app.button(key=k("resume"))
+    assert resume.label == "Resume"
+    resume.click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    wait_for_job(folder)
+    app.run()
+    assert "**State:** finished" in markdown_values(app)
+    assert not [b for b in app.button if b.key == k("resume")]
+    assert len(read_rows(folder / SFT_FILE)) == 4
