@@ -48,8 +48,11 @@ test: model browser
 test-fast: install
 	$(PY) -m pytest -m "not slow and not browser"
 
+# Each prints a ratio measured side by side in one run; the figures are kept in docs/benchmarks.md.
 bench: model
 	$(PY) benchmarks/chain_throughput.py
+	$(PY) benchmarks/judge_speed.py
+	$(PY) benchmarks/phase1_rows.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -52,7 +52,6 @@ from cai_core.promptsets import (
     load_prompt_sources,
     resolve_prompt_source,
     save_prompt_set,
-    user_prompt_sets_dir,
 )
 from cai_core.store import list_constitutions, load_constitution
 from ui.common import page_key
@@ -214,9 +213,6 @@ def prompt_selection(sources: list[str], limit: int | None) -> dict:
 
 def prompt_set_inputs(limit: int | None) -> list[str]:
     options = list_prompt_sets()
-    # A saved file whose name matches a shipped set is not listed; keep it choosable once chosen.
-    options += [s for s in st.session_state.get(SOURCES) or []
-                if s not in options and (user_prompt_sets_dir() / s).is_file()]
     if SOURCES in st.session_state:
         st.session_state[SOURCES] = [s for s in st.session_state[SOURCES] if s in options]
     else:
@@ -365,6 +361,22 @@ def check_model_specs(spec: GenerationSpec) -> None:
             resolve_model_path(model)
 
 
+def start_or_explain(folder: Path, spec_data: dict, check_models: bool = False) -> bool:
+    """Start (or resume) the worker; False after showing why it could not start, in one sentence."""
+    try:
+        spec = parse_spec(spec_data)
+        if check_models:
+            check_model_specs(spec)
+        start_generation(folder, spec)
+    except (ConstitutionError, JobError, ModelLoadError) as error:
+        st.error(sentence(error))
+        return False
+    except OSError as error:
+        st.error(sentence(f"the dataset folder could not be written: {error.strerror or error}"))
+        return False
+    return True
+
+
 def launch(name: str, spec_data: dict) -> None:
     """Check the inputs and start the worker; every problem is one st.error sentence."""
     try:
@@ -388,15 +400,7 @@ def launch(name: str, spec_data: dict) -> None:
     if "prefs" in spec_data["phases"] and not spec_data["pair_sources"]:
         st.error("Phase 2 needs at least one pair source: pairs from revisions or RLAIF pairs.")
         return
-    try:
-        spec = parse_spec(spec_data)
-        check_model_specs(spec)
-        start_generation(folder, spec)
-    except (ConstitutionError, JobError, ModelLoadError) as error:
-        st.error(sentence(error))
-        return
-    except OSError as error:
-        st.error(sentence(f"the dataset folder could not be written: {error.strerror or error}"))
+    if not start_or_explain(folder, spec_data, check_models=True):
         return
     st.session_state[STARTED] = name
     st.session_state[FLASH] = ("success", md(f"Started {name}. It runs in its own process: you may leave this page."))
@@ -434,15 +438,8 @@ def dataset_selector(folders: list[Path], jobs: dict[str, JobState]) -> Path | N
 
 
 def resume(folder: Path) -> None:
-    try:
-        start_generation(folder, parse_spec(stored_spec(folder)))
-    except (ConstitutionError, JobError, ModelLoadError) as error:
-        st.error(sentence(error))
-        return
-    except OSError as error:
-        st.error(sentence(f"the dataset folder could not be written: {error.strerror or error}"))
-        return
-    st.rerun()  # the whole page: polling starts and the rows section follows the run
+    if start_or_explain(folder, stored_spec(folder)):
+        st.rerun()  # the whole page: polling starts and the rows section follows the run
 
 
 def show_job(folder: Path, job: JobState) -> None:
