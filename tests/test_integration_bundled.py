@@ -38,3 +38,24 @@ def test_cli_preview_json_on_the_bundled_model(bundled_home):
     assert trace["steps"][0]["principle"] in {p.name for p in load_constitution("medical-qa").principles}
     assert trace["steps"][0]["critique"] and trace["final"]
     assert "Traceback" not in done.stderr
+
+
+def test_cli_generate_on_the_bundled_model_judges_with_option_logprobs(bundled_home, tmp_path):
+    """A small dataset on the real model: every file has its rows and the judge read log-probabilities."""
+    env = {**os.environ, "CAI_HOME": str(bundled_home)}
+    out = tmp_path / "ds"
+    done = subprocess.run(
+        [sys.executable, "-m", "cai_core.cli", "generate", "--constitution", "general-hhh", "--prompts", "red_team,benign",
+         "--limit", "3", "--out", str(out), "--max-new-tokens", "32", "--min-confidence", "0.5"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    card = json.loads((out / "card.json").read_text())
+    assert card["done"] == 3 and card["rows"]["sft.jsonl"] == 3 and card["rows"]["prefs_rlaif.jsonl"] + card["rows"]["judgements.jsonl"] >= 3
+    assert card["judge"]["methods"] == ["option_logprobs"]
+    for line in (out / "judgements.jsonl").read_text().splitlines():
+        judged = json.loads(line)
+        # Real probabilities, not a parsed letter: strictly between 0 and 1 in both orders.
+        assert 0.0 < judged["judge"]["p_chosen_shown_first"] < 1.0 and 0.0 < judged["judge"]["p_chosen_shown_second"] < 1.0
+    sft = json.loads((out / "sft.jsonl").read_text().splitlines()[0])
+    assert sft["lineage"]["policy_model"] == "SmolLM2-135M-Instruct" and sft["messages"][1]["content"].strip()
