@@ -22,6 +22,7 @@ from cai_core.constitution import Constitution, ConstitutionError, first_error_m
 from cai_core.editing import constitution_to_form, form_to_constitution, placeholder_principle, principle_to_form
 from cai_core.lint import lint_constitution
 from cai_core.paths import user_constitutions_dir
+from cai_core.prompts import default_comparison_request
 from cai_core.store import (
     TRASH_DIRNAME,
     create_constitution,
@@ -334,9 +335,11 @@ def render_principle(name: str, index: int, principle: dict, count: int) -> None
                      help="Asks the model what is wrong with its previous answer under this principle.")
         st.text_area("Revision request", key=wkey("revision_request", index),
                      help="Asks the model to rewrite its answer to fix what the critique found.")
+        critique = str(st.session_state.get(wkey("critique_request", index)) or "")
         st.text_area("Comparison request (optional)", key=wkey("comparison_request", index),
+                     placeholder=default_comparison_request(critique) if critique.strip() else None,
                      help="Phase 2's judge asks which of two answers follows this principle better; "
-                          "left empty, one is built from the critique request.")
+                          "left empty, the one shown greyed out is built from the critique request.")
         up, down, remove, _ = st.columns([1, 1, 1, 3])
         up.button("Move up", key=key(f"up_{index}"), disabled=index == 0, on_click=move_principle, args=(name, index, -1))
         down.button("Move down", key=key(f"down_{index}"), disabled=index == count - 1,
