@@ -167,8 +167,11 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     any process starts, and nothing is written when it fails.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
     if (folder / "spec.json").is_file() and (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
         return
+    check_model_specs(spec)
     constitution = load_constitution(spec.constitution)
     select_principles(constitution, spec.principles)  # an unknown principle fails here
     prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit)
@@ -182,11 +185,23 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     write_text_atomic(folder / PROMPTS_FILE, "\n".join(lines) + "\n")
 
 
+def check_model_specs(spec: GenerationSpec) -> None:
+    """Refuse a model folder or hub id that cannot exist before anything is written. Cheap: nothing
+    is loaded (the bundled model and endpoints are checked by the worker, which loads them)."""
+    from .models import DEFAULT_MODEL, is_endpoint_spec, resolve_model_path
+
+    for model in (spec.policy_model, spec.judge_model):
+        if model and model != DEFAULT_MODEL and not is_endpoint_spec(model):
+            resolve_model_path(model)
+
+
 def start_generation(folder: Path, spec: GenerationSpec) -> None:
     """Snapshot the inputs, then run the job in its own process (or resume it)."""
     from .jobs import prepare_job, start_job
 
     spec_data = spec.model_dump(mode="json")
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
     prepare_job(folder, "generate", spec_data, write=False)  # other settings in this folder: refused, nothing written
     prepare_dataset(folder, spec)
     start_job(folder, "generate", spec_data)
@@ -197,6 +212,8 @@ def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
     from .jobs import prepare_job, run_job
 
     spec_data = spec.model_dump(mode="json")
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
     prepare_job(folder, "generate", spec_data, write=False)
     prepare_dataset(folder, spec)
     prepare_job(folder, "generate", spec_data)

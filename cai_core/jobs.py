@@ -118,7 +118,7 @@ def write_json(path: Path, data) -> None:
 def read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
@@ -227,7 +227,8 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
         except (JobCancelled, KeyboardInterrupt):
             final, error = CANCELLED, None
         except Exception as exception:  # noqa: BLE001 - the user sees one sentence; the log has the rest
-            traceback.print_exc()
+            with open(folder / "log.txt", "a") as log:
+                log.write(traceback.format_exc())
             final, error = FAILED, one_sentence(exception)
         finally:
             if previous_handler is not None:

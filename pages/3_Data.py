@@ -39,12 +39,9 @@ from cai_core.data import (
 )
 from cai_core.jobs import JobError, JobState, cancel_job, read_job, read_json
 from cai_core.models import (
-    DEFAULT_MODEL,
     GenerationSettings,
     ModelLoadError,
     default_model_spec,
-    is_endpoint_spec,
-    resolve_model_path,
 )
 from cai_core.promptsets import (
     MAX_PROMPT_FILE_BYTES,
@@ -352,22 +349,10 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
             launch(name, spec)
 
 
-def check_model_specs(spec: GenerationSpec) -> None:
-    """Refuse a model folder or hub id that cannot exist before any folder is made (cheap: no
-    loading). The bundled model and endpoints are left to the worker: preparing the bundled
-    model can take half a minute, which must not happen in the script thread."""
-    for model in (spec.policy_model, spec.judge_model):
-        if model and model != DEFAULT_MODEL and not is_endpoint_spec(model):
-            resolve_model_path(model)
-
-
-def start_or_explain(folder: Path, spec_data: dict, check_models: bool = False) -> bool:
+def start_or_explain(folder: Path, spec_data: dict) -> bool:
     """Start (or resume) the worker; False after showing why it could not start, in one sentence."""
     try:
-        spec = parse_spec(spec_data)
-        if check_models:
-            check_model_specs(spec)
-        start_generation(folder, spec)
+        start_generation(folder, parse_spec(spec_data))
     except (ConstitutionError, JobError, ModelLoadError) as error:
         st.error(sentence(error))
         return False
@@ -400,7 +385,7 @@ def launch(name: str, spec_data: dict) -> None:
     if "prefs" in spec_data["phases"] and not spec_data["pair_sources"]:
         st.error("Phase 2 needs at least one pair source: pairs from revisions or RLAIF pairs.")
         return
-    if not start_or_explain(folder, spec_data, check_models=True):
+    if not start_or_explain(folder, spec_data):
         return
     st.session_state[STARTED] = name
     st.session_state[FLASH] = ("success", md(f"Started {name}. It runs in its own process: you may leave this page."))

@@ -178,9 +178,21 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path, tiny_model_dir):
     assert not any((tmp_path / name).exists() for name in "abc")
 
 
-def test_a_bad_model_fails_the_job_with_one_sentence(tmp_path):
+def test_a_model_folder_that_does_not_exist_is_refused_before_anything_is_written(tmp_path):
+    from cai_core.models import ModelLoadError
+
     folder = tmp_path / "nomodel"
-    state = run_generation(folder, make_spec(tmp_path / "no-such-model"))
-    assert state.state == "failed" and "neither an existing local folder" in state.error
-    assert "\n" not in state.error
+    with pytest.raises(ModelLoadError, match="neither an existing local folder"):
+        run_generation(folder, make_spec(tmp_path / "no-such-model"))
+    assert not folder.exists()
+
+
+def test_a_model_that_fails_in_the_worker_fails_the_job_with_one_sentence(tmp_path):
+    folder = tmp_path / "broken"
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")  # passes the cheap check, fails to load
+    state = run_generation(folder, make_spec(broken))
+    assert state.state == "failed" and "could not be loaded" in state.error and "\n" not in state.error
+    assert "Traceback" in (folder / "log.txt").read_text()
     assert all(not (folder / name).exists() for name in ROW_FILES)
