@@ -424,8 +424,12 @@ def _complete_rows(path: Path) -> tuple[list[dict], bool]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:  # torn by a kill mid-write, or edited by hand: either way not a row
             torn = True
     return rows, torn
 
@@ -437,6 +441,121 @@ def _rewrite(path: Path, rows: list[dict]) -> None:
 def read_rows(path: Path) -> list[dict]:
     """Every whole row of a JSONL file (a torn last line from a live writer is skipped)."""
     return _complete_rows(Path(path))[0]
+
+
+# --------------------------------------------------------------------------- rows as the page reads them
+# Files on disk may have been edited by hand or written by another tool; a reader that shows them
+# checks each row's shape first, so one odd row is reported by its line rather than breaking a page.
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    category: str = ""
+    principles: list[str] = Field(default_factory=list)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str
+
+
+class _SftRow(_Row):
+    messages: list[_Message] = Field(min_length=1)
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    round: int
+    principle: str
+    critique: str
+    revision: str
+    revised: bool = True
+    skip_reason: str | None = None
+
+
+class _TraceRow(_Row):
+    prompt: str
+    initial: str
+    steps: list[_Step]
+    final: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class _JudgeRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = ""
+    method: str = ""
+    orders_disagree: bool
+    per_principle: list[dict] = Field(default_factory=list)
+
+
+class _PairJudge(_JudgeRecord):
+    p_chosen_shown_first: float
+    p_chosen_shown_second: float
+
+
+class _PairRow(_Row):
+    prompt: list[_Message] = Field(min_length=1)
+    chosen: list[_Message] = Field(min_length=1)
+    rejected: list[_Message] = Field(min_length=1)
+    label: float | None = None
+    label_raw: float | None = None
+    judge: _PairJudge | None = None
+
+
+class _JudgementRow(_Row):
+    prompt: str = ""
+    confidence: float
+    kept: bool
+    answer_1: str = ""
+    answer_2: str = ""
+    p_answer_1: float = 0.5
+    chosen_is_answer_1: bool = True
+    judge: _PairJudge
+
+
+class _PromptRow(_Row):
+    prompt: str
+
+
+class _DoneRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+
+
+ROW_SHAPES: dict[str, type[BaseModel]] = {
+    SFT_FILE: _SftRow, TRACES_FILE: _TraceRow, REVISION_PAIRS_FILE: _PairRow, RLAIF_PAIRS_FILE: _PairRow,
+    JUDGEMENTS_FILE: _JudgementRow, PROMPTS_FILE: _PromptRow, DONE_FILE: _DoneRow,
+}
+
+
+def read_checked_rows(path: Path) -> tuple[list[dict], list[int]]:
+    """The rows of one of the dataset's files that have the shape that file's rows must have
+    (missing optional fields filled in), and the line numbers of those that do not."""
+    path = Path(path)
+    shape = ROW_SHAPES[path.name]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], []
+    rows, bad = [], []
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(shape.model_validate(json.loads(line)).model_dump())
+        except (json.JSONDecodeError, ValidationError):
+            if number < len(lines) or text.endswith("\n"):  # a last line still being written is not an error
+                bad.append(number)
+    return rows, bad
 
 
 # --------------------------------------------------------------------------- the card

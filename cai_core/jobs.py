@@ -115,11 +115,27 @@ def write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_json(path: Path):
+def read_json(path: Path) -> dict | None:
+    """A JSON object from disk, or None when the file is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _clean_progress(progress: dict) -> dict:
+    """progress.json as numbers the page can do arithmetic on, whatever a hand edit left there."""
+    cleaned = dict(progress)
+    for name in ("done", "total"):
+        value = progress.get(name)
+        cleaned[name] = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    for name in ("rate_per_second", "eta_seconds", "elapsed_seconds", "updated"):
+        value = cleaned.pop(name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            cleaned[name] = float(value)
+    cleaned["stage"] = str(progress.get("stage") or "")
+    return cleaned
 
 
 def is_running(folder: Path) -> bool:
@@ -202,8 +218,10 @@ def read_job(folder: Path) -> JobState:
         fresh = state == QUEUED and time.time() - status.get("queued", 0) < START_GRACE_SECONDS
         if not fresh:
             state = INTERRUPTED
-    return JobState(folder, state, status.get("kind", ""), status.get("error"), read_json(folder / "progress.json") or {},
-                    status.get("notes", []), status.get("started"), status.get("ended"))
+    notes = status.get("notes")
+    return JobState(folder, str(state), str(status.get("kind", "")), status.get("error"),
+                    _clean_progress(read_json(folder / "progress.json") or {}),
+                    [str(n) for n in notes] if isinstance(notes, list) else [], status.get("started"), status.get("ended"))
 
 
 def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> JobState:

@@ -34,7 +34,7 @@ from cai_core.data import (
     delete_dataset,
     list_datasets,
     parse_spec,
-    read_rows,
+    read_checked_rows,
     start_generation,
 )
 from cai_core.jobs import JobError, JobState, cancel_job, read_job, read_json
@@ -126,18 +126,25 @@ def duration(seconds: float | None) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _cached_rows(path: str, mtime_ns: int, size: int) -> list[dict]:
+def _cached_rows(path: str, mtime_ns: int, size: int) -> tuple[list[dict], list[int]]:
     # Keyed by the file's mtime and size: a file the worker appended to is read again.
-    return read_rows(Path(path))
+    return read_checked_rows(Path(path))
 
 
 def rows_of(folder: Path, file_name: str) -> list[dict]:
+    """The file's rows that have the expected shape; the lines of any others are reported once."""
     path = folder / file_name
     try:
         stat = path.stat()
     except FileNotFoundError:
         return []
-    return _cached_rows(str(path), stat.st_mtime_ns, stat.st_size)
+    rows, bad_lines = _cached_rows(str(path), stat.st_mtime_ns, stat.st_size)
+    if bad_lines:
+        shown = ", ".join(str(n) for n in bad_lines[:5]) + (" …" if len(bad_lines) > 5 else "")
+        verb = "is" if len(bad_lines) == 1 else "are"
+        st.warning(md(f"{file_name}: {plural(len(bad_lines), 'row')} (line {shown}) {verb} not in the shape this "
+                      "file's rows must have, so not shown; was the file edited by hand?"))
+    return rows
 
 
 def stored_spec(folder: Path) -> dict:

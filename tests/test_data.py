@@ -196,3 +196,16 @@ def test_a_model_that_fails_in_the_worker_fails_the_job_with_one_sentence(tmp_pa
     assert state.state == "failed" and "could not be loaded" in state.error and "\n" not in state.error
     assert "Traceback" in (folder / "log.txt").read_text()
     assert all(not (folder / name).exists() for name in ROW_FILES)
+
+
+def test_checked_rows_keep_good_rows_and_name_the_lines_of_bad_ones(finished_dataset):
+    from cai_core.data import read_checked_rows
+
+    path = finished_dataset / SFT_FILE
+    good = path.read_text().splitlines()
+    path.write_text("\n".join([good[0], '{"id": "x", "messages": []}', "not json", good[1]]) + "\n" + '{"id": "half')
+    rows, bad = read_checked_rows(path)
+    assert [row["id"] for row in rows] == [json.loads(good[0])["id"], json.loads(good[1])["id"]]
+    assert bad == [2, 3]  # the torn last line is being written, not wrong
+    rows, bad = read_checked_rows(finished_dataset / RLAIF_PAIRS_FILE)
+    assert bad == [] and all(isinstance(row["judge"]["orders_disagree"], bool) for row in rows)

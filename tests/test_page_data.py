@@ -202,3 +202,23 @@ def test_interrupted_job_shows_resume_and_resumes(app, tiny_model_dir):
     assert "**State:** finished" in markdown_values(app)
     assert not [b for b in app.button if b.key == k("resume")]
     assert len(read_rows(folder / SFT_FILE)) == 4
+
+
+def test_a_dataset_edited_by_hand_shows_its_bad_lines_instead_of_failing(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    broken = datasets_dir() / "edited"
+    broken.mkdir(parents=True)
+    write_json(broken / "spec.json", {"kind": "generate", "spec": {"constitution": "x", "prompt_sources": ["y"]}})
+    (broken / "status.json").write_text("[1, 2]")
+    (broken / "progress.json").write_text('{"done": "lots", "total": null, "updated": "soon"}')
+    (broken / "sft.jsonl").write_text('{"id": 1}\n{"id": "a", "messages": "nope"}\n[1, 2]\n')
+    (broken / "prefs_rlaif.jsonl").write_text('{"id": "q", "prompt": [], "chosen": 3, "judge": null}\n')
+    (broken / "judgements.jsonl").write_text('{"id": "q", "confidence": "high", "kept": 1}\n')
+    (broken / "prompts.jsonl").write_text('{"id": "q", "prompt": "a real prompt"}\n{"prompt": 5}\n')
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.session_state[k("selected")] = "edited"
+    at.run()
+    assert not at.exception, at.exception
+    warnings = " ".join(unescape(w.value) for w in at.warning)
+    assert "sft.jsonl: 3 rows (line 1, 2, 3) are not in the shape" in warnings
+    assert "prompts.jsonl: 1 row (line 2) is not in the shape" in warnings
