@@ -128,7 +128,8 @@ def _generation_spec_data(args: argparse.Namespace) -> dict:
     phases = {"sft": ["sft"], "prefs": ["prefs"], "both": ["sft", "prefs"]}[args.phase]
     sources = [part.strip() for value in args.prompts for part in value.split(",") if part.strip()]
     data = {
-        "constitution": args.constitution, "prompt_sources": sources, "limit": args.limit, "phases": phases,
+        "constitution": args.constitution, "prompt_sources": sources, "limit": args.limit, "shuffle": args.shuffle,
+        "phases": phases,
         "pair_sources": [part.strip() for part in args.pairs.split(",") if part.strip()], "rounds": args.rounds,
         "principles": args.principle or None, "policy_model": args.model, "judge_model": args.judge_model,
         "settings": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--pairs", default="revision,rlaif", help="Phase 2 pair sources: revision, rlaif or both (comma-separated)")
     generate.add_argument("--rounds", type=int, default=1)
     generate.add_argument("--limit", type=int, help="use only the first N prompts")
+    generate.add_argument("--shuffle", action="store_true", help="mix the sets in a seeded random order before --limit")
     generate.add_argument("--principle", action="append", help="use only this principle (repeatable)")
     generate.add_argument("--model", default="default", help='the policy: "default", a local folder, a hub id or an endpoint URL')
     generate.add_argument("--judge-model", help="the judge, when not the policy itself")

@@ -61,6 +61,8 @@ class GenerationSpec(BaseModel):
     constitution: str
     prompt_sources: list[str] = Field(min_length=1)
     limit: int | None = Field(default=None, ge=1)
+    # Mix the chosen sets in a seeded random order before the limit (else: file order).
+    shuffle: bool = False
     # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision" and/or "rlaif")
     phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1)
     pair_sources: list[Literal["revision", "rlaif"]] = Field(default=["revision", "rlaif"])
@@ -174,7 +176,7 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     check_model_specs(spec)
     constitution = load_constitution(spec.constitution)
     select_principles(constitution, spec.principles)  # an unknown principle fails here
-    prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit)
+    prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit, spec.seed if spec.shuffle else None)
     lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source}, ensure_ascii=False)
              for i in prompt_set.items]
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,12 @@ def resolve_prompt_source(source: str) -> Path:
     raise PromptFileError(f"prompt set {source!r} is neither a shipped or saved set ({known}) nor a file")
 
 
-def load_prompt_sources(sources: list[str], limit: int | None = None) -> PromptSet:
-    """Several sets as one, duplicates across them removed, cut to the first ``limit`` prompts."""
+def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_seed: int | None = None) -> PromptSet:
+    """Several sets as one, duplicates across them removed, cut to the first ``limit`` prompts.
+
+    With ``shuffle_seed``, the prompts are put in a seeded random order before the cut, so a limit
+    takes a mix of every set and category rather than the first set's first category.
+    """
     combined = PromptSet(name="+".join(sources))
     seen: set[str] = set()
     for source in sources:
@@ -100,6 +105,8 @@ def load_prompt_sources(sources: list[str], limit: int | None = None) -> PromptS
             combined.items.append(item)
     if not combined.items:
         raise PromptFileError("the chosen prompt sets hold no prompts")
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(combined.items)
     if limit is not None:
         combined.items = combined.items[:limit]
     return combined

@@ -184,8 +184,9 @@ def save_upload() -> None:
     except OSError as error:
         st.session_state[UPLOAD_MESSAGE] = ("error", sentence(f"the file could not be saved: {error.strerror or error}"))
         return
-    # First among the chosen sets, so a limit takes the user's own prompts before the shipped ones.
+    # First among the chosen sets, and no mixing, so a limit takes the user's own prompts before the shipped ones.
     st.session_state[SOURCES] = [saved] + [s for s in st.session_state.get(SOURCES) or [] if s != saved]
+    st.session_state[key("shuffle")] = False
     extra = []
     if prompt_set.duplicates_removed:
         extra.append(plural(prompt_set.duplicates_removed, "duplicate") + " removed")
@@ -193,29 +194,30 @@ def save_upload() -> None:
         extra.append(plural(prompt_set.blank_lines, "blank line") + " skipped")
     st.session_state[UPLOAD_MESSAGE] = (
         "success", md(f"Saved {saved}: {plural(len(prompt_set.items), 'prompt')}"
-                      + (f" ({', '.join(extra)})" if extra else "") + "; it is now the first of the chosen prompt sets."))
+                      + (f" ({', '.join(extra)})" if extra else "") + "; it is now the first of the chosen prompt sets, "
+                      "and mixing is off so a limit takes your prompts first."))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _prompt_selection(sources: tuple[str, ...], limit: int | None, stamps: tuple) -> dict:
-    loaded = load_prompt_sources(list(sources))
+def _prompt_selection(sources: tuple[str, ...], limit: int | None, shuffle_seed: int | None, stamps: tuple) -> dict:
+    loaded = load_prompt_sources(list(sources), shuffle_seed=shuffle_seed)
     available = len(loaded.items)
     loaded.items = loaded.items[:limit] if limit else loaded.items
     return {"prompts": len(loaded.items), "available": available, "categories": loaded.categories(),
             "blank_lines": loaded.blank_lines, "duplicates_removed": loaded.duplicates_removed}
 
 
-def prompt_selection(sources: list[str], limit: int | None) -> dict:
+def prompt_selection(sources: list[str], limit: int | None, shuffle_seed: int | None) -> dict:
     """Counts of what the chosen sets give (cached until one of their files changes)."""
     stamps = []
     for source in sources:
         path = resolve_prompt_source(source)
         stat = path.stat()
         stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return _prompt_selection(tuple(sources), limit, tuple(stamps))
+    return _prompt_selection(tuple(sources), limit, shuffle_seed, tuple(stamps))
 
 
-def prompt_set_inputs(limit: int | None) -> list[str]:
+def prompt_set_inputs(limit: int | None, shuffle_seed: int | None) -> list[str]:
     options = list_prompt_sets()
     if SOURCES in st.session_state:
         st.session_state[SOURCES] = [s for s in st.session_state[SOURCES] if s in options]
@@ -235,7 +237,7 @@ def prompt_set_inputs(limit: int | None) -> list[str]:
         st.caption("Choose at least one prompt set.")
         return sources
     try:
-        selection = prompt_selection(sources, limit)
+        selection = prompt_selection(sources, limit, shuffle_seed)
     except ConstitutionError as error:
         st.error(sentence(error))
         return sources
@@ -326,7 +328,10 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         order = order_col.radio("Principle order", ["random", "sequential"], horizontal=True, key=key("order"),
                                 help="random: each round draws a principle by weight (repeatable with the seed); "
                                      "sequential: rounds walk the principles in order.")
-        sources = prompt_set_inputs(limit or None)
+        shuffle = st.checkbox("Mix the sets in a random order before the limit", value=True, key=key("shuffle"),
+                              help="Seeded, so the same seed picks the same prompts. Off: the sets' own order, "
+                                   "so a small limit takes only the first set's first categories.")
+        sources = prompt_set_inputs(limit or None, int(st.session_state.get(key("seed"), 0)) if shuffle else None)
         st.markdown("**What to make**")
         phase_col, pairs_col = st.columns(2)
         with phase_col:
@@ -346,7 +351,7 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         advanced = advanced_inputs()
         if st.button("Start generating", type="primary", key=key("launch"), icon=":material/play_arrow:"):
             spec = {
-                "constitution": constitution, "prompt_sources": sources, "limit": limit or None,
+                "constitution": constitution, "prompt_sources": sources, "limit": limit or None, "shuffle": shuffle,
                 "phases": [p for p, on in (("sft", sft), ("prefs", prefs)) if on],
                 "pair_sources": [p for p, on in (("revision", from_revisions), ("rlaif", rlaif)) if on],
                 "rounds": int(rounds), "principles": principles, "order": order,
@@ -416,7 +421,7 @@ def dataset_selector(folders: list[Path], jobs: dict[str, JobState]) -> Path | N
         job, spec = jobs[folder.name], stored_spec(folder)
         progress = job.progress
         table.append({"dataset": folder.name, "state": STATE_LABELS.get(job.state, job.state),
-                      "prompts done": f"{progress.get('done', 0)} of {progress.get('total', '?')}" if progress else "—",
+                      "prompts done": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
                       "constitution": spec.get("constitution", "?"),
                       "prompt sets": ", ".join(spec.get("prompt_sources", [])),
                       "created": time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / "spec.json").stat().st_mtime))})

@@ -105,3 +105,12 @@ def test_uploads_never_shadow_a_shipped_set_or_overwrite_an_earlier_upload():
     listed = list_prompt_sets()
     assert {"red_team", "red_team-2.jsonl", "mine.txt", "mine-2.txt"} <= set(listed)
     assert [i.prompt for i in load_prompt_sources(["red_team-2.jsonl"]).items] == ["mine"]
+
+
+def test_a_seeded_shuffle_mixes_the_sets_before_the_limit():
+    in_order = load_prompt_sources(["red_team", "benign"], limit=20)
+    assert set(in_order.categories()) <= {"violence", "weapons"}  # file order: the first set's first categories
+    mixed = load_prompt_sources(["red_team", "benign"], limit=20, shuffle_seed=0)
+    assert len(mixed.categories()) >= 5 and {"benign", "borderline-benign"} & set(mixed.categories())
+    assert [i.id for i in mixed.items] == [i.id for i in load_prompt_sources(["red_team", "benign"], limit=20, shuffle_seed=0).items]
+    assert [i.id for i in mixed.items] != [i.id for i in load_prompt_sources(["red_team", "benign"], limit=20, shuffle_seed=1).items]
