@@ -92,6 +92,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if not args.constitution or not args.prompts:
             raise ConstitutionError("give both --constitution and --prompts")
         spec = parse_spec(_generation_spec_data(args))
+    if args.background:
+        from .data import start_generation
+
+        start_generation(folder, spec)
+        print(f"{folder}: started in its own process; `cai datasets` shows its progress, {folder / 'log.txt'} its log")
+        return 0
     from tqdm import tqdm
 
     bars: list = []  # made on the first report, so an error before the run prints no empty bar
@@ -144,6 +150,23 @@ def _generation_spec_data(args: argparse.Namespace) -> dict:
             raise ConstitutionError(f"--label-band must be two numbers like 0.5,0.9, not {args.label_band!r}") from None
         data["label_band"] = [low, high]
     return data
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import datasets_dir, dataset_summary, list_datasets
+    from .jobs import read_job
+
+    folders = list_datasets()
+    if not folders:
+        print(f"no datasets yet in {datasets_dir()}; make one with `cai generate` or on the Data page")
+    for folder in folders:
+        job, summary = read_job(folder), dataset_summary(folder)
+        rows = ", ".join(f"{name.removesuffix('.jsonl')} {count}" for name, count in summary["rows"].items()
+                         if count and name != "traces.jsonl")
+        print(f"{folder.name:28} {job.state:11} {summary['done']:5d}/{summary['prompts']:<5d} prompts  {rows}")
+        if job.error:
+            print(f"{'':28} error: {job.error}")
+    return 0
 
 
 def _cmd_prompt_sets(args: argparse.Namespace) -> int:
@@ -210,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--label-band", help="clamp soft labels into LOW,HIGH, e.g. 0.5,0.9")
     generate.add_argument("--batch-size", type=int, default=16)
     generate.add_argument("--chunk-size", type=int, default=16, help="prompts per checkpoint")
+    generate.add_argument("--background", action="store_true",
+                          help="start the run in its own process and return (as the Data page does)")
     generate.set_defaults(handler=_cmd_generate)
+
+    datasets = commands.add_parser("datasets", help="list the datasets in $CAI_HOME/datasets, with their state and rows")
+    datasets.set_defaults(handler=_cmd_datasets)
 
     prompt_sets = commands.add_parser("prompt-sets", help="list the shipped prompt sets and yours")
     prompt_sets.set_defaults(handler=_cmd_prompt_sets)

@@ -85,10 +85,15 @@ def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]
             questions.append(templates.judge_conversation(prompt, request, first, second))
             questions.append(templates.judge_conversation(prompt, request, second, first))
     try:
+        # A backend found without log-probabilities once is not asked again (an endpoint would
+        # answer every question of every chunk only to say so).
+        if getattr(backend, "lacks_logprobs", None):
+            raise LogprobsUnavailable(backend.lacks_logprobs)
         scores = backend.option_logprobs(questions, templates.JUDGE_OPTIONS, templates.JUDGE_ANSWER_PREFIX, batch_size)
         probabilities = [normalise(s) for s in scores]
         method, unparsed_flags = METHOD_LOGPROBS, [False] * len(questions)
     except LogprobsUnavailable as reason:
+        backend.lacks_logprobs = str(reason)
         if on_fallback:
             on_fallback(f"{reason}; the judge read each one-letter answer instead, so labels are 0, 0.5 or 1 rather than soft")
         probabilities, unparsed_flags = letter_verdicts(backend, questions, batch_size)

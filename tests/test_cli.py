@@ -115,3 +115,23 @@ def test_generate_reports_a_malformed_prompt_file_with_its_line(tmp_path):
 def test_prompt_sets_lists_the_shipped_sets():
     done = run_cli("prompt-sets")
     assert done.returncode == 0 and "red_team" in done.stdout and "borderline-benign" in done.stdout
+
+
+def test_generate_in_the_background_then_list_the_datasets(tmp_path, tiny_model_dir):
+    import os
+    import time
+
+    from cai_core.jobs import read_job
+
+    env = {**os.environ, "CAI_HOME": str(tmp_path / "home")}
+    out = tmp_path / "home" / "datasets" / "bg"
+    done = run_cli("generate", "--constitution", "general-hhh", "--prompts", "benign", "--limit", "3", "--out", str(out),
+                   "--model", str(tiny_model_dir), "--max-new-tokens", "8", "--background", env=env)
+    assert done.returncode == 0 and "started in its own process" in done.stdout, done.stderr
+    deadline = time.time() + 120
+    while read_job(out).active:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    listed = run_cli("datasets", env=env)
+    assert listed.returncode == 0 and "bg" in listed.stdout and "finished" in listed.stdout and "3/3" in listed.stdout
+    assert "sft 3" in listed.stdout

@@ -100,6 +100,21 @@ def test_without_logprobs_the_judge_says_so_and_reads_the_letter():
     assert judged.p_first == 0.5 and judged.orders_disagree
 
 
+def test_a_backend_without_logprobs_is_asked_for_them_only_once():
+    class CountingBackend(LetterOnlyBackend):
+        asked = 0
+
+        def option_logprobs(self, *args, **kwargs):
+            CountingBackend.asked += 1
+            return super().option_logprobs(*args, **kwargs)
+
+    backend = CountingBackend("B")
+    for _ in range(3):
+        [judged] = judge_pairs(backend, PAIRS[:1], [[PRINCIPLE]])
+        assert judged.method == METHOD_PARSED
+    assert CountingBackend.asked == 1
+
+
 def test_unparsable_written_verdicts_are_counted():
     [judged] = judge_pairs(LetterOnlyBackend("I like both"), PAIRS[:1], [[PRINCIPLE]])
     assert judged.unparsed == 2 and judged.p_first == 0.5
