@@ -33,8 +33,13 @@ REVISION_TEMPLATE = (
     "Reply with the new answer only, with no preamble and no mention of the critique."
 )
 
-# Phase 2's judge: used when a principle has no comparison request of its own.
-DEFAULT_COMPARISON_TEMPLATE = "Which response better satisfies this request: {critique_request}"
+# Phase 2's judge: used when a principle has no comparison request of its own. A critique request
+# speaks to one answer ("check your previous answer for ..."), so it is quoted as the check to
+# apply and the judge asks which response passes it, rather than pasting it in as the question.
+DEFAULT_COMPARISON_TEMPLATE = (
+    'Here is a check used to critique an assistant\'s answer: "{critique_request}"\n'
+    "Which response passes this check better?"
+)
 
 
 def initial_conversation(prompt: str, system_prompt: str | None = None) -> Conversation:

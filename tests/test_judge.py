@@ -120,3 +120,14 @@ def test_unparsable_written_verdicts_are_counted():
     assert judged.unparsed == 2 and judged.p_first == 0.5
     scores, unparsed = judge_by_written_verdict(LetterOnlyBackend("Reasons. [[A]]"), PAIRS, PRINCIPLE)
     assert scores == [0.5] * 3 and unparsed == 0
+
+
+def test_the_judge_asks_a_principles_comparison_request_or_one_built_from_its_critique():
+    from cai_core.judge import comparison_request
+    from cai_core.store import load_constitution
+
+    assert comparison_request(OTHER) == "Which response is more honest?"
+    built = comparison_request(PRINCIPLE)
+    assert '"Point out anything harmful."' in built and built.endswith("Which response passes this check better?")
+    for name in ("general-hhh", "medical-qa", "customer-service"):
+        assert all(p.comparison_request for p in load_constitution(name).principles), name
