@@ -199,28 +199,30 @@ def check_model_specs(spec: GenerationSpec) -> None:
 
 def start_generation(folder: Path, spec: GenerationSpec) -> None:
     """Snapshot the inputs, then run the job in its own process (or resume it)."""
-    from .jobs import prepare_job, start_job
+    from .jobs import start_job
 
-    spec_data = spec.model_dump(mode="json")
-    if Path(folder).exists() and not Path(folder).is_dir():
-        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
-    prepare_job(folder, "generate", spec_data, write=False)  # other settings in this folder: refused, nothing written
-    prepare_dataset(folder, spec)
-    start_job(folder, "generate", spec_data)
+    start_job(folder, "generate", _prepare(folder, spec))
 
 
 def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
     """Run (or resume) the job in this process, as the CLI does; returns the final JobState."""
     from .jobs import prepare_job, run_job
 
-    spec_data = spec.model_dump(mode="json")
-    if Path(folder).exists() and not Path(folder).is_dir():
-        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
-    prepare_job(folder, "generate", spec_data, write=False)
-    prepare_dataset(folder, spec)
+    spec_data = _prepare(folder, spec)
     prepare_job(folder, "generate", spec_data)
     (Path(folder) / "cancel").unlink(missing_ok=True)
     return run_job(folder, on_progress=on_progress)
+
+
+def _prepare(folder: Path, spec: GenerationSpec) -> dict:
+    """Refuse other settings in a folder that holds a run, then snapshot the inputs; nothing is
+    written when either fails. Returns the spec as stored."""
+    from .jobs import prepare_job
+
+    spec_data = spec.model_dump(mode="json")
+    prepare_job(folder, "generate", spec_data, write=False)
+    prepare_dataset(folder, spec)
+    return spec_data
 
 
 def load_snapshot(folder: Path) -> tuple[Constitution, list[PromptItem]]:
