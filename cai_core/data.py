@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import prompts as templates
 from .atomic import write_text_atomic
-from .chain import run_chain, select_principles
+from .chain import ChainStep, run_chain, select_principles
 from .constitution import Constitution, ConstitutionError, Principle, first_error_message
 from .jobs import Reporter, read_json, write_json
 from .judge import judge_pairs
@@ -471,21 +471,10 @@ class _SftRow(_Row):
     messages: list[_Message] = Field(min_length=1)
 
 
-class _Step(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    round: int
-    principle: str
-    critique: str
-    revision: str
-    revised: bool = True
-    skip_reason: str | None = None
-
-
 class _TraceRow(_Row):
     prompt: str
     initial: str
-    steps: list[_Step]
+    steps: list[ChainStep]  # pydantic checks the chain's own dataclass
     final: str
     warnings: list[str] = Field(default_factory=list)
 
