@@ -38,6 +38,7 @@ ENDED_STATES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
 # A worker that has not taken its lock this long after being started never will.
 START_GRACE_SECONDS = 60.0
 PROGRESS_EVERY_SECONDS = 0.5
+LOCK_ATTEMPTS = 20  # x 0.1 s
 
 
 class JobError(Exception):
@@ -157,10 +158,16 @@ def holding_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / "worker.lock", "a")
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise JobError(f"{folder} is already being worked on by another process") from None
+        # A reader's is_running() holds the lock for an instant; a real second worker holds it for
+        # the whole run. A short wait tells the two apart.
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise JobError(f"{folder} is already being worked on by another process") from None
+                time.sleep(0.1)
         yield
     finally:
         handle.close()

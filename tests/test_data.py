@@ -209,3 +209,21 @@ def test_checked_rows_keep_good_rows_and_name_the_lines_of_bad_ones(finished_dat
     assert bad == [2, 3]  # the torn last line is being written, not wrong
     rows, bad = read_checked_rows(finished_dataset / RLAIF_PAIRS_FILE)
     assert bad == [] and all(isinstance(row["judge"]["orders_disagree"], bool) for row in rows)
+
+
+def test_a_run_is_never_worked_on_by_two_processes(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "once"
+    spec = make_spec(tiny_model_dir, limit=12, chunk_size=2, settings=GenerationSettings(max_new_tokens=24, batch_size=2))
+    start_generation(folder, spec)
+    with pytest.raises(JobError, match="already"):
+        start_generation(folder, spec)  # a second click while it is queued or running
+    while read_job(folder).state != "running":
+        time.sleep(0.02)
+    second = subprocess.run([sys.executable, "-m", "cai_core.jobs", str(folder)], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1 and "already being worked on" in second.stderr
+    assert wait_until_ended(folder).state == FINISHED
+    for name in (SFT_FILE, DONE_FILE):
+        assert sorted(ids_of(folder, name)) == sorted(ids_of(folder, "prompts.jsonl"))
