@@ -583,7 +583,7 @@ def show_pair(row: dict, prompts: dict[str, str], details: str = "") -> None:
 
 def judge_details(row: dict) -> str:
     judge = row.get("judge") or {}
-    parts = [f"label {row['label']:.3f}" if "label" in row else "",
+    parts = [f"label {row['label']:.3f}" if row.get("label") is not None else "",
              f"P(chosen better) shown first {judge.get('p_chosen_shown_first', 0.5):.3f}",
              f"shown second {judge.get('p_chosen_shown_second', 0.5):.3f}",
              "the two orders disagree" if judge.get("orders_disagree") else "the two orders agree",

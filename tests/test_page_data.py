@@ -212,7 +212,9 @@ def test_a_dataset_edited_by_hand_shows_its_bad_lines_instead_of_failing(tiny_mo
     (broken / "status.json").write_text("[1, 2]")
     (broken / "progress.json").write_text('{"done": "lots", "total": null, "updated": "soon"}')
     (broken / "sft.jsonl").write_text('{"id": 1}\n{"id": "a", "messages": "nope"}\n[1, 2]\n')
-    (broken / "prefs_rlaif.jsonl").write_text('{"id": "q", "prompt": [], "chosen": 3, "judge": null}\n')
+    user, answer = '[{"role": "user", "content": "hi"}]', '[{"role": "assistant", "content": "hello"}]'
+    (broken / "prefs_rlaif.jsonl").write_text('{"id": "q", "prompt": [], "chosen": 3, "judge": null}\n'
+                                              f'{{"id": "q", "prompt": {user}, "chosen": {answer}, "rejected": {answer}}}\n')
     (broken / "judgements.jsonl").write_text('{"id": "q", "confidence": "high", "kept": 1}\n')
     (broken / "prompts.jsonl").write_text('{"id": "q", "prompt": "a real prompt"}\n{"prompt": 5}\n')
     at = AppTest.from_file(str(PAGE), default_timeout=60)
