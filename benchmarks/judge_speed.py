@@ -21,8 +21,7 @@ import argparse
 import time
 
 from cai_core import GenerationSettings, load_constitution, load_model
-from cai_core import prompts as templates
-from cai_core.judge import comparison_request, judge_by_written_verdict, judge_pairs, letter_verdicts
+from cai_core.judge import both_orders, comparison_request, judge_by_written_verdict, judge_pairs, letter_verdicts
 from cai_core.promptsets import load_prompt_sources
 from cai_core.prompts import initial_conversation
 
@@ -49,8 +48,7 @@ def main() -> None:
     pairs = [(item.prompt, a.text, b.text) for item, a, b in zip(items, first, second)]
 
     request = comparison_request(principle)
-    letter_questions = [q for p, a, b in pairs for q in (templates.judge_conversation(p, request, a, b),
-                                                          templates.judge_conversation(p, request, b, a))]
+    letter_questions = [q for p, a, b in pairs for q in both_orders(p, request, a, b)]
 
     def timed(work):
         for name in model.stats:

@@ -69,6 +69,12 @@ def comparison_request(principle: Principle) -> str:
     return principle.comparison_request or templates.default_comparison_request(principle.critique_request)
 
 
+def both_orders(prompt: str, request: str, first: str, second: str, explain: bool = False) -> list:
+    """The question asked with ``first`` as option A, then with ``first`` as option B."""
+    return [templates.judge_conversation(prompt, request, first, second, explain),
+            templates.judge_conversation(prompt, request, second, first, explain)]
+
+
 def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]],
                 principles: Sequence[Sequence[Principle]], batch_size: int = 16,
                 on_fallback: callable | None = None) -> list[JudgedPair]:
@@ -82,8 +88,7 @@ def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]
     for (prompt, first, second), chosen in zip(pairs, principles, strict=True):
         for principle in chosen:
             request = comparison_request(principle)
-            questions.append(templates.judge_conversation(prompt, request, first, second))
-            questions.append(templates.judge_conversation(prompt, request, second, first))
+            questions.extend(both_orders(prompt, request, first, second))
     try:
         # A backend found without log-probabilities once is not asked again (an endpoint would
         # answer every question of every chunk only to say so).
@@ -150,8 +155,7 @@ def judge_by_written_verdict(backend: GenerationBackend, pairs: Sequence[tuple[s
     request = comparison_request(principle)
     questions = []
     for prompt, first, second in pairs:
-        questions.append(templates.judge_conversation(prompt, request, first, second, explain=True))
-        questions.append(templates.judge_conversation(prompt, request, second, first, explain=True))
+        questions.extend(both_orders(prompt, request, first, second, explain=True))
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
     verdicts = [parse_verdict(g.text) for g in backend.generate(questions, settings)]
     results = []

@@ -144,7 +144,8 @@ class TransformersBackend(GenerationBackend):
             )
         return _Encoded(ids)
 
-    def _batch_tensors(self, encoded: list[_Encoded]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def _batch_tensors(self, encoded: list[_Encoded]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """Left-padded input ids, attention mask and each row's own positions (from its mask)."""
         import torch
 
         width = max(len(e.ids) for e in encoded)
@@ -154,7 +155,8 @@ class TransformersBackend(GenerationBackend):
         for row, item in enumerate(encoded):  # left padding: every prompt ends where generation starts
             input_ids[row, width - len(item.ids):] = torch.tensor(item.ids)
             attention[row, width - len(item.ids):] = 1
-        return input_ids.to(self.device), attention.to(self.device)
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
 
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings,
                  on_text: Callable[[dict[int, str]], None] | None = None) -> list[Generation]:
@@ -163,12 +165,9 @@ class TransformersBackend(GenerationBackend):
 
         encoded = [self._encode(c, settings.max_new_tokens) for c in conversations]
         results: list[Generation | None] = [None] * len(encoded)
-        # Sorting by length keeps similar prompts together, so chunks carry little padding.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         with self._lock, torch.inference_mode():
             generator = torch.Generator(device=self.device).manual_seed(settings.seed)
-            for start in range(0, len(order), settings.batch_size):
-                chunk = order[start:start + settings.batch_size]
+            for chunk in _chunks_by_length(encoded, settings.batch_size):
                 began = time.perf_counter()
                 report = None
                 if on_text is not None:
@@ -199,8 +198,7 @@ class TransformersBackend(GenerationBackend):
         import torch
 
         began = time.perf_counter()
-        input_ids, attention = self._batch_tensors(rows)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attention, positions = self._batch_tensors(rows)
         output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                             use_cache=True, logits_to_keep=1)
         cache, logits = _returned_cache(output), output.logits[:, -1, :]
@@ -255,12 +253,9 @@ class TransformersBackend(GenerationBackend):
         option_ids = self._option_token_ids(options, answer_prefix)
         encoded = [self._encode(c, max_new_tokens=1, answer_prefix=answer_prefix) for c in conversations]
         results: list[dict[str, float]] = [{} for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                input_ids, attention = self._batch_tensors([encoded[i] for i in chunk])
-                positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            for chunk in _chunks_by_length(encoded, batch_size):
+                input_ids, attention, positions = self._batch_tensors([encoded[i] for i in chunk])
                 began = time.perf_counter()
                 logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                                     use_cache=False, logits_to_keep=1).logits[:, -1, :]
@@ -324,6 +319,13 @@ class TransformersBackend(GenerationBackend):
             if text.startswith(sent) and len(text) > len(sent):
                 yield text[len(sent):]
                 sent = text
+
+
+def _chunks_by_length(encoded: list[_Encoded], size: int) -> Iterator[list[int]]:
+    """Indices in chunks of ``size``, shortest inputs first: similar lengths batch with little padding."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    for start in range(0, len(order), size):
+        yield order[start:start + size]
 
 
 def _cache_argument_name(model) -> str:

@@ -24,20 +24,23 @@ def test_jsonl_keeps_ids_and_categories():
     assert [(i.id, i.category) for i in loaded.items] == [("a1", "greeting"), (prompt_id("bye"), "uncategorised")]
 
 
-@pytest.mark.parametrize("data, line, words", [
-    (b'{"prompt": "ok"}\n{"prompt": "no closing quote}\n', 2, "not valid JSON"),
-    (b'{"prompt": "ok"}\n\n["a list"]\n', 3, "JSON object"),
-    (b'{"prompt": "ok"}\n{"text": "wrong key"}\n', 2, "'prompt' field is missing"),
-    (b'{"prompt": 3}\n', 1, "must be text"),
-    (b'{"prompt": "   "}\n', 1, "empty"),
-    (b'{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', 2, "already used on line 1"),
-    (b'{"prompt": "a", "category": {"nested": 1}}\n', 1, "'category' field must be text"),
+@pytest.mark.parametrize("name, data, line, words", [
+    ("bad.jsonl", b'{"prompt": "ok"}\n{"prompt": "no closing quote}\n', 2, "not valid JSON"),
+    ("bad.jsonl", b'{"prompt": "ok"}\n\n["a list"]\n', 3, "JSON object"),
+    ("bad.jsonl", b'{"prompt": "ok"}\n{"text": "wrong key"}\n', 2, "'prompt' field is missing"),
+    ("bad.jsonl", b'{"prompt": 3}\n', 1, "must be text"),
+    ("bad.jsonl", b'{"prompt": "   "}\n', 1, "empty"),
+    ("bad.jsonl", b'{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', 2, "already used on line 1"),
+    ("bad.jsonl", b'{"prompt": "a", "category": {"nested": 1}}\n', 1, "'category' field must be text"),
+    ("bad.csv", b"text,category\nhello,x\n", 1, "no 'prompt' column"),
+    ("bad.csv", b"prompt,category\nhello, world,x\n", 2, "quote text that holds commas"),
+    ("bad.csv", b"prompt,category\nfine,a\n,b\n", 3, "empty"),
 ])
-def test_malformed_jsonl_rows_name_their_line(data, line, words):
+def test_malformed_rows_name_their_file_and_line(name, data, line, words):
     with pytest.raises(PromptFileError) as caught:
-        parse_prompt_bytes(data, "bad.jsonl")
+        parse_prompt_bytes(data, name)
     assert caught.value.line == line and words in str(caught.value)
-    assert str(caught.value).startswith(f"bad.jsonl, line {line}: ")
+    assert str(caught.value).startswith(f"{name}, line {line}: ")
 
 
 def test_every_bad_row_is_counted_in_the_one_sentence():
@@ -49,17 +52,6 @@ def test_csv_with_category_and_quoted_commas():
     data = b'prompt,category\n"hello, world",greeting\nplain,\n\n'
     loaded = parse_prompt_bytes(data, "set.csv")
     assert [(i.prompt, i.category) for i in loaded.items] == [("hello, world", "greeting"), ("plain", "uncategorised")]
-
-
-@pytest.mark.parametrize("data, line, words", [
-    (b"text,category\nhello,x\n", 1, "no 'prompt' column"),
-    (b"prompt,category\nhello, world,x\n", 2, "quote text that holds commas"),
-    (b"prompt,category\nfine,a\n,b\n", 3, "empty"),
-])
-def test_malformed_csv_names_its_line(data, line, words):
-    with pytest.raises(PromptFileError) as caught:
-        parse_prompt_bytes(data, "bad.csv")
-    assert caught.value.line == line and words in str(caught.value)
 
 
 @pytest.mark.parametrize("data, name, words", [
