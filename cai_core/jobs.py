@@ -32,7 +32,11 @@ from .atomic import write_text_atomic
 # Which function runs each kind of job: "module:function", imported only in the worker.
 RUNNERS = {
     "generate": "cai_core.data:run_generation_job",
+    "train": "cai_core.training.trainer:run_training_job",
 }
+# The module a job's worker runs as (``python -m MODULE JOB_DIR``); a kind may name its own, so
+# the command the page shows is the one that runs.
+WORKER_MODULES = {"train": "cai_core.training"}
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "finished", "failed", "cancelled", "interrupted"
 ENDED_STATES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
 # A worker that has not taken its lock this long after being started never will.
@@ -96,6 +100,16 @@ class Reporter:
             self._last_write = now
         if self.on_progress:
             self.on_progress(data)
+
+    def restart_rate(self) -> None:
+        """Measure rate and ETA from the next report on (after loading, or a resume's skipped steps)."""
+        self._done_at_start = None
+
+    def set_state(self, state: str) -> None:
+        """Show the job as queued while it waits its turn, and running again once it has it."""
+        status = read_json(self.folder / "status.json") or {}
+        status["state"] = state
+        write_json(self.folder / "status.json", status)
 
     def note(self, message: str) -> None:
         """A warning the user should see beside the result (kept in status.json and the log)."""
@@ -203,9 +217,26 @@ def start_job(folder: Path, kind: str, spec: dict) -> None:
     with open(folder / "log.txt", "a") as log:
         log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
         log.flush()
-        subprocess.Popen([sys.executable, "-m", "cai_core.jobs", str(folder)], stdout=log, stderr=subprocess.STDOUT,
+        subprocess.Popen(worker_command(folder, kind), stdout=log, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def worker_command(folder: Path, kind: str) -> list[str]:
+    """The command line that runs a job's worker."""
+    return [sys.executable, "-m", WORKER_MODULES.get(kind, "cai_core.jobs"), str(folder)]
+
+
+def log_tail(folder: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
+    """The end of a job's log (where a failure's traceback is), read without loading it all."""
+    path = Path(folder) / "log.txt"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def cancel_job(folder: Path) -> None:

@@ -404,6 +404,14 @@ def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, d
         from .endpoint import load_endpoint
 
         return load_endpoint(model)
+    from .adapters import AdapterError, adapter_stack
+
+    try:
+        stack = adapter_stack(model)
+    except AdapterError as error:
+        raise ModelLoadError(str(error)) from None
+    if stack is not None:
+        return _load_adapter_stack(model, stack.base_model, trust_remote_code, device)
     source, model_id = resolve_model_path(model)
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -425,6 +433,23 @@ def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, d
         )
     except Exception as error:  # noqa: BLE001 - every cause becomes one sentence
         raise ModelLoadError(_explain_load_failure(model, error)) from None
+    return _backend(model, network, tokenizer, model_id, chosen_device)
+
+
+def _load_adapter_stack(model: str, base_model: str, trust_remote_code: bool, device: str | None) -> GenerationBackend:
+    """A trained run (or adapter folder) as a model: its base with every adapter merged in."""
+    from .adapters import load_merged
+
+    resolve_model_path(base_model)  # a missing base is one sentence, before any loading
+    chosen_device, dtype = pick_device()
+    try:
+        network, tokenizer, model_id = load_merged(model, dtype, trust_remote_code)
+    except Exception as error:  # noqa: BLE001 - every cause becomes one sentence
+        raise ModelLoadError(_explain_load_failure(model, error)) from None
+    return _backend(model, network, tokenizer, model_id, device or chosen_device)
+
+
+def _backend(model: str, network, tokenizer, model_id: str, chosen_device: str) -> GenerationBackend:
     network.to(chosen_device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

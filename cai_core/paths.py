@@ -12,6 +12,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONSTITUTIONS_DIR = REPO_ROOT / "constitutions"
 SHIPPED_PROMPTS_DIR = REPO_ROOT / "prompts"
+SHIPPED_RECIPES_DIR = REPO_ROOT / "recipes"
 
 
 def cai_home() -> Path:
@@ -27,3 +28,7 @@ def user_constitutions_dir() -> Path:
 
 def models_cache_dir() -> Path:
     return cai_home() / "models"
+
+
+def user_recipes_dir() -> Path:
+    return cai_home() / "recipes"

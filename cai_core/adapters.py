@@ -1,0 +1,141 @@
+"""Trained LoRA adapters as models: find them, load them merged into their base, export them.
+
+An adapter is a standard PEFT folder (``adapter_config.json`` + ``adapter_model.safetensors``), so
+``PeftModel.from_pretrained(base, folder)`` loads it anywhere. Beside it, ``cai_adapter.json``
+records what the adapter was trained on top of: the base model and any adapters merged into it
+first (DPO trains on base + merged SFT adapter). Loading an adapter here rebuilds that whole
+stack, so a DPO adapter is never applied to a model it was not trained on.
+
+Anywhere a model is asked for, a finished run's folder or an adapter folder may be given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ADAPTER_DIR = "adapter"
+ADAPTER_CONFIG = "adapter_config.json"
+STACK_FILE = "cai_adapter.json"
+
+
+class AdapterError(Exception):
+    """An adapter that cannot be found or used; the message is one sentence."""
+
+
+@dataclass(frozen=True)
+class AdapterStack:
+    """A base model and the adapters merged into it, in order (the last is the one asked for)."""
+
+    base_model: str
+    adapters: tuple[Path, ...]
+
+    @property
+    def label(self) -> str:
+        return " + ".join([Path(self.base_model).name or self.base_model, *map(adapter_name, self.adapters)])
+
+
+def adapter_name(adapter: Path) -> str:
+    """A run's adapter is called by its run's name."""
+    return adapter.parent.name if adapter.name == ADAPTER_DIR else adapter.name
+
+
+def find_adapter(spec: str | Path) -> Path | None:
+    """The adapter folder ``spec`` names (an adapter folder, or a run folder holding one), else None."""
+    text = str(spec).strip()
+    if not text or text.lower().startswith(("http://", "https://")):
+        return None
+    path = Path(text).expanduser()
+    for candidate in (path, path / ADAPTER_DIR):
+        if (candidate / ADAPTER_CONFIG).is_file():
+            return candidate.resolve()
+    return None
+
+
+def adapter_stack(spec: str | Path) -> AdapterStack | None:
+    """What loading ``spec`` means when it names an adapter; None when it names a plain model."""
+    adapter = find_adapter(spec)
+    if adapter is None:
+        return None
+    recorded = _read_object(adapter / STACK_FILE)
+    if recorded is None:  # an adapter made elsewhere: trust its own config for the base
+        config = _read_object(adapter / ADAPTER_CONFIG) or {}
+        base = config.get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise AdapterError(f"adapter {adapter} does not say which base model it belongs to "
+                               "(no base_model_name_or_path in adapter_config.json)")
+        return AdapterStack(base, (adapter,))
+    earlier = [Path(p) for p in recorded.get("merged_first", [])]
+    for path in earlier:
+        if not (path / ADAPTER_CONFIG).is_file():
+            raise AdapterError(f"adapter {adapter} was trained on top of {path}, which no longer holds an adapter")
+    return AdapterStack(str(recorded.get("base_model") or "default"), (*earlier, adapter))
+
+
+def write_stack_record(adapter: Path, started_from: AdapterStack | None, base_model: str, run: dict) -> None:
+    """Record, beside a new adapter, the stack it was trained on (read back by adapter_stack)."""
+    from .atomic import write_text_atomic
+
+    record = {
+        "base_model": started_from.base_model if started_from else base_model,
+        "merged_first": [str(p) for p in started_from.adapters] if started_from else [],
+        **run,
+    }
+    write_text_atomic(adapter / STACK_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def load_merged(spec: str, dtype, trust_remote_code: bool = False):
+    """(network, tokenizer, label) for a plain model or an adapter stack, adapters merged in.
+
+    Merging makes generation as fast as the base model's and leaves one plain model in memory.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import resolve_model_path
+
+    stack = adapter_stack(spec)
+    base_spec = stack.base_model if stack else spec
+    source, model_id = resolve_model_path(base_spec)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    network = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True,
+                                                   trust_remote_code=trust_remote_code)
+    if stack:
+        from peft import PeftModel
+
+        for adapter in stack.adapters:
+            network = PeftModel.from_pretrained(network, str(adapter)).merge_and_unload()
+        model_id = " + ".join([model_id, *map(adapter_name, stack.adapters)])
+    return network, tokenizer, model_id
+
+
+def export_merged(spec: str, out_dir: str | Path) -> Path:
+    """Write base + adapters merged as a plain safetensors model folder any tool can load."""
+    import torch
+
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists():
+        raise AdapterError(f"{out_dir} already exists; choose a new folder for the merged model")
+    if adapter_stack(spec) is None:
+        raise AdapterError(f"{spec} is not a finished run or an adapter folder, so there is nothing to merge")
+    network, tokenizer, _ = load_merged(spec, torch.float32)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        network.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        staging.rename(out_dir)  # the folder appears complete or not at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _read_object(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

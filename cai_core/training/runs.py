@@ -1,0 +1,246 @@
+"""Training runs as folders: start one, resume it, stop it, list them, read their curves.
+
+A run folder (``$CAI_HOME/runs/NAME``) holds::
+
+    spec.json        the job: {"kind": "train", "spec": TrainingSpec}; a resume reads it unchanged
+    recipe.yaml      the same spec as a recipe, to read or to start a similar run from
+    train.jsonl      the checked rows, copied at launch so a resume trains on the same data
+    status.json      queued / running / finished / failed / cancelled, the error, notes
+    progress.json    step / total steps, rate, ETA, the last loss
+    metrics.jsonl    one line per logged step: loss, learning rate, and for DPO the rewards
+    log.txt          everything the trainer printed, with the traceback of a failure
+    checkpoints/     checkpoint-STEP folders (adapter, optimiser, scheduler, RNG, step)
+    adapter/         the final LoRA adapter, a standard PEFT folder (see cai_core.adapters)
+    result.json      steps, final loss, time, peak memory
+
+This module imports neither torch nor TRL: the pages and the CLI use it to look at runs while the
+training process (cai_core.training.trainer) does the work.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
+from ..atomic import write_text_atomic
+from ..jobs import JobError, JobState, cancel_job, read_job, read_json, start_job, worker_command
+from ..models import ModelLoadError, is_endpoint_spec, resolve_model_path
+from ..paths import cai_home
+from .rows import training_rows
+from .spec import RecipeError, TrainingSpec, check_run_name, parse_spec, recipe_text
+
+CHECKPOINTS_DIR, METRICS_FILE, DATA_FILE, RESULT_FILE = "checkpoints", "metrics.jsonl", "train.jsonl", "result.json"
+RECIPE_FILE = "recipe.yaml"
+JOB_KIND = "train"
+# The charts' series: what each method logs, and the names they are shown under.
+SFT_CURVES = {"loss": "loss", "learning_rate": "learning rate", "mean_token_accuracy": "token accuracy",
+              "grad_norm": "gradient norm"}
+DPO_CURVES = {**SFT_CURVES, "rewards/margins": "reward margin", "rewards/accuracies": "reward accuracy",
+              "rewards/chosen": "chosen reward", "rewards/rejected": "rejected reward"}
+
+
+class TrainingError(Exception):
+    """A run that cannot be started or go on; the message is one sentence."""
+
+
+def runs_dir() -> Path:
+    return cai_home() / "runs"
+
+
+@dataclass
+class RunInfo:
+    name: str
+    folder: Path
+    job: JobState
+    spec: TrainingSpec | None
+    result: dict | None
+
+    @property
+    def state(self) -> str:
+        return self.job.state
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.folder / ADAPTER_DIR / ADAPTER_CONFIG).is_file()
+
+
+def read_run(folder: Path) -> RunInfo:
+    folder = Path(folder)
+    recorded = read_json(folder / "spec.json") or {}
+    try:
+        spec = parse_spec(recorded.get("spec") or {}, str(folder / "spec.json"))
+    except RecipeError:
+        spec = None  # shown as a run whose spec cannot be read, never a crash
+    return RunInfo(folder.name, folder, read_job(folder), spec, read_json(folder / RESULT_FILE))
+
+
+def list_runs(root: Path | None = None) -> list[RunInfo]:
+    """Every run, newest first."""
+    root = root or runs_dir()
+    if not root.is_dir():
+        return []
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "spec.json").is_file()]
+    return [read_run(p) for p in sorted(folders, key=lambda p: (p / "spec.json").stat().st_mtime, reverse=True)]
+
+
+def default_run_name(spec: TrainingSpec) -> str:
+    source = Path(spec.data[0]).stem if spec.data else "data"
+    return check_run_name(f"{spec.method}-{source}-{time.strftime('%Y%m%d-%H%M%S')}"[:80])
+
+
+def check_base_model(spec: TrainingSpec) -> None:
+    """A base model that cannot be found is one sentence before launch, not a failed run later."""
+    if is_endpoint_spec(spec.base_model):
+        raise TrainingError(f"base model {spec.base_model!r} is an endpoint URL; training needs the weights "
+                            "(a model folder, a hub id, or a finished run)")
+    try:
+        stack = adapter_stack(spec.base_model)
+        resolve_model_path(stack.base_model if stack else spec.base_model)
+    except (AdapterError, ModelLoadError) as error:
+        raise TrainingError(str(error)) from None
+    if spec.accelerate_config and not Path(spec.accelerate_config).expanduser().is_file():
+        raise TrainingError(f"accelerate config {spec.accelerate_config!r} is not a file")
+
+
+def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = None) -> Path:
+    """Check everything, make the run folder with a copy of its data, and start the training process.
+
+    Nothing is written when a check fails. The folder is claimed with an exclusive mkdir, so two
+    launches of one name (a double click, two tabs) make one run.
+    """
+    check_base_model(spec)
+    rows = training_rows(spec)  # a bad row is refused here, with its line number
+    name = check_run_name(name) if name else default_run_name(spec)
+    root = root or runs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / name
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        raise TrainingError(f"a run named {name!r} already exists; resume it or choose another name") from None
+    try:
+        write_text_atomic(folder / DATA_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_text_atomic(folder / RECIPE_FILE, recipe_text(spec))
+        start_job(folder, JOB_KIND, spec.model_dump())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def resume_run(folder: Path) -> None:
+    """Start a stopped, failed or killed run again from its last checkpoint."""
+    folder = Path(folder)
+    run = read_run(folder)
+    if run.spec is None:
+        raise TrainingError(f"{folder} holds no readable run spec, so it cannot be resumed")
+    if run.state == "finished":
+        raise TrainingError(f"run {run.name!r} has finished; start a new run to train further")
+    if not (folder / DATA_FILE).is_file():
+        raise TrainingError(f"run {run.name!r} has lost its copy of the data ({DATA_FILE}); start a new run")
+    try:
+        start_job(folder, JOB_KIND, run.spec.model_dump())
+    except JobError as error:
+        raise TrainingError(str(error)) from None
+
+
+def stop_run(folder: Path) -> None:
+    """Ask the trainer to save a checkpoint at the end of its current step and stop."""
+    cancel_job(folder)
+
+
+def delete_run(folder: Path) -> Path:
+    """Move a run that is not running to ``runs/.trash``; returns where it went."""
+    folder = Path(folder)
+    if read_job(folder).active:
+        raise TrainingError(f"run {folder.name!r} is still running; stop it first")
+    trash = folder.parent / ".trash"
+    trash.mkdir(exist_ok=True)
+    target = trash / f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.rename(target)
+    return target
+
+
+def cli_command(spec: TrainingSpec, recipe: str, name: str | None = None) -> str:
+    """The `cai train` line that starts the same run from a terminal."""
+    parts = ["cai", "train", spec.method, "--recipe", recipe]
+    for source in spec.data:
+        parts += ["--data", source]
+    if name:
+        parts += ["--name", name]
+    return shlex.join(parts)
+
+
+def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False) -> list[str]:
+    """``accelerate launch`` running one rank of this run per process."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(spec.num_processes)]
+    if spec.accelerate_config:
+        command += ["--config_file", spec.accelerate_config]
+    elif cpu:
+        command += ["--cpu"]
+    return command + ["-m", "cai_core.training", "--rank", str(folder)]
+
+
+def process_command(folder: Path, spec: TrainingSpec) -> str:
+    """The command the training process runs as, and for several processes what it launches."""
+    line = shlex.join(worker_command(folder, JOB_KIND))
+    if spec.num_processes > 1:
+        line += "\n# which runs, once per process:\n" + shlex.join(accelerate_command(folder, spec))
+    return line
+
+
+# --------------------------------------------------------------------------- checkpoints and metrics
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that was written to the end (the Trainer writes trainer_state.json last)."""
+    found = []
+    for path in (Path(folder) / CHECKPOINTS_DIR).glob("checkpoint-*"):
+        try:
+            step = checkpoint_step(path)
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue  # a checkpoint cut short by a kill: skipped, and the one before it is used
+        found.append((step, path))
+    return max(found)[1] if found else None
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    """Every complete line of metrics.jsonl (a line being written at this moment is skipped)."""
+    try:
+        text = (Path(folder) / METRICS_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)) and not isinstance(row.get("step"), bool):
+            rows.append(row)
+    return rows
+
+
+def trim_metrics(folder: Path, step: int) -> None:
+    """Drop what was logged after the checkpoint a resume starts from: those steps run again."""
+    kept = [row for row in read_metrics(folder) if row["step"] <= step]
+    write_text_atomic(Path(folder) / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def read_snapshot(folder: Path) -> list[dict]:
+    path = Path(folder) / DATA_FILE
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrainingError(f"{path} (the run's copy of its data) cannot be read: {error}") from None

@@ -1,0 +1,226 @@
+"""What a training run does: one validated spec per run, read from a commented YAML recipe.
+
+A recipe holds the settings both methods share at its top level and a section per method::
+
+    base_model: default
+    lora: {r: 16, alpha: 32}
+    sft: {learning_rate: 2.0e-4, max_steps: 60}
+    dpo: {learning_rate: 5.0e-5, beta: 0.1}
+
+``load_recipe(path, "dpo")`` merges the top level with the ``dpo`` section into a TrainingSpec.
+Every bad value becomes one sentence naming the file and the line, as a constitution's do.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..constitution import ConstitutionError, first_error_message
+from ..paths import SHIPPED_RECIPES_DIR, user_recipes_dir
+from ..textfiles import child_node, decode_text, line_of, parse_yaml
+
+METHODS = ("sft", "dpo")
+MAX_RECIPE_BYTES = 200_000
+RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
+
+
+class RecipeError(ConstitutionError):
+    """A recipe or run spec that cannot be used; ``str()`` is one sentence with file and line."""
+
+
+class LoraSettings(BaseModel):
+    """The LoRA adapter trained on top of the (frozen) starting model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(default=16, ge=1, le=1024, description="rank of the update matrices")
+    alpha: int = Field(default=32, ge=1, le=4096, description="scale: the update is multiplied by alpha / r")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    # "all-linear" (PEFT's shorthand for every linear layer but the output head), or module names.
+    target_modules: str | list[str] = "all-linear"
+
+    @field_validator("target_modules")
+    @classmethod
+    def _known_shape(cls, value):
+        if isinstance(value, list) and (not value or not all(isinstance(v, str) and v.strip() for v in value)):
+            raise ValueError("must be 'all-linear' or a non-empty list of module names such as [q_proj, v_proj]")
+        if isinstance(value, str) and value != "all-linear":
+            raise ValueError("must be 'all-linear' or a list of module names such as [q_proj, v_proj]")
+        return value
+
+
+class TrainingSpec(BaseModel):
+    """Everything one run needs, stored in the run's spec.json; a resume reads it back unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["sft", "dpo"]
+    # "default" (the bundled model), a model folder, a hub id, or a finished run / adapter folder:
+    # an adapter is merged into its base before a fresh LoRA goes on top (DPO after SFT).
+    base_model: str = "default"
+    # Dataset names from the Data page, or .jsonl files (SFT: messages, or prompt + completion;
+    # DPO: prompt + chosen + rejected).
+    data: list[str] = Field(default_factory=list)
+    # Which preference pairs of a dataset DPO trains on: the AI-judged ones, the revision ones, or both.
+    pairs: list[Literal["rlaif", "revision"]] = Field(default=["rlaif", "revision"], min_length=1)
+    limit: int | None = Field(default=None, ge=1, description="use at most this many rows (quick runs)")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
+    num_epochs: float = Field(default=1.0, gt=0.0, le=1000.0)
+    # When set, the run stops after this many optimiser steps whatever num_epochs says.
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=4, ge=1, le=4096, description="rows per device per forward pass")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    max_length: int = Field(default=512, ge=16, le=131072, description="tokens per row (DPO: prompt + answer)")
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_grad_norm: float = Field(default=1.0, gt=0.0)
+    gradient_checkpointing: bool = False
+    seed: int = Field(default=0, ge=0)
+
+    # DPO: strength of the pull towards the reference (smaller lets the policy move further).
+    beta: float = Field(default=0.1, gt=0.0, le=10.0)
+    # DPO: score every pair under the reference once before training instead of at every step.
+    precompute_ref_log_probs: bool = False
+
+    save_steps: int = Field(default=20, ge=1, description="a checkpoint every this many steps")
+    logging_steps: int = Field(default=1, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1, le=100)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, float32 on a CPU
+
+    # More than one process: the runner goes through `accelerate launch` (DDP by default, or the
+    # FSDP / DeepSpeed set-up in accelerate_config).
+    num_processes: int = Field(default=1, ge=1, le=1024)
+    accelerate_config: str | None = None
+
+    @field_validator("data")
+    @classmethod
+    def _non_empty_entries(cls, value: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in value]
+        if any(not v for v in cleaned):
+            raise ValueError("must not hold an empty name")
+        return cleaned
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model: 'default', a model folder, a hub id or a finished run")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "TrainingSpec":
+        if self.accelerate_config is not None and self.num_processes == 1:
+            raise ValueError("accelerate_config is used only with num_processes above 1")
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation_steps * self.num_processes
+
+
+def check_run_name(name: str) -> str:
+    name = (name or "").strip()
+    if not RUN_NAME_PATTERN.match(name):
+        raise RecipeError(f"run name {name!r} must start with a letter or digit and use only letters, digits, "
+                          "'_', '-' and '.', at most 80 characters")
+    return name
+
+
+def parse_spec(data: dict, source: str = "run spec") -> TrainingSpec:
+    """A TrainingSpec from plain data (spec.json, the page's form), or one RecipeError sentence."""
+    try:
+        return TrainingSpec.model_validate(data)
+    except ValidationError as error:
+        message, _ = first_error_message(error)
+        raise RecipeError(message, source) from None
+
+
+def parse_recipe(text: str, method: str, source: str = "recipe", overrides: dict[str, Any] | None = None) -> TrainingSpec:
+    """The spec for ``method`` from a recipe's text: top level, then its section, then overrides."""
+    if method not in METHODS:
+        raise RecipeError(f"method must be one of {', '.join(METHODS)}, not {method!r}", source)
+    try:
+        data, root = parse_yaml(text, source)
+    except ConstitutionError as error:
+        raise RecipeError(error.message, error.path, error.line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError("must be a mapping of settings (key: value lines)", source, line_of(root, ()))
+    shared = {k: v for k, v in data.items() if k not in METHODS}
+    section = data.get(method) or {}
+    if not isinstance(section, dict):
+        raise RecipeError(f"the {method!r} section must be a mapping of settings", source, line_of(root, (method,)))
+    declared = shared.get("method")
+    if declared is not None and declared != method:
+        raise RecipeError(f"this recipe is for {declared!r}, not {method!r}", source, line_of(root, ("method",)))
+    merged = {**shared, **section, "method": method}
+    if isinstance(shared.get("lora"), dict) and isinstance(section.get("lora"), dict):
+        merged["lora"] = {**shared["lora"], **section["lora"]}
+    merged.update(overrides or {})
+    try:
+        return TrainingSpec.model_validate(merged)
+    except ValidationError as error:
+        message, location = first_error_message(error)
+        key = location[0] if location else None
+        if key in (overrides or {}):
+            line = None  # the value came from the command line or the page, not the file
+        elif key in section:
+            line = line_of(child_node(root, method), location)
+        else:
+            line = line_of(root, location) if location else None
+        raise RecipeError(message, source, line) from None
+
+
+def load_recipe(path: str | Path, method: str, overrides: dict[str, Any] | None = None) -> TrainingSpec:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError("no such recipe file", str(path)) from None
+    except OSError as error:
+        raise RecipeError(f"cannot be read ({error.strerror})", str(path)) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"is larger than {MAX_RECIPE_BYTES // 1000} kB, too large for a recipe", str(path))
+    try:
+        text = decode_text(raw, str(path), MAX_RECIPE_BYTES, "recipe")
+    except ConstitutionError as error:
+        raise RecipeError(error.message, error.path, error.line) from None
+    return parse_recipe(text, method, str(path), overrides)
+
+
+def recipe_text(spec: TrainingSpec) -> str:
+    """A spec written back as a recipe (for a run folder, and the page's editor)."""
+    import yaml
+
+    data = spec.model_dump(exclude_defaults=False)
+    method = data.pop("method")
+    return f"# {method} run spec, written by Constitution Studio\n" + yaml.safe_dump(
+        {**data, "method": method}, sort_keys=False, allow_unicode=True)
+
+
+def list_recipes() -> list[Path]:
+    """The shipped recipes, then the user's own (saved from the Training page)."""
+    found = sorted(SHIPPED_RECIPES_DIR.glob("*.yaml"))
+    if user_recipes_dir().is_dir():
+        found += sorted(user_recipes_dir().glob("*.yaml"))
+    return found
+
+
+def save_recipe(name: str, text: str, method: str) -> Path:
+    """Save an edited recipe under the user's folder after checking it reads as a ``method`` spec."""
+    from ..atomic import write_text_atomic
+
+    name = check_run_name(name.removesuffix(".yaml"))
+    path = user_recipes_dir() / f"{name}.yaml"
+    parse_recipe(text, method, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text if text.endswith("\n") else text + "\n")
+    return path
