@@ -1,4 +1,4 @@
-"""The ``cai`` command: validate and list constitutions, preview chains, generate datasets.
+"""The ``cai`` command: constitutions, chain previews, datasets, and training runs.
 
 Every failure a user can cause prints one sentence to stderr and exits 1; never a traceback.
 """
@@ -183,6 +183,167 @@ def _cmd_prompt_sets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(value: str) -> Path:
+    """A run named on the command line: a folder path, or a name under $CAI_HOME/runs."""
+    from .training import runs_dir
+
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return path
+    named = runs_dir() / value
+    if named.is_dir():
+        return named
+    raise ConstitutionError(f"there is no run {value!r} (see `cai runs`)")
+
+
+def _model_or_run(value: str) -> str:
+    """--from: a run name means that run's folder; anything else is a model spec as given."""
+    from .training import runs_dir
+
+    named = runs_dir() / value
+    if not Path(value).expanduser().exists() and "/" not in value and named.is_dir():
+        return str(named)
+    return value
+
+
+def _overrides(pairs: list[str] | None) -> dict:
+    """--set key=value (value read as YAML, so 1e-4, true and [q_proj, v_proj] work; lora.r for LoRA keys)."""
+    import yaml
+
+    overrides: dict = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConstitutionError(f"--set {pair!r} must look like key=value, e.g. --set learning_rate=1e-4")
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        if isinstance(parsed, str) and value.strip():
+            try:
+                parsed = float(value) if any(c in value for c in ".eE") else parsed
+            except ValueError:
+                pass
+        key = key.strip()
+        if key.startswith("lora."):
+            overrides.setdefault("lora", {})[key.removeprefix("lora.")] = parsed
+        else:
+            overrides[key] = parsed
+    return overrides
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import load_recipe, read_run, resume_run, start_run
+
+    if args.resume:
+        folder = _run_folder(args.resume)
+        run = read_run(folder)
+        if run.spec is not None and run.spec.method != args.method:
+            raise ConstitutionError(f"run {run.name!r} is a {run.spec.method} run, not {args.method}")
+        resume_run(folder)
+        print(f"{folder}: resumed in its own process", file=sys.stderr)
+    else:
+        if not args.recipe:
+            raise ConstitutionError("give --recipe FILE (see recipes/), or --resume RUN to continue a run")
+        overrides = _overrides(args.set)
+        if args.data:
+            overrides["data"] = [part.strip() for value in args.data for part in value.split(",") if part.strip()]
+        if args.start_from:
+            overrides["base_model"] = _model_or_run(args.start_from)
+        spec = load_recipe(args.recipe, args.method, overrides)
+        folder = start_run(spec, args.name)
+        print(f"{folder}: started in its own process; log in {folder / 'log.txt'}", file=sys.stderr)
+    if args.background:
+        return 0
+    return _watch_run(folder)
+
+
+def _watch_run(folder: Path) -> int:
+    """Follow a run with a progress bar until it ends; Ctrl-C stops it at a checkpoint."""
+    import time
+
+    from tqdm import tqdm
+
+    from .jobs import log_tail
+    from .training import read_run, stop_run
+
+    bar = tqdm(total=0, unit="step", dynamic_ncols=True, file=sys.stderr)
+    stopping = False
+    try:
+        while True:
+            try:
+                run = read_run(folder)
+                progress = run.job.progress
+                bar.total, bar.n = progress.get("total") or 0, progress.get("done") or 0
+                loss = progress.get("loss")
+                bar.set_postfix_str(progress.get("stage", "") + (f", loss {loss:.4f}" if isinstance(loss, float) else ""),
+                                    refresh=False)
+                bar.refresh()
+                if not run.job.active:
+                    break
+                time.sleep(1.0)
+            except KeyboardInterrupt:
+                if stopping:
+                    print("\nleft running in its own process; `cai runs` shows it", file=sys.stderr)
+                    return 130
+                stopping = True
+                stop_run(folder)
+                bar.write("stopping at the end of this step, after saving a checkpoint (Ctrl-C again to stop waiting)")
+    finally:
+        bar.close()
+    for note in run.job.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if run.state == "finished":
+        result = run.result or {}
+        loss = result.get("train_loss")
+        print(f"{folder}: finished {result.get('steps')} steps" + (f", mean loss {loss:.4f}" if isinstance(loss, float) else "")
+              + f"; adapter in {folder / 'adapter'}")
+        return 0
+    if run.state == "failed":
+        print(log_tail(folder, 15), file=sys.stderr)
+        raise ConstitutionError(f"run {run.name!r} failed: {run.job.error}")
+    step = run.job.progress.get("done")
+    print(f"{folder}: {run.state} at step {step}; continue with `cai train {run.spec.method if run.spec else 'sft'} "
+          f"--resume {folder}`", file=sys.stderr)
+    return 130 if run.state == "cancelled" else 1
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .training import list_runs, runs_dir
+
+    runs = list_runs()
+    if not runs:
+        print(f"no training runs yet in {runs_dir()}; start one with `cai train sft --recipe recipes/cpu-demo.yaml --data DATASET`")
+    for run in runs:
+        progress = run.job.progress
+        method = run.spec.method if run.spec else "?"
+        loss = (run.result or {}).get("train_loss", progress.get("loss"))
+        loss_text = f"loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
+        adapter = "adapter" if run.has_adapter else ""
+        print(f"{run.name:36} {method:4} {run.state:11} {progress.get('done', 0):6d}/{progress.get('total', 0):<6d} steps  "
+              f"{loss_text:12} {adapter}")
+        if run.job.error:
+            print(f"{'':36} error: {run.job.error}")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from .training import read_run, stop_run
+
+    folder = _run_folder(args.run)
+    if not read_run(folder).job.active:
+        raise ConstitutionError(f"run {folder.name!r} is not running")
+    stop_run(folder)
+    print(f"{folder}: asked to stop; it saves a checkpoint at the end of the current step")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .adapters import export_merged
+
+    folder = _run_folder(args.run)
+    out = export_merged(str(folder), args.out)
+    print(f"{out}: the base model with the adapter merged in (plain safetensors; loads with from_pretrained)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +403,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     prompt_sets = commands.add_parser("prompt-sets", help="list the shipped prompt sets and yours")
     prompt_sets.set_defaults(handler=_cmd_prompt_sets)
+
+    train = commands.add_parser("train", help="train a LoRA adapter with SFT or DPO in its own process, and follow it")
+    train.add_argument("method", choices=["sft", "dpo"])
+    train.add_argument("--recipe", help="a recipe YAML, e.g. recipes/cpu-demo.yaml")
+    train.add_argument("--data", action="append",
+                       help="a dataset name from `cai datasets` or a .jsonl file (repeatable); overrides the recipe's data")
+    train.add_argument("--from", dest="start_from",
+                       help='the starting model: "default", a model folder, a hub id, or a finished run (DPO after SFT)')
+    train.add_argument("--name", help="the run's name (default: METHOD-DATA-TIME)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a recipe setting, e.g. --set max_steps=20 --set lora.r=8 (repeatable)")
+    train.add_argument("--resume", metavar="RUN", help="continue a stopped, failed or killed run from its last checkpoint")
+    train.add_argument("--background", action="store_true", help="return at once; `cai runs` shows progress")
+    train.set_defaults(handler=_cmd_train)
+
+    runs = commands.add_parser("runs", help="list the training runs in $CAI_HOME/runs with their state and progress")
+    runs.set_defaults(handler=_cmd_runs)
+
+    stop = commands.add_parser("stop", help="stop a training run at the end of its current step, saving a checkpoint")
+    stop.add_argument("run", help="a run name from `cai runs` or its folder")
+    stop.set_defaults(handler=_cmd_stop)
+
+    export = commands.add_parser("export", help="merge a run's adapter into its base model and save a plain model folder")
+    export.add_argument("run", help="a run name from `cai runs` or its folder")
+    export.add_argument("--out", required=True, help="a new folder for the merged model")
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 
@@ -251,11 +438,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .endpoint import EndpointError
     from .jobs import JobError
+    from .adapters import AdapterError
     from .models import ModelLoadError
+    from .training import TrainingError
 
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError, JobError, EndpointError) as error:
+    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ValidationError as error:
         from .constitution import first_error_message

@@ -149,3 +149,43 @@ def training_rows(spec: TrainingSpec) -> list[dict]:
     if not rows:
         raise TrainingDataError(f"the chosen data holds no rows to train on ({', '.join(spec.data)})")
     return rows[: spec.limit] if spec.limit else rows
+
+
+def uploads_dir() -> Path:
+    from ..paths import cai_home
+
+    return cai_home() / "training-data"
+
+
+def save_upload(file_name: str, data: bytes, method: str) -> Path:
+    """Keep an uploaded JSONL file for training after checking every row; nothing is written if a row is bad.
+
+    The file is stored under its own name; an upload with the same name and other content gets a
+    numbered name rather than replacing the earlier one.
+    """
+    import hashlib
+    import tempfile
+
+    from ..atomic import write_bytes_atomic
+
+    stem = Path(file_name).name.removesuffix(".jsonl")
+    if not stem or not stem.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        stem = "upload"
+    with tempfile.TemporaryDirectory() as scratch:
+        checked = Path(scratch) / f"{stem}.jsonl"
+        checked.write_bytes(data)
+        try:
+            read_training_file(checked, method)
+        except TrainingDataError as error:
+            raise TrainingDataError(error.message, Path(file_name).name, error.line) from None
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    for number in range(1000):
+        target = folder / (f"{stem}.jsonl" if number == 0 else f"{stem}-{number}.jsonl")
+        if not target.exists():
+            write_bytes_atomic(target, data)
+            return target
+        if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+            return target  # the same upload again
+    raise TrainingDataError(f"too many uploads named {stem}.jsonl; rename the file")

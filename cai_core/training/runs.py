@@ -114,8 +114,8 @@ def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = N
     Nothing is written when a check fails. The folder is claimed with an exclusive mkdir, so two
     launches of one name (a double click, two tabs) make one run.
     """
-    check_base_model(spec)
     rows = training_rows(spec)  # a bad row is refused here, with its line number
+    check_base_model(spec)
     name = check_run_name(name) if name else default_run_name(spec)
     root = root or runs_dir()
     root.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,11 @@ def parse_recipe(text: str, method: str, source: str = "recipe", overrides: dict
     merged = {**shared, **section, "method": method}
     if isinstance(shared.get("lora"), dict) and isinstance(section.get("lora"), dict):
         merged["lora"] = {**shared["lora"], **section["lora"]}
-    merged.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        if key == "lora" and isinstance(value, dict) and isinstance(merged.get("lora"), dict):
+            merged["lora"] = {**merged["lora"], **value}
+        else:
+            merged[key] = value
     try:
         return TrainingSpec.model_validate(merged)
     except ValidationError as error:
