@@ -146,6 +146,8 @@ def train(folder: Path, spec: TrainingSpec, reporter: Reporter, is_main: bool = 
         if is_main:
             trim_metrics(folder, step)
             print(f"resuming from {checkpoint.name} (step {step})", flush=True)
+    # Peak memory so far: the model, the data and (DPO, precomputed) the reference pass, before any step.
+    rss_before_training_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     began = time.time()
     reporter.restart_rate()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -159,6 +161,7 @@ def train(folder: Path, spec: TrainingSpec, reporter: Reporter, is_main: bool = 
         "adapter": str(adapter), "model": model_label, "method": spec.method, "steps": trainer.state.global_step,
         "train_loss": output.training_loss, "seconds": time.time() - began, "rows": len(rows),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_before_training_mb": rss_before_training_mb,
         "resumed_from_step": checkpoint_step(checkpoint) if checkpoint else None,
     }
     write_json(folder / RESULT_FILE, result)
