@@ -59,6 +59,10 @@ def adapter_stack(spec: str | Path) -> AdapterStack | None:
     """What loading ``spec`` means when it names an adapter; None when it names a plain model."""
     adapter = find_adapter(spec)
     if adapter is None:
+        folder = Path(str(spec).strip()).expanduser()
+        if (folder / "spec.json").is_file() and not (folder / "config.json").is_file():
+            raise AdapterError(f"run {folder.name!r} has no trained adapter yet (it has not finished, or its "
+                               "adapter folder was deleted), so it cannot be used as a model")
         return None
     recorded = _read_object(adapter / STACK_FILE)
     if recorded is None:  # an adapter made elsewhere: trust its own config for the base

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
+from cai_core.adapters import ADAPTER_DIR, find_adapter
 from cai_core.chain import MAX_PROMPT_CHARS, Trace, check_prompts
 from cai_core.constitution import Constitution, ConstitutionError
 from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
-from cai_core.models import GenerationSettings, default_model_spec
+from cai_core.models import DEFAULT_MODEL, GenerationSettings, default_model_spec, is_endpoint_spec
 from cai_core.preview import PreviewJob, start_preview
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
+from cai_core.training import RunInfo, list_runs, read_run
 from ui.common import get_model, page_key
 
 PAGE = "playground"
@@ -25,6 +28,10 @@ POLL_SECONDS = 0.5
 LETTERS = "ABC"
 MAX_ROUNDS = 4
 PREFERRED_CONSTITUTION = "general-hhh"
+# The model choice's two fixed entries; every other value is a finished run's folder.
+DEFAULT_CHOICE, OTHER_CHOICE = ":default", ":other"
+# What the Training page leaves for this page: {"models": [before_spec, after_spec]}.
+PRESET_KEY = "playground:preset"
 _DEFAULTS = GenerationSettings()
 
 
@@ -39,9 +46,126 @@ class Configuration:
     letter: str
     constitution_name: str
     model_spec: str
+    model_label: str = ""
     constitution: Constitution | None = None
     principles: list[str] = field(default_factory=list)
     error: str | None = None
+    model_error: str | None = None
+
+
+# ---------------------------------------------------------------- models: the default, trained runs, any other
+
+
+def trained_runs() -> list[RunInfo]:
+    """Finished training runs with an adapter, newest first: each can be chosen as a model."""
+    return [run for run in list_runs() if run.state == "finished" and run.has_adapter]
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def _base_label(base: str) -> str:
+    if base == DEFAULT_MODEL:
+        return "bundled model"
+    path = Path(base).expanduser()
+    return path.name if path.exists() and path.name else base
+
+
+def run_label(run: RunInfo, short: bool = False) -> str:
+    if short or run.spec is None:
+        return f"run: {run.name}"
+    return f"run: {run.name} ({run.spec.method}, from {_base_label(run.spec.base_model)})"
+
+
+def default_label() -> str:
+    spec = default_model_spec()
+    return "default (bundled model)" if spec == DEFAULT_MODEL else f"default ($CAI_MODEL: {_base_label(spec)})"
+
+
+def run_for_spec(spec: str, runs: list[RunInfo]) -> RunInfo | None:
+    """The trained run ``spec`` names: its folder, or its adapter folder."""
+    adapter = find_adapter(spec)
+    if adapter is None:
+        return None
+    return next((run for run in runs if _same_path(str(run.folder / ADAPTER_DIR), str(adapter))), None)
+
+
+def choice_for_spec(spec: str, runs: list[RunInfo]) -> tuple[str, str | None]:
+    """(model choice, free text or None) that shows ``spec``: a run as its run, else the text box."""
+    spec = (spec or "").strip()
+    default = default_model_spec()
+    if not spec or spec == default or (not is_endpoint_spec(spec) and Path(spec).expanduser().exists()
+                                       and _same_path(spec, default)):
+        return DEFAULT_CHOICE, None
+    run = run_for_spec(spec, runs)
+    if run is not None:
+        return str(run.folder), None
+    return OTHER_CHOICE, spec
+
+
+def model_label(spec: str, runs: list[RunInfo]) -> str:
+    """How results name a model: a run by its name, the default as the default, anything else as given."""
+    run = run_for_spec(spec, runs)
+    if run is not None:
+        return run_label(run)
+    if spec == default_model_spec():
+        return default_label()
+    return spec
+
+
+def run_model_problem(spec: str) -> str | None:
+    """One sentence when ``spec`` is a training run's folder that holds no adapter to load."""
+    if is_endpoint_spec(spec) or find_adapter(spec) is not None:
+        return None
+    folder = Path(spec).expanduser()
+    if not (folder / "spec.json").is_file():
+        return None
+    run = read_run(folder)
+    if run.job.kind != "train" and run.spec is None:
+        return None  # some other job's folder: loading it says what is wrong
+    if run.job.active:
+        return f"Run {run.name!r} is still training; it can be used as a model once it has finished."
+    return (f"Run {run.name!r} has no trained adapter (it did not finish, or its adapter folder was deleted), "
+            "so it cannot be used as a model; choose another.")
+
+
+def model_input(index: int, runs: list[RunInfo]) -> tuple[str, str]:
+    """The model choice for configuration ``index``: (spec to load, label for the results)."""
+    choice_key, text_key = key(f"model-choice-{index}"), key(f"model-{index}")
+    labels = {DEFAULT_CHOICE: default_label(), **{str(run.folder): run_label(run) for run in runs},
+              OTHER_CHOICE: "another model…"}
+    current = st.session_state.get(choice_key, DEFAULT_CHOICE)
+    if current not in labels:  # a run deleted, or its adapter removed, since it was chosen
+        st.session_state[text_key] = current
+        current = OTHER_CHOICE
+    if st.session_state.get(choice_key) != current:
+        st.session_state[choice_key] = current
+    choice = st.selectbox(
+        "Model",
+        list(labels),
+        format_func=lambda value: labels.get(value, value),
+        key=choice_key,
+        help="default: $CAI_MODEL, else the bundled model. run: a finished training run, its LoRA adapter "
+             "merged into the model it was trained from. another model: a local folder, a hub id or an endpoint URL.",
+    )
+    if choice == DEFAULT_CHOICE:
+        return default_model_spec(), default_label()
+    if choice != OTHER_CHOICE:
+        run = next(run for run in runs if str(run.folder) == choice)
+        return choice, run_label(run)
+    st.session_state.setdefault(text_key, default_model_spec())
+    spec = st.text_input(
+        "Model folder, hub id or endpoint URL",
+        key=text_key,
+        help='"default" (the bundled model), a local model folder or a finished run\'s folder, a Hugging Face '
+             "hub id such as org/name, or an OpenAI-compatible endpoint URL such as http://localhost:8000/v1.",
+    )
+    spec = (spec or "").strip() or default_model_spec()
+    return spec, model_label(spec, runs)
 
 
 # ---------------------------------------------------------------- inputs
@@ -80,21 +204,22 @@ def prompt_input() -> str:
     )
 
 
-def configuration_inputs(index: int, names: list[str], compact: bool) -> Configuration:
+def configuration_inputs(index: int, names: list[str], runs: list[RunInfo], compact: bool) -> Configuration:
     """Constitution, principle subset and model for configuration ``index``."""
     letter = LETTERS[index]
-    default = names.index(PREFERRED_CONSTITUTION) if PREFERRED_CONSTITUTION in names else 0
+    constitution_key = key(f"constitution-{index}")
+    # Widgets take their starting values from session state (never a default argument too), so a
+    # preset from another page can set them before they are drawn.
+    if st.session_state.get(constitution_key) not in names:
+        st.session_state[constitution_key] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
     areas = [st.container(), st.container(), st.container()] if compact else st.columns([1, 2, 1])
     with areas[0]:
-        name = st.selectbox("Constitution", names, index=default, key=key(f"constitution-{index}"))
+        name = st.selectbox("Constitution", names, key=constitution_key)
     with areas[2]:
-        spec = st.text_input(
-            "Model",
-            value=default_model_spec(),
-            key=key(f"model-{index}"),
-            help='"default" (the bundled model), a local model folder, or a Hugging Face hub id such as org/name.',
-        )
-    config = Configuration(letter, name, (spec or "").strip() or default_model_spec())
+        spec, label = model_input(index, runs)
+        config = Configuration(letter, name, spec, label, model_error=run_model_problem(spec))
+        if config.model_error:
+            st.error(config.model_error)
     with areas[1]:
         try:
             config.constitution = load_constitution(name)
@@ -104,11 +229,15 @@ def configuration_inputs(index: int, names: list[str], compact: bool) -> Configu
             return config
         enabled = [p.name for p in config.constitution.enabled_principles]
         # The key carries the constitution's name so switching constitutions starts from "all".
+        principles_key = key(f"principles-{index}-{name}")
+        if principles_key not in st.session_state:
+            st.session_state[principles_key] = enabled
+        elif any(p not in enabled for p in st.session_state[principles_key]):  # the file changed since
+            st.session_state[principles_key] = [p for p in st.session_state[principles_key] if p in enabled]
         chosen = st.multiselect(
             "Principles",
             enabled,
-            default=enabled,
-            key=key(f"principles-{index}-{name}"),
+            key=principles_key,
             help="Each round applies one of these. Only the constitution's enabled principles are offered.",
         )
         # Keep the constitution's order whatever order they were clicked in: "sequential" walks it.
@@ -152,6 +281,50 @@ def settings_inputs() -> tuple[int, str, int, GenerationSettings]:
     return int(rounds), str(order), int(seed), settings
 
 
+# ---------------------------------------------------------------- a before/after preset from the Training page
+
+
+def apply_preset(names: list[str], runs: list[RunInfo]) -> None:
+    """Turn a waiting preset into widget state: compare A = before, B = after, all else the same."""
+    preset = st.session_state.pop(PRESET_KEY, None)
+    models = preset.get("models") if isinstance(preset, dict) else None
+    if not (isinstance(models, (list, tuple)) and len(models) == 2 and all(isinstance(m, str) for m in models)):
+        return
+    st.session_state[key("compare")] = True
+    st.session_state[key("count")] = 2
+    expected = []
+    for index, spec in enumerate(models):
+        choice, text = choice_for_spec(spec, runs)
+        st.session_state[key(f"model-choice-{index}")] = choice
+        if text is not None:
+            st.session_state[key(f"model-{index}")] = text
+        expected.append(default_model_spec() if choice == DEFAULT_CHOICE else text or choice)
+    # B runs under A's constitution and principles, so the model is the only difference.
+    constitution = st.session_state.get(key("constitution-0"))
+    if constitution not in names:
+        constitution = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+    st.session_state[key("constitution-0")] = st.session_state[key("constitution-1")] = constitution
+    principles = st.session_state.get(key(f"principles-0-{constitution}"))
+    if principles is None:
+        st.session_state.pop(key(f"principles-1-{constitution}"), None)  # both start from all of them
+    else:
+        st.session_state[key(f"principles-1-{constitution}")] = list(principles)
+    after = run_for_spec(models[1], runs)
+    name = after.name if after else (Path(models[1]).name or models[1])
+    st.session_state[key("comparing")] = {"note": f"Comparing {name} before and after training", "models": expected}
+
+
+def show_preset_note(area, configs: list[Configuration]) -> None:
+    """The preset's one-line note, for as long as A and B are still the models it set."""
+    comparing = st.session_state.get(key("comparing"))
+    if not comparing:
+        return
+    if [c.model_spec for c in configs] != comparing["models"]:
+        del st.session_state[key("comparing")]
+        return
+    area.info(comparing["note"], icon=":material/compare_arrows:")
+
+
 # ---------------------------------------------------------------- starting a run
 
 
@@ -175,6 +348,9 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
         if not config.principles:
             st.error(f"Choose at least one principle{where}.")
             return None
+        if config.model_error:
+            st.error(f"Choose another model{where}: the one chosen cannot be loaded.")
+            return None
     models = {}
     for config in configs:
         if config.model_spec not in models:
@@ -184,7 +360,7 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
             models[config.model_spec] = model
     jobs = [
         start_preview(
-            f"playground {config.letter}: {config.constitution_name} on {config.model_spec}",
+            f"playground {config.letter}: {config.constitution_name} on {config.model_label or config.model_spec}",
             model=models[config.model_spec],
             constitution=config.constitution,
             prompts=[text],
@@ -203,7 +379,8 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
         "seed": seed,
         "settings": settings,
         "configs": [
-            {"letter": c.letter, "constitution": c.constitution_name, "model": c.model_spec, "principles": c.principles}
+            {"letter": c.letter, "constitution": c.constitution_name, "model": c.model_spec,
+             "model_label": c.model_label or c.model_spec, "principles": c.principles}
             for c in configs
         ],
         "jobs": jobs,
@@ -293,7 +470,10 @@ def show_job(run: dict, index: int) -> None:
     rounds = run["rounds"]
     if len(run["jobs"]) > 1:
         st.markdown(f"##### Configuration {config['letter']}")
-        st.text(f"{config['constitution']} · {len(config['principles'])} principle(s) · {config['model']}")
+    # Which model wrote this column, first and in bold: in a before/after comparison it is the point.
+    label = str(config.get("model_label") or config["model"]).replace("`", "'")
+    st.markdown(f"**Model** `{label}`")
+    st.text(f"{config['constitution']} · {len(config['principles'])} principle(s) · {config['model']}")
     state = job.state()  # one consistent reading: stage, progress, error and traces together
     stage, error = state.stage, state.error
     trace = state.traces[0] if state.traces else None
@@ -386,9 +566,12 @@ if not names:
     st.error("No constitution could be loaded; create one on the Constitution page first.")
     st.stop()
 
+runs = trained_runs()
+apply_preset(names, runs)
 prompt = prompt_input()
 compare = st.toggle("Compare configurations", key=key("compare"),
                     help="Run the same prompt and settings under two or three constitutions, principle subsets or models, side by side.")
+note_area = st.empty()
 if compare:
     count = st.radio("Configurations", [2, 3], horizontal=True, key=key("count"))
     columns = st.columns(count, border=True)
@@ -396,9 +579,10 @@ if compare:
     for index, column in enumerate(columns):
         with column:
             st.markdown(f"**Configuration {LETTERS[index]}**")
-            configs.append(configuration_inputs(index, names, compact=True))
+            configs.append(configuration_inputs(index, names, runs, compact=True))
 else:
-    configs = [configuration_inputs(0, names, compact=False)]
+    configs = [configuration_inputs(0, names, runs, compact=False)]
+show_preset_note(note_area, configs)
 rounds, order, seed, settings = settings_inputs()
 
 with st.container(horizontal=True):

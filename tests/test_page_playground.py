@@ -127,7 +127,10 @@ def test_page_renders_with_empty_state_and_examples(app):
     example_picker = app.selectbox(key=k("example"))
     assert len(example_picker.options) == 12
     assert example_picker.value is None
-    assert app.text_input(key=k("model-0")).value == app.session_state[k("model-0")]
+    model = app.selectbox(key=k("model-choice-0"))
+    assert model.value == ":default" and model.options[0].startswith("default (")
+    assert model.options[-1] == "another model…"  # options are shown by their labels
+    assert not [t for t in app.text_input if t.key == k("model-0")]  # the free-text box waits for "another model…"
     assert app.slider(key=k("rounds")).value == 2
     assert app.radio(key=k("order")).options == ["random", "sequential"]
     principles = app.multiselect(key=k("principles-0-general-hhh"))
@@ -135,8 +138,17 @@ def test_page_renders_with_empty_state_and_examples(app):
     assert current_run(app) is None
 
 
+def choose_another_model(at: AppTest, index: int = 0):
+    """Pick "another model…" in configuration ``index``; returns the free-text box it reveals."""
+    at.selectbox(key=k(f"model-choice-{index}")).set_value(":other").run()
+    return at.text_input(key=k(f"model-{index}"))
+
+
 def test_model_box_defaults_to_the_configured_model(app, tiny_model_dir):
-    assert app.text_input(key=k("model-0")).value == str(tiny_model_dir)
+    choice = app.selectbox(key=k("model-choice-0"))
+    assert choice.value == ":default"
+    assert choice.format_func(choice.value) == f"default ($CAI_MODEL: {tiny_model_dir.name})"
+    assert choose_another_model(app).value == str(tiny_model_dir)
 
 
 def test_picking_an_example_fills_the_prompt(app):
@@ -177,7 +189,7 @@ def test_no_principle_chosen_is_an_error(app):
 
 def test_unloadable_model_is_one_sentence(app, tmp_path):
     fast_settings(app)
-    app.text_input(key=k("model-0")).set_value(str(tmp_path))  # a folder without config.json
+    choose_another_model(app).set_value(str(tmp_path))  # a folder without config.json
     app.button(key=k("run-button")).click().run()
     assert len(app.error) == 1
     assert "has no config.json" in app.error[0].value and "Traceback" not in app.error[0].value

@@ -174,6 +174,8 @@ def save_adapter(trainer, folder: Path, started_from, spec: TrainingSpec, model_
     staging = folder / f".{ADAPTER_DIR}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
+    # The Trainer also drops a pickle of its arguments here; an adapter folder holds safetensors and JSON only.
+    (staging / "training_args.bin").unlink(missing_ok=True)
     write_stack_record(staging, started_from, spec.base_model,
                        {"run": folder.name, "method": spec.method, "trained_on": model_label})
     if final.exists():
