@@ -68,6 +68,7 @@ def _quick_start() -> None:
         ("Constitution", "1. Pick a starter constitution or write your own principles."),
         ("Playground", "2. Run a prompt and watch the model critique and revise its own answer."),
         ("Data", "3. Turn the constitution into SFT data and AI-judged preference pairs."),
+        ("Training", "4. Train a LoRA adapter with SFT, then DPO, on that data."),
     )
     for title, text in steps:
         st.write(text)
@@ -97,5 +98,6 @@ navigation = st.navigation([
     st.Page("pages/1_Constitution.py", title="Constitution", icon=":material/gavel:", url_path="Constitution"),
     st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
     st.Page("pages/3_Data.py", title="Data", icon=":material/dataset:", url_path="Data"),
+    st.Page("pages/4_Training.py", title="Training", icon=":material/model_training:", url_path="Training"),
 ])
 navigation.run()

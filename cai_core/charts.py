@@ -7,6 +7,7 @@ instead of an empty axis, so a page can draw a chart before the first rows exist
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -128,3 +129,136 @@ def rows_per_principle_chart(rows_by_file: Mapping[str, Iterable[Mapping]]) -> g
 def rows_per_category_chart(rows_by_file: Mapping[str, Iterable[Mapping]]) -> go.Figure:
     """Rows per prompt category, one colour per file."""
     return _grouped_bars(_count_by(rows_by_file, "category"), "category", "Rows per category", "category")
+
+
+# ---------------------------------------------------------------- training curves
+#
+# These take the rows of a run's metrics.jsonl (one dict per logged step, see
+# cai_core.training.read_metrics): ``step`` plus whatever the trainer logged at that step.
+
+NO_POINTS = "no points yet"
+LOSS_COLOR, LR_COLOR = "#264653", "#e9c46a"
+CHOSEN_COLOR, REJECTED_COLOR, MARGIN_COLOR = "#2a9d8f", "#e76f51", "#264653"
+
+
+def metric_series(rows: Iterable[Mapping], metric: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of one logged metric, in step order; rows without a number for it are skipped.
+
+    A step logged twice (a resume that ran it again) keeps its last value.
+    """
+    points: dict[float, float] = {}
+    for row in rows:
+        step, value = row.get("step"), row.get(metric)
+        if _is_number(step) and _is_number(value):
+            points[float(step)] = float(value)
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _line(steps: list[float], values: list[float], name: str, color: str | None = None, **extra) -> go.Scatter:
+    # Markers as well as lines: a run's first chart has one or two points, and a line of one point is invisible.
+    return go.Scatter(x=steps, y=values, name=name, mode="lines+markers", marker={"size": 4},
+                      line={"color": color} if color else None,
+                      hovertemplate="%{y:.4g}", **extra)
+
+
+def loss_and_lr_chart(rows: Iterable[Mapping], title: str = "Loss and learning rate") -> go.Figure:
+    """Training loss on the left axis and the learning rate (its schedule) on the right one."""
+    rows = list(rows)
+    loss_steps, losses = metric_series(rows, "loss")
+    lr_steps, rates = metric_series(rows, "learning_rate")
+    if not losses and not rates:
+        return empty_figure(title, NO_POINTS)
+    figure = go.Figure()
+    if losses:
+        figure.add_trace(_line(loss_steps, losses, "loss", LOSS_COLOR))
+    if rates:
+        figure.add_trace(_line(lr_steps, rates, "learning rate", LR_COLOR, yaxis="y2"))
+    figure.update_layout(title=title, height=360, xaxis_title="step", yaxis={"title": {"text": "loss"}},
+                         yaxis2={"title": {"text": "learning rate"}, "overlaying": "y", "side": "right",
+                                 "showgrid": False, "tickformat": ".1e", "rangemode": "tozero"},
+                         legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+    return figure
+
+
+def training_curves(rows: Iterable[Mapping], metrics: Mapping[str, str], title: str = "Training curves") -> go.Figure:
+    """One panel per metric (key: display name), stacked, sharing the step axis.
+
+    Metrics with no logged point are left out, so the same call serves SFT and DPO runs.
+    """
+    from plotly.subplots import make_subplots
+
+    rows = list(rows)
+    series = {label: metric_series(rows, key) for key, label in metrics.items()}
+    series = {label: points for label, points in series.items() if points[1]}
+    if not series:
+        return empty_figure(title, NO_POINTS)
+    # A lone panel needs no title of its own beside the figure's.
+    figure = make_subplots(rows=len(series), cols=1, shared_xaxes=True,
+                           subplot_titles=list(series) if len(series) > 1 else None,
+                           vertical_spacing=min(0.12, 0.3 / len(series)))
+    for index, (label, (steps, values)) in enumerate(series.items(), start=1):
+        figure.add_trace(_line(steps, values, label), row=index, col=1)
+    figure.update_layout(title=title, height=140 + 200 * len(series), showlegend=False)
+    figure.update_xaxes(title_text="step", row=len(series), col=1)
+    return figure
+
+
+def dpo_reward_charts(rows: Iterable[Mapping]) -> list[go.Figure]:
+    """The DPO rewards: [reward margin with reward accuracy, chosen and rejected rewards].
+
+    The margin is chosen minus rejected reward (beta times the log-ratio to the reference model);
+    the accuracy is the share of pairs in the step whose chosen answer scored higher.
+    """
+    rows = list(rows)
+    margin_title, rewards_title = "Reward margin and accuracy", "Chosen and rejected rewards"
+    margin_steps, margins = metric_series(rows, "rewards/margins")
+    accuracy_steps, accuracies = metric_series(rows, "rewards/accuracies")
+    if margins or accuracies:
+        margin = go.Figure()
+        if margins:
+            margin.add_trace(_line(margin_steps, margins, "reward margin", MARGIN_COLOR))
+        if accuracies:
+            margin.add_trace(_line(accuracy_steps, accuracies, "reward accuracy", CHOSEN_COLOR, yaxis="y2"))
+        margin.update_layout(title=margin_title, height=360, xaxis_title="step",
+                             yaxis={"title": {"text": "chosen − rejected reward"}, "zeroline": True},
+                             yaxis2={"title": {"text": "reward accuracy"}, "overlaying": "y", "side": "right",
+                                     "range": [-0.02, 1.02], "tickformat": ".0%", "dtick": 0.25,
+                                     "showgrid": False},
+                             legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+    else:
+        margin = empty_figure(margin_title, NO_POINTS)
+    chosen_steps, chosen = metric_series(rows, "rewards/chosen")
+    rejected_steps, rejected = metric_series(rows, "rewards/rejected")
+    if chosen or rejected:
+        rewards = go.Figure()
+        if chosen:
+            rewards.add_trace(_line(chosen_steps, chosen, "chosen reward", CHOSEN_COLOR))
+        if rejected:
+            rewards.add_trace(_line(rejected_steps, rejected, "rejected reward", REJECTED_COLOR))
+        rewards.update_layout(title=rewards_title, height=360, xaxis_title="step", yaxis_title="reward",
+                              legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+        rewards.update_yaxes(zeroline=True)
+    else:
+        rewards = empty_figure(rewards_title, NO_POINTS)
+    return [margin, rewards]
+
+
+def overlaid_runs_chart(runs: Mapping[str, Iterable[Mapping]], metric: str, label: str | None = None) -> go.Figure:
+    """One metric of several runs on one axis, a line per run (runs with no point for it are left out)."""
+    label = label or metric
+    title = f"{label[:1].upper()}{label[1:]} by run"
+    figure = go.Figure()
+    for name, rows in runs.items():
+        steps, values = metric_series(rows, metric)
+        if values:
+            figure.add_trace(_line(steps, values, str(name)))
+    if not figure.data:
+        return empty_figure(title, NO_POINTS)
+    figure.update_layout(title=title, height=400, xaxis_title="step", yaxis_title=label, legend_title_text="run",
+                         hovermode="x unified")
+    return figure

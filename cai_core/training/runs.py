@@ -168,13 +168,38 @@ def delete_run(folder: Path) -> Path:
 
 
 def cli_command(spec: TrainingSpec, recipe: str, name: str | None = None) -> str:
-    """The `cai train` line that starts the same run from a terminal."""
+    """The `cai train` line that starts the same run from a terminal: the recipe, then whatever
+    differs from it as --data, --from and --set."""
+    import yaml
+
+    from .spec import load_recipe
+
     parts = ["cai", "train", spec.method, "--recipe", recipe]
     for source in spec.data:
         parts += ["--data", source]
+    try:
+        from_recipe = load_recipe(recipe, spec.method, {"data": spec.data}).model_dump()
+    except RecipeError:
+        from_recipe = None  # an edited recipe not saved anywhere: the line cannot name it
+    wanted = spec.model_dump()
+    if from_recipe is not None:
+        if wanted["base_model"] != from_recipe["base_model"]:
+            parts += ["--from", wanted["base_model"]]
+        for key, value in wanted.items():
+            if key in ("method", "data", "base_model"):
+                continue
+            if key == "lora":
+                parts += [item for sub, v in value.items() if v != from_recipe["lora"][sub]
+                          for item in ("--set", f"lora.{sub}={_flow(v, yaml)}")]
+            elif value != from_recipe[key]:
+                parts += ["--set", f"{key}={_flow(value, yaml)}"]
     if name:
         parts += ["--name", name]
     return shlex.join(parts)
+
+
+def _flow(value, yaml) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False) -> list[str]:

@@ -212,6 +212,8 @@ class RunCallback(TrainerCallback):
         self.reporter.progress(state.global_step, state.max_steps, "training", loss=self.last_loss, epoch=state.epoch)
         if _stop_requested(self.reporter):
             self.stopped = True
+            self.reporter.progress(state.global_step, state.max_steps, "saving a checkpoint, then stopping", force=True,
+                                   loss=self.last_loss, epoch=state.epoch)
             control.should_save = True  # the Trainer saves this step's checkpoint before it stops
             control.should_training_stop = True
 

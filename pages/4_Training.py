@@ -1,0 +1,853 @@
+"""Training: LoRA adapters with SFT, then DPO, on the data made on the Data page.
+
+Layout and widgets only. A run is a folder under ``$CAI_HOME/runs`` worked on by its own training
+process (``cai_core.training``); this page starts it, polls the folder from a fragment and draws
+its curves from metrics.jsonl as they are written. Nothing trains in the script thread, so a
+rerun, a closed tab or a second browser neither stops a run nor starts it twice.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from cai_core import charts
+from cai_core.data import (
+    REVISION_PAIRS_FILE,
+    RLAIF_PAIRS_FILE,
+    SFT_FILE,
+    dataset_summary,
+    list_datasets,
+)
+from cai_core.jobs import JobError, log_tail, read_job
+from cai_core.models import DEFAULT_MODEL, default_model_spec
+from cai_core.paths import REPO_ROOT, SHIPPED_RECIPES_DIR
+from cai_core.training import (
+    DPO_CURVES,
+    METHODS,
+    SFT_CURVES,
+    RecipeError,
+    RunInfo,
+    TrainingError,
+    TrainingSpec,
+    cli_command,
+    delete_run,
+    last_checkpoint,
+    list_recipes,
+    list_runs,
+    parse_recipe,
+    process_command,
+    read_metrics,
+    read_run,
+    read_training_file,
+    resume_run,
+    runs_dir,
+    save_recipe,
+    save_upload,
+    start_run,
+    stop_run,
+    uploads_dir,
+)
+from ui.common import page_key
+
+PAGE = "training"
+POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
+LOG_LINES = 40
+MAX_NOTES = 5
+MAX_UPLOAD_MB = 200  # a training file is held in memory once while its rows are checked
+PREFERRED_RECIPE = "cpu-demo"
+OVERLAY_DEFAULT_RUNS = 4  # the compare chart starts with this many of the newest runs of the selected run's method
+PLAYGROUND = "pages/2_Playground.py"
+DATA_PAGE = "pages/3_Data.py"
+PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
+METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
+PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions"}
+STATE_LABELS = {
+    "new": "not started", "queued": "queued", "running": "running", "finished": "finished",
+    "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
+}
+STATE_COLORS = {"new": "gray", "queued": "violet", "running": "blue", "finished": "green", "failed": "red",
+                "cancelled": "orange", "interrupted": "orange"}
+RESUMABLE = ("cancelled", "interrupted", "failed")
+# The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
+START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
+ALL_CURVES = {**SFT_CURVES, **DPO_CURVES}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
+
+
+def key(name: str) -> str:
+    return page_key(PAGE, name)
+
+
+FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, STARTED, PENDING, FORM_OPEN = (
+    key("flash"), key("selected"), key("name"), key("suggested"), key("method"), key("recipe"), key("upload"),
+    key("upload_message"), key("started"), key("pending"), key("form_open"))
+OTHER_MODEL, OVERLAY, OVERLAY_METRIC = key("other_model"), key("overlay"), key("overlay_metric")
+
+
+def start_key(method: str) -> str:
+    return key(f"start:{method}")
+
+
+def data_key(method: str) -> str:
+    return key(f"data:{method}")
+
+
+def recipe_text_key(path: Path | str) -> str:
+    return key(f"recipe-text:{path}")
+
+
+def pairs_key(path: Path | str) -> str:
+    return key(f"pairs:{path}")
+
+
+def md(text: str) -> str:
+    """Escape text for the places Streamlit renders as markdown (captions, alerts, labels)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def sentence(error: Exception | str) -> str:
+    """An engine error as a sentence for st.error: first letter up (unless it starts with a file
+    name), a full stop at the end, markdown escaped."""
+    text = str(error).strip() or type(error).__name__
+    if not getattr(error, "path", None):
+        text = text[:1].upper() + text[1:]
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    return md(text)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def suggest_name(method: str) -> str:
+    return f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def model_label(spec: str) -> str:
+    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
+    if spec == DEFAULT_MODEL:
+        return "the bundled model (default)"
+    path = Path(spec).expanduser()
+    if path.parent == runs_dir():
+        return f"run {path.name}"
+    return path.name if path.is_dir() else spec
+
+
+def link_page(path: str, label: str, icon: str | None = None) -> None:
+    """A link to another page; a caption where the page is not part of this app (a page run alone)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(md(f"({label}: {path})"))
+
+
+# ---------------------------------------------------------------- reading files (cached until they change)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _dataset_rows(folder: str, stamps: tuple) -> dict[str, int]:
+    return dataset_summary(Path(folder))["rows"]
+
+
+def dataset_rows(folder: Path) -> dict[str, int]:
+    """Rows per file of a dataset (read again when one of its row files changes)."""
+    stamps = tuple(_stamp(folder / name) for name in (SFT_FILE, RLAIF_PAIRS_FILE, REVISION_PAIRS_FILE))
+    return _dataset_rows(str(folder), stamps)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _upload_rows(path: str, method: str, stamp: tuple | None) -> int | None:
+    try:
+        return len(read_training_file(Path(path), method))
+    except RecipeError:
+        return None
+
+
+def uploaded_files(method: str) -> dict[str, int]:
+    """Uploaded JSONL files whose rows all suit ``method``: path -> rows."""
+    folder = uploads_dir()
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    counts = {str(path): _upload_rows(str(path), method, _stamp(path)) for path in files}
+    return {path: rows for path, rows in counts.items() if rows}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _metrics(folder: str, stamp: tuple | None) -> list[dict]:
+    return read_metrics(Path(folder))
+
+
+def metrics_of(folder: Path) -> list[dict]:
+    return _metrics(str(folder), _stamp(folder / "metrics.jsonl"))
+
+
+def recipe_file_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def recipe_label(path: str) -> str:
+    where = "shipped" if Path(path).parent == SHIPPED_RECIPES_DIR else "yours"
+    return f"{Path(path).stem} ({where})"
+
+
+def recipe_argument(path: Path) -> str:
+    """The recipe as the command line names it: relative to the repository when shipped."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def adapter_zip(folder: Path) -> bytes:
+    """The run's adapter folder (a standard PEFT folder) as a zip, made in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((folder / "adapter").rglob("*")):
+            if path.is_file():
+                archive.write(path, arcname=f"{folder.name}-adapter/{path.relative_to(folder / 'adapter')}")
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- new run: state carried between reruns
+
+
+def apply_pending() -> None:
+    """Changes to widgets made by the previous run (a widget's state can only be set before it is drawn)."""
+    st.session_state.setdefault(METHOD, "sft")
+    started = st.session_state.pop(STARTED, None)
+    if started:
+        st.session_state[SELECTED] = started
+        st.session_state[FORM_OPEN] = False
+        st.session_state.pop(NAME, None)
+    pending = st.session_state.pop(PENDING, None) or {}
+    for name, value in pending.items():
+        st.session_state[name] = value
+    if NAME not in st.session_state:
+        st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
+
+
+def method_changed() -> None:
+    """A run name the user left as suggested follows the method."""
+    if st.session_state.get(NAME) == st.session_state.get(SUGGESTED):
+        st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
+
+
+def show_flash() -> None:
+    flash = st.session_state.pop(FLASH, None)
+    if flash:
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+
+
+def save_uploaded_file() -> None:
+    """on_change of the uploader: check every row, keep the file and add it to the chosen data."""
+    uploaded = st.session_state.get(UPLOAD)
+    if uploaded is None:
+        st.session_state.pop(UPLOAD_MESSAGE, None)
+        return
+    method = st.session_state.get(METHOD, "sft")
+    try:
+        saved = save_upload(uploaded.name, uploaded.getvalue(), method)
+    except RecipeError as error:  # TrainingDataError: the file, the bad lines and the first reason
+        st.session_state[UPLOAD_MESSAGE] = ("error", sentence(error))
+        return
+    except OSError as error:
+        st.session_state[UPLOAD_MESSAGE] = ("error", sentence(f"the file could not be saved: {error.strerror or error}"))
+        return
+    chosen = st.session_state.get(data_key(method)) or []
+    st.session_state[data_key(method)] = [*[c for c in chosen if c != str(saved)], str(saved)]
+    rows = _upload_rows(str(saved), method, _stamp(saved)) or 0
+    what = "SFT rows" if method == "sft" else "preference pairs"
+    st.session_state[UPLOAD_MESSAGE] = ("success", md(f"Saved {saved.name}: {rows} {what}, all usable; it is now "
+                                                      "among the chosen training data."))
+
+
+def reset_recipe_text(path: str) -> None:
+    st.session_state[recipe_text_key(path)] = recipe_file_text(Path(path))
+
+
+# ---------------------------------------------------------------- new run: the inputs
+
+
+def start_inputs(method: str, runs: list[RunInfo], recipe_base: str | None) -> str | None:
+    """The starting model the page sets (None: the recipe's own base_model)."""
+    finished = [run for run in runs if run.state == "finished" and run.has_adapter and run.spec is not None]
+    if method == "dpo":
+        finished.sort(key=lambda run: run.spec.method != "sft")  # SFT runs first, newest first within
+    by_name = {run.name: run for run in finished}
+    app_model = default_model_spec()
+    models = ([START_APP] if app_model != DEFAULT_MODEL else []) + [START_RECIPE, START_OTHER]
+    run_options = [RUN_PREFIX + run.name for run in finished]
+    options = run_options + models if method == "dpo" else models + run_options
+    sft_runs = [option for option in run_options if by_name[option.removeprefix(RUN_PREFIX)].spec.method == "sft"]
+    default = sft_runs[0] if method == "dpo" and sft_runs else models[0]
+    if st.session_state.get(start_key(method)) not in options:
+        st.session_state[start_key(method)] = default
+
+    def label(option: str) -> str:
+        if option == START_APP:
+            return f"the app's model (CAI_MODEL): {model_label(app_model)}"
+        if option == START_RECIPE:
+            return f"the recipe's base_model: {model_label(recipe_base) if recipe_base else '(the recipe does not read)'}"
+        if option == START_OTHER:
+            return "another model: a folder or hub id…"
+        run = by_name[option.removeprefix(RUN_PREFIX)]
+        return f"finished run {run.name} ({run.spec.method.upper()} on {model_label(run.spec.base_model)})"
+
+    left, right = st.columns(2)
+    choice = left.selectbox("Start from", options, key=start_key(method), format_func=label,
+                            help="The model the LoRA adapter is trained on top of. A finished run's adapter is merged "
+                                 "into its base first: DPO after SFT starts from the SFT model, which is also DPO's "
+                                 "reference model.")
+    if method == "dpo" and not sft_runs:
+        st.info("No finished SFT run yet, so DPO would start from a plain model. The usual path is SFT first, then DPO "
+                "starting from that run: choose SFT above.")
+    if choice == START_OTHER:
+        other = right.text_input("Model", key=OTHER_MODEL, placeholder="/path/to/model-folder or org/model-id",
+                                 help="A local folder holding config.json and safetensors weights, a Hugging Face hub "
+                                      "id, or a finished run's folder.")
+        return other.strip() or None
+    if choice == START_APP:
+        return app_model
+    if choice.startswith(RUN_PREFIX):
+        return str(by_name[choice.removeprefix(RUN_PREFIX)].folder)
+    return None
+
+
+def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str], active: bool) -> str:
+    if method == "sft":
+        text = f"{name} · {plural(rows.get(SFT_FILE, 0), 'SFT row')}"
+    else:
+        text = f"{name} · " + " + ".join(f"{rows.get(PAIR_FILES[p], 0)} {'RLAIF' if p == 'rlaif' else 'revision'}"
+                                        for p in pairs) + " pairs"
+    return text + (" (still being generated)" if active else "")
+
+
+def usable_rows(rows: dict[str, int], method: str, pairs: list[str]) -> int:
+    return rows.get(SFT_FILE, 0) if method == "sft" else sum(rows.get(PAIR_FILES[p], 0) for p in pairs)
+
+
+def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[list[str], int]:
+    """The chosen datasets and files, and how many rows they give ``method``."""
+    counts = {folder.name: dataset_rows(folder) for folder in datasets}
+    active = {folder.name: read_job(folder).active for folder in datasets}
+    uploads = uploaded_files(method)
+    options = [folder.name for folder in datasets] + list(uploads)
+    if data_key(method) in st.session_state:
+        st.session_state[data_key(method)] = [o for o in st.session_state[data_key(method)] if o in options]
+    else:
+        usable = [name for name in counts if usable_rows(counts[name], method, pairs)]
+        st.session_state[data_key(method)] = usable[:1]
+
+    def label(option: str) -> str:
+        if option in counts:
+            return dataset_label(option, counts[option], method, pairs, active[option])
+        return f"{Path(option).name} (uploaded) · {plural(uploads[option], 'row')}"
+
+    what = "SFT rows (Phase 1)" if method == "sft" else "preference pairs (Phase 2)"
+    chosen = st.multiselect("Training data", options, key=data_key(method), format_func=label,
+                            help=f"Datasets made on the Data page (their {what}) and JSONL files you uploaded. "
+                                 "The rows are checked and copied into the run folder at launch.")
+    if not options:
+        st.info("No datasets yet. Make one on the Data page (Phase 1 SFT rows and Phase 2 preference pairs from a "
+                "constitution), or upload a JSONL file below.")
+        link_page(DATA_PAGE, "Open the Data page", ":material/dataset:")
+    shape = ('{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, or "prompt" and "completion"'
+             if method == "sft" else '"prompt", "chosen" and "rejected" (text or lists of messages)')
+    st.file_uploader(f"Add your own {what} (.jsonl, one row a line: {shape})", type=["jsonl"], key=UPLOAD,
+                     on_change=save_uploaded_file, max_upload_size=MAX_UPLOAD_MB)
+    message = st.session_state.get(UPLOAD_MESSAGE)
+    if message:
+        (st.success if message[0] == "success" else st.error)(message[1])
+    total = sum(usable_rows(counts[c], method, pairs) if c in counts else uploads[c] for c in chosen)
+    return chosen, total
+
+
+def planned_steps(spec: TrainingSpec, rows: int) -> str:
+    if spec.max_steps:
+        return str(spec.max_steps)
+    if not rows:
+        return "—"
+    batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
+    return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
+
+
+def show_summary(spec: TrainingSpec, rows: int) -> None:
+    rows = min(rows, spec.limit) if spec.limit else rows
+    with st.container(horizontal=True):
+        st.metric("Rows", rows if rows else "—")
+        st.metric("Steps", planned_steps(spec, rows),
+                  help="max_steps when set, else the epochs over the rows (each step takes the effective batch).")
+        st.metric("Effective batch", spec.effective_batch_size,
+                  help=f"batch_size {spec.batch_size} × gradient_accumulation_steps {spec.gradient_accumulation_steps}"
+                       f" × num_processes {spec.num_processes}: rows per optimiser step.")
+        st.metric("Learning rate", f"{spec.learning_rate:.1e}", help=f"{spec.lr_scheduler} schedule, "
+                                                                     f"warmup ratio {spec.warmup_ratio:g}")
+        if spec.method == "dpo":
+            st.metric("Beta", f"{spec.beta:g}", help="The pull towards the reference (starting) model; smaller lets "
+                                                     "the policy move further.")
+        st.metric("LoRA", f"r {spec.lora.r} · α {spec.lora.alpha}")
+    st.caption(md(f"Starting model: {model_label(spec.base_model)} · precision {spec.precision} · "
+                  f"max length {spec.max_length} tokens · a checkpoint every {plural(spec.save_steps, 'step')}."))
+
+
+def recipe_editor(path: Path, method: str) -> str:
+    """The editable recipe text (kept per recipe for the session) with reset and save-as."""
+    file_text = recipe_file_text(path)
+    text_key = recipe_text_key(path)
+    st.session_state.setdefault(text_key, file_text)
+    text = st.text_area("Recipe (YAML)", key=text_key, height=380,
+                        help="Settings at the top level apply to both methods; the sft: and dpo: sections override "
+                             "them. Edits are checked as you make them and kept for this session.")
+    edited = text != file_text
+    with st.container(horizontal=True):
+        st.button("Undo my edits", key=key("reset_recipe"), on_click=reset_recipe_text, args=(str(path),),
+                  disabled=not edited, icon=":material/undo:")
+        with st.popover("Save as my recipe", icon=":material/save:"):
+            save_name = st.text_input("Recipe name", value=f"{path.stem}-mine", key=key("save_name"), max_chars=80)
+            if st.button("Save", key=key("save_recipe"), type="primary"):
+                try:
+                    saved = save_recipe(save_name, text, method)
+                except RecipeError as error:
+                    st.error(sentence(error))
+                except OSError as error:
+                    st.error(sentence(f"the recipe could not be saved: {error.strerror or error}"))
+                else:
+                    st.session_state[PENDING] = {RECIPE: str(saved), recipe_text_key(saved): text}
+                    st.session_state[FORM_OPEN] = True
+                    st.session_state[FLASH] = ("success", md(f"Saved your recipe {saved.stem} ({saved})."))
+                    st.rerun()
+    if edited:
+        st.caption("Edited: these settings are used by a launch from this page; save them as your recipe for the "
+                   "command line below to use them too.")
+    return text
+
+
+def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
+    expanded = not runs or bool(st.session_state.get(FORM_OPEN))
+    with st.expander("New run", expanded=expanded, icon=":material/add:"):
+        recipes = [str(path) for path in list_recipes()]
+        if not recipes:
+            st.error("No recipe found: the recipes/ folder of the installation is missing.")
+            return
+        if st.session_state.get(RECIPE) not in recipes:
+            preferred = [r for r in recipes if Path(r).stem == PREFERRED_RECIPE]
+            st.session_state[RECIPE] = (preferred or recipes)[0]
+        method_col, recipe_col, name_col = st.columns(3)
+        method = method_col.radio("Method", METHODS, key=METHOD, format_func=METHOD_LABELS.get, on_change=method_changed,
+                                  help="SFT teaches the model the final revisions; DPO teaches it to prefer the chosen "
+                                       "answer of each pair over the rejected one.")
+        recipe = Path(recipe_col.selectbox("Recipe", recipes, key=RECIPE, format_func=recipe_label,
+                                           help="Shipped recipes (recipes/) and the ones you saved from here."))
+        name = name_col.text_input("Run name", key=NAME, max_chars=80,
+                                   help="Letters, digits, '-', '_' and '.'; the folder under runs/ in your CAI_HOME.")
+
+        # The editor is drawn below; its text as it stands decides what "the recipe's base_model" is.
+        text = st.session_state.get(recipe_text_key(recipe), recipe_file_text(recipe))
+        try:
+            recipe_base: str | None = parse_recipe(text, method, recipe.name).base_model
+        except RecipeError:
+            recipe_base = None
+        base_override = start_inputs(method, runs, recipe_base)
+
+        pairs_override = None
+        pairs = ["rlaif", "revision"]
+        if method == "dpo":
+            if pairs_key(recipe) not in st.session_state:
+                try:
+                    st.session_state[pairs_key(recipe)] = parse_recipe(recipe_file_text(recipe), "dpo").pairs
+                except RecipeError:
+                    st.session_state[pairs_key(recipe)] = pairs
+            pairs = pairs_override = st.multiselect(
+                "Preference pairs", ["rlaif", "revision"], key=pairs_key(recipe), format_func=PAIR_LABELS.get,
+                help="Which pairs of a dataset DPO trains on (the recipe's pairs setting, set here): the two samples "
+                     "ranked by the AI judge, and/or final revision (chosen) against first answer (rejected).")
+            if not pairs:
+                st.warning("Choose at least one kind of pair.")
+        data, rows = data_inputs(method, datasets, pairs)
+
+        st.markdown("**Recipe**")
+        text = recipe_editor(recipe, method)
+        overrides: dict = {}
+        if data:
+            overrides["data"] = data
+        if base_override:
+            overrides["base_model"] = base_override
+        if pairs_override:
+            overrides["pairs"] = pairs_override
+        source = recipe.name + (" (edited)" if text != recipe_file_text(recipe) else "")
+        spec = None
+        try:
+            spec = parse_recipe(text, method, source, overrides)
+        except RecipeError as error:
+            st.error(sentence(error))
+        if spec is None or (method == "dpo" and not pairs):
+            st.button("Launch", type="primary", key=key("launch"), icon=":material/rocket_launch:", disabled=True)
+            return
+        show_summary(spec, rows)
+
+        st.markdown("**Command**")
+        st.caption("The same run from a terminal:")
+        st.code(cli_command(spec, recipe_argument(recipe), name.strip() or None), language="bash",
+                wrap_lines=True)
+        st.caption("What Launch starts: the training process, in its own session (its output goes to log.txt in the "
+                   "run folder):")
+        st.code(process_command(runs_dir() / (name.strip() or "NAME"), spec), language="bash", wrap_lines=True)
+        if not spec.data:
+            st.caption("Choose training data above to launch.")
+        if st.button("Launch", type="primary", key=key("launch"), icon=":material/rocket_launch:",
+                     disabled=not spec.data):
+            launch(spec, name)
+
+
+def launch(spec: TrainingSpec, name: str) -> None:
+    """Check everything and start the training process; every problem is one st.error sentence."""
+    try:
+        with st.spinner("Checking the starting model and every row of the data…"):
+            folder = start_run(spec, name.strip() or None)
+    except (RecipeError, TrainingError, JobError) as error:  # RecipeError covers TrainingDataError
+        st.error(sentence(error))
+        return
+    except OSError as error:
+        st.error(sentence(f"the run folder could not be written: {error.strerror or error}"))
+        return
+    st.session_state[STARTED] = folder.name
+    st.session_state[FLASH] = ("success", md(f"Started {folder.name}. It trains in its own process: you may leave "
+                                             "this page, and its curves appear below as it goes."))
+    st.rerun()
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def run_row(run: RunInfo) -> dict:
+    progress, result = run.job.progress, run.result or {}
+    loss = result.get("train_loss", progress.get("loss"))
+    spec = run.spec
+    return {
+        "run": run.name, "method": spec.method.upper() if spec else "?",
+        "state": STATE_LABELS.get(run.state, run.state),
+        "steps": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
+        "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "—",
+        "starting model": model_label(spec.base_model) if spec else "?",
+        "data": ", ".join(Path(d).name for d in spec.data) if spec else "?",
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.job.started)) if run.job.started else "—",
+    }
+
+
+def runs_table(runs: list[RunInfo]) -> None:
+    """The table of runs; while one of them trains it is redrawn every few seconds (steps, loss, state)."""
+    live = any(run.job.active for run in runs)
+
+    @st.fragment(run_every=POLL_SECONDS if live else None)
+    def table() -> None:
+        current = [read_run(run.folder) if live else run for run in runs]
+        st.dataframe(pd.DataFrame([run_row(run) for run in current]), hide_index=True, width="stretch",
+                     key=key("runs_table"), column_config={"loss": st.column_config.TextColumn(
+                         "loss", help="The finished run's mean training loss, or the last logged loss while it trains.")})
+
+    table()
+
+
+def run_selector(runs: list[RunInfo]) -> RunInfo | None:
+    st.subheader("Runs")
+    if not runs:
+        st.info("No training runs yet. Open **New run** above, choose data and a recipe, and press **Launch**: the "
+                "run's progress and live curves appear here while it trains.")
+        return None
+    by_name = {run.name: run for run in runs}
+    if st.session_state.get(SELECTED) not in by_name:
+        st.session_state.pop(SELECTED, None)
+    runs_table(runs)
+
+    # No state in the labels: a run's state changes while the list stands (the table and the badge show it).
+    chosen = st.selectbox("Run", list(by_name), key=SELECTED,
+                          format_func=lambda n: f"{n} · {by_name[n].spec.method.upper() if by_name[n].spec else '?'}")
+    return by_name[chosen]
+
+
+# ---------------------------------------------------------------- the selected run, live
+
+
+def show_state(run: RunInfo) -> None:
+    job, progress = run.job, run.job.progress
+    label = STATE_LABELS.get(run.state, run.state)
+    about = [progress["stage"]] if job.active and progress.get("stage") else []
+    if run.spec is not None:
+        about.append(f"{run.spec.method.upper()} on {model_label(run.spec.base_model)}")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.badge(label, color=STATE_COLORS.get(run.state, "gray"))
+        st.caption(md(" · ".join(about)))
+    done, total = progress.get("done", 0), progress.get("total")
+    if total:
+        text = f"step {done} of {total}" + (" · done" if run.state == "finished" else "")
+        st.progress(job.fraction, text=text)
+    elif job.active:
+        st.progress(0.0, text=progress.get("stage") or "starting the training process…")
+    metrics = st.columns(4)
+    rate = progress.get("rate_per_second")
+    metrics[0].metric("Steps per second", f"{rate:.2f}" if rate else "—")
+    # progress.json is written every step or half second: while the run goes, count on from its last write.
+    since = max(0.0, time.time() - progress.get("updated", time.time())) if job.active else 0.0
+    eta, elapsed = progress.get("eta_seconds"), progress.get("elapsed_seconds")
+    metrics[1].metric("Time left", duration(max(0.0, eta - since)) if job.active and eta is not None else "—")
+    metrics[2].metric("Elapsed", duration(elapsed + since) if elapsed is not None else "—")
+    loss = (run.result or {}).get("train_loss") if run.state == "finished" else progress.get("loss")
+    metrics[3].metric("Mean training loss" if run.state == "finished" else "Last loss",
+                      f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
+    if job.notes:
+        shown = job.notes[:MAX_NOTES]
+        more = len(job.notes) - len(shown)
+        st.warning("\n\n".join(md(note) for note in shown)
+                   + (f"\n\n…and {plural(more, 'more note')} in status.json." if more else ""))
+    if job.error:
+        st.error(sentence(f"the run failed: {job.error}"))
+
+
+def show_controls(run: RunInfo) -> None:
+    folder = run.folder
+    if run.job.active:
+        stopping = (folder / "cancel").exists()
+        if st.button("Stop", key=key("stop"), icon=":material/stop:", disabled=stopping,
+                     help="Saves a checkpoint at the end of the step being trained, then stops; Resume carries on."):
+            stop_run(folder)
+            stopping = True
+        if stopping:
+            st.caption("Stopping: a checkpoint is saved at the end of this step…")
+    elif run.state in RESUMABLE and run.spec is not None:
+        checkpoint = last_checkpoint(folder)
+        st.caption(f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
+                   if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
+        if st.button("Resume", key=key("resume"), type="primary", icon=":material/play_arrow:"):
+            try:
+                resume_run(folder)
+            except (TrainingError, JobError, RecipeError) as error:
+                st.error(sentence(error))
+                return
+            st.rerun()  # the whole page: polling starts again
+
+
+def show_log(run: RunInfo) -> None:
+    failed = run.state in ("failed", "interrupted")
+    with st.expander("End of the log (log.txt)", expanded=failed, icon=":material/article:"):
+        tail = log_tail(run.folder, LOG_LINES)
+        if tail.strip():
+            st.code(tail, language=None)
+        else:
+            st.caption("Nothing logged yet.")
+
+
+def show_curves(run: RunInfo) -> None:
+    rows = metrics_of(run.folder)
+    name = run.name
+    if not rows:
+        st.caption("The curves start with the first logged step." if run.job.active or run.state == "new"
+                   else "This run logged no step.")
+    method = run.spec.method if run.spec else "sft"
+    left, right = st.columns(2)
+    left.plotly_chart(charts.loss_and_lr_chart(rows), key=key(f"chart-loss:{name}"))
+    if method == "dpo":
+        margin, rewards = charts.dpo_reward_charts(rows)
+        right.plotly_chart(margin, key=key(f"chart-margin:{name}"))
+        left, right = st.columns(2)
+        left.plotly_chart(rewards, key=key(f"chart-rewards:{name}"))
+        right.plotly_chart(charts.training_curves(rows, {"grad_norm": DPO_CURVES["grad_norm"]}, "Gradient norm"),
+                           key=key(f"chart-other:{name}"))
+        st.caption("Reward = beta × the log-probability ratio of an answer under the trained model and the starting "
+                   "(reference) model. A rising margin and an accuracy near 100% mean the model learns to prefer the "
+                   "chosen answers; a margin that shoots up while the loss goes to 0 can mean overfitting.")
+    else:
+        curves = {k: SFT_CURVES[k] for k in ("mean_token_accuracy", "grad_norm")}
+        right.plotly_chart(charts.training_curves(rows, curves, "Token accuracy and gradient norm"),
+                           key=key(f"chart-other:{name}"))
+
+
+def show_live_run(drawn: RunInfo) -> None:
+    """``drawn``: the run as it was when the page was drawn; the fragment polls while it was active."""
+    polling = drawn.job.active
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live_run() -> None:
+        run = read_run(drawn.folder)
+        show_state(run)
+        show_controls(run)
+        show_log(run)
+        show_curves(run)
+        # Rerun the whole page when the run ends: the table, result and downloads catch up, polling stops.
+        if polling and not run.job.active:
+            st.rerun()
+
+    live_run()
+
+
+# ---------------------------------------------------------------- the selected run, once it has ended
+
+
+def show_result(run: RunInfo) -> None:
+    result = run.result or {}
+    st.subheader("Result")
+    with st.container(horizontal=True):
+        st.metric("Steps", result.get("steps", "—"))
+        loss = result.get("train_loss")
+        st.metric("Mean training loss", f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
+        st.metric("Training time", duration(result.get("seconds")))
+        st.metric("Rows", result.get("rows", "—"))
+        peak = result.get("peak_rss_mb")
+        st.metric("Peak memory", f"{peak:,.0f} MB" if isinstance(peak, (int, float)) else "—",
+                  help="The training process's peak resident memory.")
+        if result.get("resumed_from_step"):
+            st.metric("Resumed from step", result["resumed_from_step"])
+    st.caption("This run's folder is a model: anywhere a model is asked for (the Playground, the Data page, "
+               "CAI_MODEL, `cai`), it loads the starting model with this adapter merged in.")
+    st.code(str(run.folder), language=None)
+    with st.container(horizontal=True):
+        if st.button("Compare before/after in the Playground", key=key("compare"), type="primary",
+                     icon=":material/compare:",
+                     help="Opens the Playground with the starting model and this run side by side."):
+            st.session_state[page_key("playground", "preset")] = {"models": [run.spec.base_model, str(run.folder)]}
+            try:
+                st.switch_page(PLAYGROUND)
+            except StreamlitAPIException:
+                st.error("The Playground page is not part of this app.")
+        if run.spec.method == "sft" and st.button("Start DPO from this run", key=key("dpo_from"),
+                                                  icon=":material/arrow_forward:",
+                                                  help="Fills in New run above: DPO, starting from this run."):
+            st.session_state[PENDING] = {METHOD: "dpo", start_key("dpo"): RUN_PREFIX + run.name}
+            st.session_state[FORM_OPEN] = True
+            st.session_state.pop(NAME, None)
+            st.rerun()
+
+
+def show_settings(run: RunInfo) -> None:
+    with st.expander("Settings and commands", icon=":material/tune:"):
+        recipe = run.folder / "recipe.yaml"
+        if recipe.is_file():
+            st.caption("The run's settings as a recipe (recipe.yaml); start a similar run from it:")
+            st.code(recipe.read_text(encoding="utf-8", errors="replace"), language="yaml")
+            if run.spec is not None:
+                st.code(cli_command(run.spec, str(recipe)), language="bash", wrap_lines=True)
+        if run.spec is not None:
+            st.caption("The training process of this run (Resume starts it again):")
+            st.code(process_command(run.folder, run.spec), language="bash", wrap_lines=True)
+
+
+def show_downloads(run: RunInfo) -> None:
+    folder = run.folder
+    files = [(name, mime) for name, mime in (("metrics.jsonl", "application/jsonl"), ("recipe.yaml", "application/yaml"),
+                                              ("log.txt", "text/plain")) if (folder / name).is_file()]
+    if not files and not run.has_adapter:
+        return
+    st.subheader("Downloads")
+    with st.container(horizontal=True):
+        for name, mime in files:
+            st.download_button(name, data=(folder / name).read_bytes, file_name=f"{folder.name}-{name}", mime=mime,
+                               key=key(f"download:{name}"), on_click="ignore", icon=":material/download:")
+        if run.has_adapter:
+            st.download_button("LoRA adapter (.zip)", data=lambda: adapter_zip(folder), file_name=f"{folder.name}-adapter.zip",
+                               mime="application/zip", key=key("download:adapter"), on_click="ignore",
+                               icon=":material/folder_zip:", type="primary",
+                               help="A standard PEFT folder: PeftModel.from_pretrained(base, folder) loads it.")
+
+
+def show_delete(run: RunInfo) -> None:
+    with st.expander("Delete this run", icon=":material/delete:"):
+        active = run.job.active
+        if active:
+            st.caption("A run cannot be deleted while it trains; stop it first.")
+        st.caption("The folder is moved into runs/.trash, from where it can be recovered by hand. A later run started "
+                   "from this one needs it.")
+        confirm = st.checkbox(md(f"Yes, delete {run.name}"), key=key(f"confirm-delete:{run.name}"), disabled=active)
+        if st.button("Delete run", key=key("delete"), disabled=not confirm or active):
+            try:
+                target = delete_run(run.folder)
+            except (TrainingError, OSError) as error:
+                st.error(sentence(error))
+                return
+            st.session_state[FLASH] = ("success", md(f"Deleted {run.name} (moved to {target})."))
+            st.rerun()
+
+
+# ---------------------------------------------------------------- several runs on one chart
+
+
+def compare_runs(runs: list[RunInfo], selected: RunInfo) -> None:
+    st.subheader("Compare runs")
+    by_name = {run.name: run for run in runs}
+    if OVERLAY in st.session_state:
+        st.session_state[OVERLAY] = [n for n in st.session_state[OVERLAY] if n in by_name]
+    else:
+        method = selected.spec.method if selected.spec else None
+        same = [run.name for run in runs if run.spec is not None and run.spec.method == method]
+        st.session_state[OVERLAY] = same[:OVERLAY_DEFAULT_RUNS]
+    st.session_state.setdefault(OVERLAY_METRIC, "loss")
+    live = any(by_name[name].job.active for name in st.session_state[OVERLAY])
+
+    @st.fragment(run_every=POLL_SECONDS if live else None)
+    def overlay() -> None:
+        left, right = st.columns([3, 1])
+        chosen = left.multiselect("Runs", list(by_name), key=OVERLAY,
+                                  format_func=lambda n: f"{n} · {by_name[n].spec.method.upper() if by_name[n].spec else '?'}")
+        metric = right.selectbox("Curve", list(ALL_CURVES), key=OVERLAY_METRIC, format_func=ALL_CURVES.get)
+        if not chosen:
+            st.caption("Choose runs to draw their curves on one chart.")
+            return
+        st.plotly_chart(charts.overlaid_runs_chart({name: metrics_of(by_name[name].folder) for name in chosen},
+                                                   metric, ALL_CURVES[metric]), key=key("chart-overlay"))
+        if metric.startswith("rewards/") and not any(by_name[n].spec and by_name[n].spec.method == "dpo" for n in chosen):
+            st.caption("Only DPO runs log rewards.")
+
+    overlay()
+
+
+# ---------------------------------------------------------------- the page
+
+
+st.set_page_config(page_title="Training · Constitution Studio", layout="wide")
+st.title("Training")
+st.caption("Train a LoRA adapter on the data from the Data page: SFT on the revised answers (Phase 1), then DPO on the "
+           "preference pairs (Phase 2), starting from the SFT run. Each run trains in its own process.")
+apply_pending()
+show_flash()
+
+runs = list_runs()
+new_run_form(runs, list_datasets())
+selected = run_selector(runs)
+if selected is not None:
+    show_live_run(selected)
+    if selected.state == "finished" and selected.has_adapter and selected.spec is not None:
+        show_result(selected)
+    show_settings(selected)
+    show_downloads(selected)
+    show_delete(selected)
+    compare_runs(runs, selected)
