@@ -12,7 +12,7 @@ Prints each run's peak resident memory (RSS, from the training process itself) a
 steps/s, then the ratios DPO/SFT memory and (c)/(b) speed. The target is DPO <= 1.2x SFT memory:
 a second copy of the model as reference would add the whole model's weights again.
 
-    .venv/bin/python benchmarks/dpo_memory_speed.py [--rows 64] [--steps 12] [--batch-size 4]
+    .venv/bin/python benchmarks/dpo_memory_speed.py [--rows 64] [--steps 12] [--batch-size 4] [--activation-checkpointing]
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="recompute activations in the backward pass (the recipe key gradient_checkpointing)")
     args = parser.parse_args()
     os.environ.setdefault("CAI_HOME", str(Path.home() / ".cache" / "cai-studio"))
 
@@ -74,7 +76,8 @@ def main() -> None:
         root = Path(scratch)
         sft_data, pair_data = write_data(root, args.rows)
         common = dict(base_model=args.model, max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
-                      logging_steps=1, save_steps=10_000, learning_rate=5e-5)
+                      logging_steps=1, save_steps=10_000, learning_rate=5e-5,
+                      gradient_checkpointing=args.activation_checkpointing)
         runs = {
             "(a) SFT": TrainingSpec(method="sft", data=[str(sft_data)], **common),
             "(b) DPO, reference online": TrainingSpec(method="dpo", data=[str(pair_data)], **common),
@@ -82,7 +85,8 @@ def main() -> None:
                                                            precompute_ref_log_probs=True, **common),
         }
         results = {}
-        print(f"{args.rows} rows, {args.steps} steps, batch {args.batch_size}, max length {args.max_length}, model {args.model}")
+        print(f"{args.rows} rows, {args.steps} steps, batch {args.batch_size}, max length {args.max_length}, model {args.model}"
+              f"{', activation checkpointing' if args.activation_checkpointing else ''}")
         for number, (label, spec) in enumerate(runs.items()):
             began = time.perf_counter()
             result = run(spec, root / "runs", f"bench-{number}")
