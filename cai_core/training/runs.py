@@ -116,14 +116,9 @@ def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = N
     """
     rows = training_rows(spec)  # a bad row is refused here, with its line number
     check_base_model(spec)
-    name = check_run_name(name) if name else default_run_name(spec)
     root = root or runs_dir()
     root.mkdir(parents=True, exist_ok=True)
-    folder = root / name
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        raise TrainingError(f"a run named {name!r} already exists; resume it or choose another name") from None
+    folder = _claim_folder(root, check_run_name(name) if name else None, spec)
     try:
         write_text_atomic(folder / DATA_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         write_text_atomic(folder / RECIPE_FILE, recipe_text(spec))
@@ -132,6 +127,25 @@ def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = N
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder
+
+
+def _claim_folder(root: Path, name: str | None, spec: TrainingSpec) -> Path:
+    """Make the run's folder; a chosen name that is taken is refused, a made-up one gets a suffix."""
+    if name:
+        try:
+            (root / name).mkdir()
+        except FileExistsError:
+            raise TrainingError(f"a run named {name!r} already exists; resume it or choose another name") from None
+        return root / name
+    base = default_run_name(spec)
+    for number in range(1, 1000):
+        folder = root / (base if number == 1 else f"{base}-{number}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise TrainingError("too many runs started this second; give the run a name")
 
 
 def resume_run(folder: Path) -> None:
@@ -208,7 +222,7 @@ def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False) -> l
     if spec.accelerate_config:
         command += ["--config_file", spec.accelerate_config]
     elif cpu:
-        command += ["--cpu"]
+        command += ["--multi_gpu"]  # accelerate's multi-process launcher; with no GPU the ranks talk over gloo
     return command + ["-m", "cai_core.training", "--rank", str(folder)]
 
 

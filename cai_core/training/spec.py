@@ -176,7 +176,7 @@ def parse_recipe(text: str, method: str, source: str = "recipe", overrides: dict
         key = location[0] if location else None
         if key in (overrides or {}):
             line = None  # the value came from the command line or the page, not the file
-        elif key in section:
+        elif key in section and (len(location) < 2 or not isinstance(section[key], dict) or location[1] in section[key]):
             line = line_of(child_node(root, method), location)
         else:
             line = line_of(root, location) if location else None

@@ -29,8 +29,8 @@ from transformers import TrainerCallback
 
 from ..adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
 from ..jobs import QUEUED, RUNNING, JobCancelled, Reporter, write_json
-from .runs import (CHECKPOINTS_DIR, accelerate_command, METRICS_FILE, RESULT_FILE, TrainingError, checkpoint_step, last_checkpoint,
-                   read_snapshot, runs_dir, trim_metrics)
+from .runs import (CHECKPOINTS_DIR, METRICS_FILE, RESULT_FILE, TrainingError, accelerate_command, checkpoint_step,
+                   last_checkpoint, read_metrics, read_snapshot, runs_dir, trim_metrics)
 from .spec import TrainingSpec, parse_spec
 
 # The exit status of a rank process that stopped on request (after saving its checkpoint).
@@ -139,6 +139,7 @@ def train(folder: Path, spec: TrainingSpec, reporter: Reporter, is_main: bool = 
     trainer = trainer_class(model=network, args=config, train_dataset=dataset, processing_class=tokenizer,
                             peft_config=lora, callbacks=[callback])
     reporter.check_stop()
+    _check_rows_left(trainer, len(rows), spec, reporter)
 
     checkpoint = last_checkpoint(folder)
     if checkpoint is not None:
@@ -150,22 +151,56 @@ def train(folder: Path, spec: TrainingSpec, reporter: Reporter, is_main: bool = 
     rss_before_training_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     began = time.time()
     reporter.restart_rate()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if checkpoint is not None and _checkpoint_is_final(checkpoint):
+        # Killed (or stopped) after the last step's checkpoint: nothing is left to train, and
+        # resuming the Trainer from it would train one step past the end.
+        _load_adapter_weights(trainer.model, checkpoint)
+        train_loss, steps = _mean_logged_loss(folder), checkpoint_step(checkpoint)
+    else:
+        train_loss = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).training_loss
+        steps = trainer.state.global_step
     if callback.stopped:
         raise JobCancelled(f"stopped at step {trainer.state.global_step}; a checkpoint was saved")
-    reporter.progress(trainer.state.global_step, trainer.state.max_steps, "saving the adapter", force=True)
+    reporter.progress(steps, trainer.state.max_steps or steps, "saving the adapter", force=True)
     if not is_main:
         return {}
     adapter = save_adapter(trainer, folder, started_from, spec, model_label)
     result = {
-        "adapter": str(adapter), "model": model_label, "method": spec.method, "steps": trainer.state.global_step,
-        "train_loss": output.training_loss, "seconds": time.time() - began, "rows": len(rows),
+        "adapter": str(adapter), "model": model_label, "method": spec.method, "steps": steps,
+        "train_loss": train_loss, "seconds": time.time() - began, "rows": len(rows),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_rss_before_training_mb": rss_before_training_mb,
         "resumed_from_step": checkpoint_step(checkpoint) if checkpoint else None,
     }
     write_json(folder / RESULT_FILE, result)
     return result
+
+
+def _check_rows_left(trainer, rows: int, spec: TrainingSpec, reporter: Reporter) -> None:
+    """TRL drops rows whose answer lies wholly beyond max_length; say so rather than fail obscurely."""
+    left = len(trainer.train_dataset)
+    if left == 0:
+        raise TrainingError(f"none of the {rows} rows has any answer token within max_length={spec.max_length}; "
+                            "raise max_length or shorten the prompts")
+    if left < rows:
+        reporter.note(f"{rows - left} of {rows} rows were left out: their answers start beyond max_length={spec.max_length}")
+
+
+def _checkpoint_is_final(checkpoint: Path) -> bool:
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return bool(state.get("max_steps")) and state.get("global_step", 0) >= state["max_steps"]
+
+
+def _load_adapter_weights(model, checkpoint: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+
+
+def _mean_logged_loss(folder: Path) -> float | None:
+    losses = [row["loss"] for row in read_metrics(folder) if isinstance(row.get("loss"), (int, float))]
+    return sum(losses) / len(losses) if losses else None
 
 
 def save_adapter(trainer, folder: Path, started_from, spec: TrainingSpec, model_label: str) -> Path:
@@ -283,13 +318,15 @@ class RankReporter(Reporter):
 
 def run_rank(folder: Path) -> int:
     """Body of ``python -m cai_core.training --rank RUN_DIR``, started by accelerate for each process."""
+    import torch
     from accelerate import PartialState
 
     from ..jobs import read_json
 
     recorded = read_json(folder / "spec.json") or {}
     spec = parse_spec(recorded.get("spec") or {}, str(folder / "spec.json"))
-    is_main = PartialState().is_main_process
+    # Without cpu=True, ranks on a machine with no GPU would each form a group of one.
+    is_main = PartialState(cpu=not torch.cuda.is_available()).is_main_process
     try:
         train(folder, spec, RankReporter(folder, is_main), is_main)
     except JobCancelled:
