@@ -53,6 +53,7 @@ bench: model
 	$(PY) benchmarks/chain_throughput.py
 	$(PY) benchmarks/judge_speed.py
 	$(PY) benchmarks/phase1_rows.py
+	$(PY) benchmarks/dpo_memory_speed.py --rows 64 --steps 8
 
 clean:
 	rm -rf $(VENV) .pytest_cache
