@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .jobs import read_json
+
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"
 STACK_FILE = "cai_adapter.json"
@@ -64,9 +66,9 @@ def adapter_stack(spec: str | Path) -> AdapterStack | None:
             raise AdapterError(f"run {folder.name!r} has no trained adapter yet (it has not finished, or its "
                                "adapter folder was deleted), so it cannot be used as a model")
         return None
-    recorded = _read_object(adapter / STACK_FILE)
+    recorded = read_json(adapter / STACK_FILE)
     if recorded is None:  # an adapter made elsewhere: trust its own config for the base
-        config = _read_object(adapter / ADAPTER_CONFIG) or {}
+        config = read_json(adapter / ADAPTER_CONFIG) or {}
         base = config.get("base_model_name_or_path")
         if not isinstance(base, str) or not base:
             raise AdapterError(f"adapter {adapter} does not say which base model it belongs to "
@@ -135,11 +137,3 @@ def export_merged(spec: str, out_dir: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
-
-
-def _read_object(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -166,23 +166,31 @@ def _line(steps: list[float], values: list[float], name: str, color: str | None 
                       hovertemplate="%{y:.4g}", **extra)
 
 
-def loss_and_lr_chart(rows: Iterable[Mapping], title: str = "Loss and learning rate") -> go.Figure:
-    """Training loss on the left axis and the learning rate (its schedule) on the right one."""
-    rows = list(rows)
-    loss_steps, losses = metric_series(rows, "loss")
-    lr_steps, rates = metric_series(rows, "learning_rate")
-    if not losses and not rates:
+def _pair_chart(rows: list[Mapping], title: str, first: tuple[str, str, str], second: tuple[str, str, str],
+                left_axis: dict, right_axis: dict | None = None) -> go.Figure:
+    """Two logged metrics against the step, each (key, name, colour); the second on its own right-hand
+    axis when ``right_axis`` is given. An empty figure until either has a point."""
+    series = [(metric_series(rows, key), name, color) for key, name, color in (first, second)]
+    if not any(values for (_, values), _, _ in series):
         return empty_figure(title, NO_POINTS)
     figure = go.Figure()
-    if losses:
-        figure.add_trace(_line(loss_steps, losses, "loss", LOSS_COLOR))
-    if rates:
-        figure.add_trace(_line(lr_steps, rates, "learning rate", LR_COLOR, yaxis="y2"))
-    figure.update_layout(title=title, height=360, xaxis_title="step", yaxis={"title": {"text": "loss"}},
-                         yaxis2={"title": {"text": "learning rate"}, "overlaying": "y", "side": "right",
-                                 "showgrid": False, "tickformat": ".1e", "rangemode": "tozero"},
-                         legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
+    for index, ((steps, values), name, color) in enumerate(series):
+        if values:
+            on_right = {"yaxis": "y2"} if index == 1 and right_axis is not None else {}
+            figure.add_trace(_line(steps, values, name, color, **on_right))
+    layout = {"title": title, "height": 360, "xaxis_title": "step", "yaxis": left_axis,
+              "legend": {"orientation": "h", "y": -0.25}, "hovermode": "x unified"}
+    if right_axis is not None:
+        layout["yaxis2"] = {"overlaying": "y", "side": "right", "showgrid": False, **right_axis}
+    figure.update_layout(**layout)
     return figure
+
+
+def loss_and_lr_chart(rows: Iterable[Mapping], title: str = "Loss and learning rate") -> go.Figure:
+    """Training loss on the left axis and the learning rate (its schedule) on the right one."""
+    return _pair_chart(list(rows), title, ("loss", "loss", LOSS_COLOR), ("learning_rate", "learning rate", LR_COLOR),
+                       {"title": {"text": "loss"}},
+                       {"title": {"text": "learning rate"}, "tickformat": ".1e", "rangemode": "tozero"})
 
 
 def training_curves(rows: Iterable[Mapping], metrics: Mapping[str, str], title: str = "Training curves") -> go.Figure:
@@ -215,36 +223,13 @@ def dpo_reward_charts(rows: Iterable[Mapping]) -> list[go.Figure]:
     the accuracy is the share of pairs in the step whose chosen answer scored higher.
     """
     rows = list(rows)
-    margin_title, rewards_title = "Reward margin and accuracy", "Chosen and rejected rewards"
-    margin_steps, margins = metric_series(rows, "rewards/margins")
-    accuracy_steps, accuracies = metric_series(rows, "rewards/accuracies")
-    if margins or accuracies:
-        margin = go.Figure()
-        if margins:
-            margin.add_trace(_line(margin_steps, margins, "reward margin", MARGIN_COLOR))
-        if accuracies:
-            margin.add_trace(_line(accuracy_steps, accuracies, "reward accuracy", CHOSEN_COLOR, yaxis="y2"))
-        margin.update_layout(title=margin_title, height=360, xaxis_title="step",
-                             yaxis={"title": {"text": "chosen − rejected reward"}, "zeroline": True},
-                             yaxis2={"title": {"text": "reward accuracy"}, "overlaying": "y", "side": "right",
-                                     "range": [-0.02, 1.02], "tickformat": ".0%", "dtick": 0.25,
-                                     "showgrid": False},
-                             legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
-    else:
-        margin = empty_figure(margin_title, NO_POINTS)
-    chosen_steps, chosen = metric_series(rows, "rewards/chosen")
-    rejected_steps, rejected = metric_series(rows, "rewards/rejected")
-    if chosen or rejected:
-        rewards = go.Figure()
-        if chosen:
-            rewards.add_trace(_line(chosen_steps, chosen, "chosen reward", CHOSEN_COLOR))
-        if rejected:
-            rewards.add_trace(_line(rejected_steps, rejected, "rejected reward", REJECTED_COLOR))
-        rewards.update_layout(title=rewards_title, height=360, xaxis_title="step", yaxis_title="reward",
-                              legend={"orientation": "h", "y": -0.25}, hovermode="x unified")
-        rewards.update_yaxes(zeroline=True)
-    else:
-        rewards = empty_figure(rewards_title, NO_POINTS)
+    margin = _pair_chart(rows, "Reward margin and accuracy", ("rewards/margins", "reward margin", MARGIN_COLOR),
+                         ("rewards/accuracies", "reward accuracy", CHOSEN_COLOR),
+                         {"title": {"text": "chosen − rejected reward"}, "zeroline": True},
+                         {"title": {"text": "reward accuracy"}, "range": [-0.02, 1.02], "tickformat": ".0%", "dtick": 0.25})
+    rewards = _pair_chart(rows, "Chosen and rejected rewards", ("rewards/chosen", "chosen reward", CHOSEN_COLOR),
+                          ("rewards/rejected", "rejected reward", REJECTED_COLOR),
+                          {"title": {"text": "reward"}, "zeroline": True})
     return [margin, rewards]
 
 

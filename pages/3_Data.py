@@ -9,7 +9,6 @@ neither stops a run nor starts it twice.
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from cai_core.promptsets import (
     save_prompt_set,
 )
 from cai_core.store import list_constitutions, load_constitution
-from ui.common import page_key
+from ui.common import md, page_key, plural, sentence
 
 PAGE = "data"
 POLL_SECONDS = 1.0
@@ -68,7 +67,6 @@ STATE_LABELS = {
     "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
 }
 CARD_FILES = ("README.md", "card.json")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
 
 
 def key(name: str) -> str:
@@ -77,26 +75,6 @@ def key(name: str) -> str:
 
 FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, STARTED = (
     key("flash"), key("selected"), key("name"), key("sources"), key("upload"), key("upload_message"), key("started"))
-
-
-def md(text: str) -> str:
-    """Escape text for the places Streamlit renders as markdown (captions, alerts)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
-
-def sentence(error: Exception | str) -> str:
-    """An engine error as a sentence for st.error: first letter up (unless it starts with a file
-    name), a full stop at the end, markdown escaped."""
-    text = str(error).strip() or type(error).__name__
-    if not getattr(error, "path", None):
-        text = text[:1].upper() + text[1:]
-    if not text.endswith((".", "!", "?")):
-        text += "."
-    return md(text)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def suggest_name() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -56,7 +55,7 @@ from cai_core.training import (
     stop_run,
     uploads_dir,
 )
-from ui.common import page_key
+from ui.common import md, page_key, plural, sentence
 
 PAGE = "training"
 POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
@@ -80,7 +79,6 @@ RESUMABLE = ("cancelled", "interrupted", "failed")
 # The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
 START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
 ALL_CURVES = {**SFT_CURVES, **DPO_CURVES}
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
 
 
 def key(name: str) -> str:
@@ -107,26 +105,6 @@ def recipe_text_key(path: Path | str) -> str:
 
 def pairs_key(path: Path | str) -> str:
     return key(f"pairs:{path}")
-
-
-def md(text: str) -> str:
-    """Escape text for the places Streamlit renders as markdown (captions, alerts, labels)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
-
-
-def sentence(error: Exception | str) -> str:
-    """An engine error as a sentence for st.error: first letter up (unless it starts with a file
-    name), a full stop at the end, markdown escaped."""
-    text = str(error).strip() or type(error).__name__
-    if not getattr(error, "path", None):
-        text = text[:1].upper() + text[1:]
-    if not text.endswith((".", "!", "?")):
-        text += "."
-    return md(text)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def suggest_name(method: str) -> str:

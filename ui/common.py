@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from cai_core.models import GenerationBackend, ModelLoadError, default_model_spec, load_model
@@ -28,3 +30,26 @@ def get_model(spec: str | None = None, trust_remote_code: bool = False) -> Gener
 def page_key(page: str, name: str) -> str:
     """Session-state keys are prefixed by page so two pages never share a widget's state."""
     return f"{page}:{name}"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
+
+
+def md(text: str) -> str:
+    """Escape text for the places Streamlit renders as markdown (captions, alerts, labels)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def sentence(error: Exception | str) -> str:
+    """An engine error as a sentence for st.error: first letter up (unless it starts with a file
+    name), a full stop at the end, markdown escaped."""
+    text = str(error).strip() or type(error).__name__
+    if not getattr(error, "path", None):
+        text = text[:1].upper() + text[1:]
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    return md(text)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
