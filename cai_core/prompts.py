@@ -117,3 +117,32 @@ def judge_conversation(prompt: str, comparison_request: str, response_a: str, re
     if explain:
         text = text.rsplit("\n\n", 1)[0] + JUDGE_EXPLAINED_VERDICT_SUFFIX
     return [{"role": "user", "content": text}]
+
+
+# --------------------------------------------------------------------------- evaluation suites
+# Capability suites ask in the model's own chat format, as a user would; the answers are scored
+# by code (the final number, the executed tests, the likeliest option letter), never by a model.
+
+HUMANEVAL_TEMPLATE = (
+    "Complete the following Python function. Reply with the complete function (its signature and "
+    "body) in one ```python code block, and nothing else.\n\n```python\n{prompt}```"
+)
+
+ARITHMETIC_TEMPLATE = "{question}\nWork it out step by step, then give the final answer as a number on the last line."
+
+MC_OPTIONS = ("A", "B", "C", "D")
+MC_TEMPLATE = "{question}\n\n{choices}\n\nAnswer with the letter of the correct option."
+MC_ANSWER_PREFIX = "The answer is ("
+
+
+def humaneval_conversation(prompt: str) -> Conversation:
+    return [{"role": "user", "content": HUMANEVAL_TEMPLATE.format(prompt=prompt)}]
+
+
+def arithmetic_conversation(question: str) -> Conversation:
+    return [{"role": "user", "content": ARITHMETIC_TEMPLATE.format(question=question)}]
+
+
+def multiple_choice_conversation(question: str, choices: list[str]) -> Conversation:
+    listed = "\n".join(f"({letter}) {choice}" for letter, choice in zip(MC_OPTIONS, choices))
+    return [{"role": "user", "content": MC_TEMPLATE.format(question=question, choices=listed)}]

@@ -1,0 +1,212 @@
+"""Evaluate a model (a base model, or a finished run: base + adapters) on chosen suites.
+
+An evaluation is a job folder (``$CAI_HOME/evaluations/NAME``) like a dataset or a run: spec,
+status, progress, log, a file per finished suite in ``suites/`` and, at the end, ``report.json``.
+A stopped or killed evaluation resumes with the suites it had finished kept as they were.
+
+The report records the model and its adapter stack, each suite's version, item count, score and
+bootstrap interval, and every item's answer, so two reports can be compared (the alignment tax)
+and judged (harmlessness win rate) later without running either model again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..adapters import adapter_stack
+from ..atomic import write_text_atomic
+from ..constitution import first_error_message
+from ..jobs import Reporter, read_json, start_job, write_json
+from ..paths import cai_home
+from .suites import SUITES, EvaluationError, SuiteScore, check_suite_names
+from .tax import alignment_tax
+
+REPORT_FILE, SUITES_DIR = "report.json", "suites"
+REPORT_VERSION = 1
+
+
+class EvaluationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "default"  # "default", a model folder, a hub id, or a finished run / adapter folder
+    suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
+    limit: int | None = Field(default=None, ge=1, description="at most this many items per suite (a quick run)")
+    seed: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=16, ge=1, le=1024)
+
+
+def parse_evaluation_spec(data: dict) -> EvaluationSpec:
+    try:
+        spec = EvaluationSpec.model_validate(data)
+    except ValidationError as error:
+        raise EvaluationError(first_error_message(error)[0]) from None
+    check_suite_names(spec.suites)
+    return spec
+
+
+def evaluations_dir() -> Path:
+    return cai_home() / "evaluations"
+
+
+def model_description(model: str) -> dict:
+    """What was evaluated: the spec as given, and for a run its base and adapters."""
+    stack = adapter_stack(model)
+    if stack is None:
+        return {"spec": model, "base_model": model, "adapters": []}
+    return {"spec": model, "base_model": stack.base_model, "adapters": [str(a) for a in stack.adapters],
+            "label": stack.label}
+
+
+def evaluate(folder: Path, spec: EvaluationSpec, reporter: Reporter) -> dict:
+    """Run every suite not yet finished in ``folder``, then write and return the report."""
+    from ..models import load_model
+
+    (folder / SUITES_DIR).mkdir(parents=True, exist_ok=True)
+    backend = None
+    for index, name in enumerate(spec.suites):
+        done_file = folder / SUITES_DIR / f"{_file_name(name)}.json"
+        if read_json(done_file) is not None:
+            continue  # finished before a stop or a kill
+        reporter.check_stop()
+        if backend is None and not name.startswith("lm-eval:"):
+            reporter.progress(0, 0, "loading the model", force=True)
+            backend = load_model(spec.model)
+        stage = f"{name} ({index + 1} of {len(spec.suites)})"
+        reporter.restart_rate()
+
+        def on_progress(done: int, total: int, stage=stage) -> None:
+            reporter.progress(done, total, stage)
+            reporter.check_stop()
+
+        if name.startswith("lm-eval:"):
+            score = run_lm_eval(spec.model, name.removeprefix("lm-eval:"), spec.limit, spec.seed)
+        else:
+            score = SUITES[name].run(backend, spec.limit, spec.seed, spec.batch_size, on_progress)
+        write_json(done_file, score.to_dict())
+    report = build_report(folder, spec, backend.describe() if backend else spec.model)
+    write_json(folder / REPORT_FILE, report)
+    return report
+
+
+def _file_name(suite: str) -> str:
+    return suite.replace(":", "__").replace("/", "_")
+
+
+def build_report(folder: Path, spec: EvaluationSpec, model_label: str) -> dict:
+    suites = {}
+    for name in spec.suites:
+        data = read_json(folder / SUITES_DIR / f"{_file_name(name)}.json")
+        if data is not None:
+            suites[name] = data
+    return {"report_version": REPORT_VERSION, "created": time.time(), "model": model_description(spec.model),
+            "model_label": model_label, "settings": spec.model_dump(), "suites": suites}
+
+
+def run_evaluation_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
+    """The job runner (see cai_core.jobs)."""
+    evaluate(folder, parse_evaluation_spec(spec_data), reporter)
+
+
+def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
+    from ..training.spec import check_run_name
+
+    folder = evaluations_dir() / check_run_name(name)
+    if (folder / "spec.json").exists() and read_json(folder / "spec.json").get("spec") != spec.model_dump():
+        raise EvaluationError(f"an evaluation named {name!r} with other settings exists; choose another name")
+    folder.mkdir(parents=True, exist_ok=True)
+    start_job(folder, "evaluate", spec.model_dump())
+    return folder
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def read_report(path: Path) -> dict:
+    """A saved report, or one EvaluationError sentence naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvaluationError(f"{path}: no such report") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"{path}: cannot be read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise EvaluationError(f"{path}, line {error.lineno}: is not valid JSON ({error.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("suites"), dict):
+        raise EvaluationError(f"{path}: is not an evaluation report (no 'suites' object)")
+    for name, suite in data["suites"].items():
+        if not isinstance(suite, dict) or not isinstance(suite.get("score"), (int, float)):
+            raise EvaluationError(f"{path}: suite {name!r} has no numeric score")
+    return data
+
+
+def write_report(path: Path, report: dict) -> None:
+    write_text_atomic(Path(path), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def scores(report: dict, kind: str | None = None) -> dict[str, float]:
+    return {name: suite["score"] for name, suite in report["suites"].items() if kind is None or suite.get("kind") == kind}
+
+
+def compare_reports(base: dict, aligned: dict) -> dict:
+    """The alignment tax between two reports: all suites, and capability and safety apart, so
+    one large safety gain cannot hide capability losses in the average."""
+    lower = [name for name, suite in {**base["suites"], **aligned["suites"]}.items() if not suite.get("higher_is_better", True)]
+    return {
+        "base": base.get("model_label") or base.get("model", {}).get("spec"),
+        "aligned": aligned.get("model_label") or aligned.get("model", {}).get("spec"),
+        "all": alignment_tax(scores(base), scores(aligned), lower),
+        "capability": alignment_tax(scores(base, "capability"), scores(aligned, "capability"), lower),
+        "safety": alignment_tax(scores(base, "safety"), scores(aligned, "safety"), lower),
+    }
+
+
+# --------------------------------------------------------------------------- lm-evaluation-harness
+
+
+def run_lm_eval(model: str, task: str, limit: int | None, seed: int) -> SuiteScore:
+    """A standard benchmark through lm-evaluation-harness (the optional ``lm-eval`` extra).
+
+    A plain base + one adapter goes in as ``pretrained=BASE,peft=ADAPTER``; a stack of adapters
+    (DPO on a merged SFT model) is first exported merged, since lm-eval applies a single adapter.
+    The data comes from the Hugging Face hub when online, or from its local cache when not.
+    """
+    try:
+        import lm_eval
+    except ImportError:
+        raise EvaluationError("standard benchmarks need lm-evaluation-harness: pip install -e '.[lm-eval]'") from None
+    from ..models import resolve_model_path
+
+    stack = adapter_stack(model)
+    if stack is None:
+        model_args = f"pretrained={resolve_model_path(model)[0]}"
+    elif len(stack.adapters) == 1:
+        model_args = f"pretrained={resolve_model_path(stack.base_model)[0]},peft={stack.adapters[0]}"
+    else:
+        from ..adapters import export_merged
+
+        merged = cai_home() / "merged" / stack.adapters[-1].parent.name
+        if not merged.exists():
+            export_merged(model, merged)
+        model_args = f"pretrained={merged}"
+    try:
+        results = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=[task], limit=limit,
+                                          random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed)
+    except Exception as error:  # noqa: BLE001 - the harness fails in many ways, mostly "dataset not reachable"
+        raise EvaluationError(f"lm-eval task {task!r} could not run: {str(error).splitlines()[0][:200]}") from None
+    task_results = results["results"][task]
+    metric = next((k for k in ("acc_norm,none", "acc,none", "exact_match,strict-match", "pass@1,create_test")
+                   if k in task_results), None)
+    if metric is None:
+        raise EvaluationError(f"lm-eval task {task!r} reported no accuracy-like metric ({', '.join(task_results)})")
+    value = float(task_results[metric])
+    stderr = float(task_results.get(metric.replace(",", "_stderr,"), 0.0) or 0.0)
+    n = int(results.get("n-samples", {}).get(task, {}).get("effective", 0))
+    return SuiteScore(f"lm-eval:{task}", "capability", f"lm-eval {lm_eval.__version__}", metric.split(",")[0], True,
+                      100 * value, 100 * (value - 1.96 * stderr), 100 * (value + 1.96 * stderr), n, [])
