@@ -344,6 +344,66 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate in this process with a progress bar; the suites finished so far are kept in the
+    work folder beside --out, so running the same command again after a stop resumes."""
+    from tqdm import tqdm
+
+    from .evaluation import evaluate, parse_evaluation_spec, write_report
+    from .jobs import Reporter
+
+    model = _model_or_run(args.model)
+    if args.adapter:
+        model = _model_or_run(args.adapter)  # a run or adapter folder: its recorded base is loaded under it
+    suites = [part.strip() for value in (args.suites or []) for part in value.split(",") if part.strip()]
+    data = {"model": model, "limit": args.limit, "seed": args.seed, "batch_size": args.batch_size}
+    if suites:
+        data["suites"] = suites
+    spec = parse_evaluation_spec(data)
+    out = Path(args.out)
+    work = out.with_name(f".{out.name}.work")
+    bars: list = []
+
+    def show(progress: dict) -> None:
+        if not bars or bars[0].desc != progress.get("stage", ""):
+            if bars:
+                bars.pop().close()
+            bars.append(tqdm(total=progress["total"], desc=progress.get("stage", ""), unit="item", file=sys.stderr,
+                             dynamic_ncols=True))
+        bars[0].total, bars[0].n = progress["total"], progress["done"]
+        bars[0].refresh()
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        report = evaluate(work, spec, Reporter(work, on_progress=show))
+    finally:
+        for bar in bars:
+            bar.close()
+    write_report(out, report)
+    for name, suite in report["suites"].items():
+        print(f"{name:16} {suite['score']:6.1f}  [{suite['ci_low']:.1f}, {suite['ci_high']:.1f}]  "
+              f"{suite['metric']}, n={suite['n']}")
+    print(f"{out}: report written")
+    return 0
+
+
+def _cmd_tax(args: argparse.Namespace) -> int:
+    from .evaluation import compare_reports, read_report
+
+    comparison = compare_reports(read_report(args.base), read_report(args.aligned))
+    print(f"base: {comparison['base']}\naligned: {comparison['aligned']}")
+    for name, entry in comparison["all"]["per_benchmark"].items():
+        better = "higher is better" if entry["higher_is_better"] else "lower is better"
+        print(f"{name:16} {entry['base']:6.1f} -> {entry['aligned']:6.1f}  {entry['words']:24} ({better})")
+    for part in ("capability", "safety", "all"):
+        print(f"average tax, {part}: {comparison[part]['average_words']}")
+    if args.json:
+        from .evaluation import write_report
+
+        write_report(Path(args.json), comparison)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +489,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="a run name from `cai runs` or its folder")
     export.add_argument("--out", required=True, help="a new folder for the merged model")
     export.set_defaults(handler=_cmd_export)
+
+    evaluation = commands.add_parser("eval", help="score a model (or base + adapter) on capability and safety suites")
+    evaluation.add_argument("--model", default="default", help='"default", a model folder, a hub id, or a finished run')
+    evaluation.add_argument("--adapter", help="a finished run or adapter folder, loaded on the base it was trained on")
+    evaluation.add_argument("--suites", action="append",
+                            help="humaneval, arithmetic, knowledge_mc, refusal, over_refusal, lm-eval:TASK (comma-separated; default all)")
+    evaluation.add_argument("--limit", type=int, help="at most N items per suite (a quick run)")
+    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--batch-size", type=int, default=16)
+    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes")
+    evaluation.set_defaults(handler=_cmd_eval)
+
+    tax = commands.add_parser("tax", help="the alignment tax between two evaluation reports")
+    tax.add_argument("base", help="the base model's report (JSON)")
+    tax.add_argument("aligned", help="the aligned model's report (JSON)")
+    tax.add_argument("--json", help="also write the comparison to this file")
+    tax.set_defaults(handler=_cmd_tax)
     return parser
 
 
@@ -439,12 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     from .endpoint import EndpointError
     from .jobs import JobError
     from .adapters import AdapterError
+    from .evaluation import EvaluationError
     from .models import ModelLoadError
     from .training import TrainingError
 
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError) as error:
+    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ValidationError as error:
         from .constitution import first_error_message

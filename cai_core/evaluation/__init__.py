@@ -4,7 +4,8 @@
 returns the tax per benchmark and the average.
 """
 
-from .run import (EvaluationSpec, compare_reports, evaluate, evaluations_dir, model_description,
+from .run import (EvaluationSpec, compare_reports, evaluate, evaluations_dir, judge_harmlessness, list_evaluations,
+                  model_description,
                   parse_evaluation_spec, read_report, start_evaluation, write_report)
 from .sandbox import SandboxResult, run_untrusted
 from .stats import bootstrap_interval
@@ -14,6 +15,6 @@ from .tax import alignment_tax, describe, tax_percent
 __all__ = [
     "SUITES", "EvaluationError", "EvaluationSpec", "SandboxResult", "SuiteScore", "alignment_tax", "arithmetic_problems",
     "bootstrap_interval", "compare_reports", "describe", "evaluate", "evaluations_dir", "final_number",
-    "humaneval_program", "is_refusal", "model_description", "parse_evaluation_spec", "read_report", "run_untrusted",
+    "humaneval_program", "is_refusal", "judge_harmlessness", "list_evaluations", "model_description", "parse_evaluation_spec", "read_report", "run_untrusted",
     "start_evaluation", "tax_percent", "write_report",
 ]

@@ -49,7 +49,9 @@ def alignment_tax(base_scores: Mapping[str, float], aligned_scores: Mapping[str,
             continue
         base, aligned = float(base_scores[name]), float(aligned_scores[name])
         tax = tax_percent(base, aligned, name not in lower)
-        per_benchmark[name] = {"base": base, "aligned": aligned, "tax_percent": tax, "direction": direction(tax),
+        # The change in points too: a rate that starts at 0 (refusals of a base model) has no percentage.
+        per_benchmark[name] = {"base": base, "aligned": aligned, "change": aligned - base, "tax_percent": tax,
+                               "direction": direction(tax),
                                "words": describe(tax), "higher_is_better": name not in lower}
     defined = [entry["tax_percent"] for entry in per_benchmark.values() if entry["tax_percent"] is not None]
     average = sum(defined) / len(defined) if defined else None
