@@ -404,6 +404,54 @@ def _cmd_tax(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loop(args: argparse.Namespace) -> int:
+    """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
+    import yaml
+
+    from .evaluation.loop import loop_reports, loops_dir, parse_loop_spec, read_state, start_loop
+    from .jobs import prepare_job, run_job
+
+    data = {"constitution": args.constitution, "rounds": args.rounds, "base_model": _model_or_run(args.base_model),
+            "seed": args.seed, "stop_ratio": args.stop_ratio}
+    for key, value in (("prompts_per_round", args.prompts_per_round), ("eval_limit", args.eval_limit),
+                       ("recipe", args.recipe)):
+        if value is not None:
+            data[key] = value
+    if args.suites:
+        data["eval_suites"] = [p.strip() for v in args.suites for p in v.split(",") if p.strip()]
+    if args.settings:
+        extra = yaml.safe_load(Path(args.settings).read_text(encoding="utf-8")) or {}
+        if not isinstance(extra, dict):
+            raise ConstitutionError("must be a mapping of loop settings", args.settings)
+        data.update(extra)
+    spec = parse_loop_spec(data)
+    name = args.name or f"loop-{spec.constitution}"
+    if args.background:
+        folder = start_loop(spec, name)
+        print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}")
+        return 0
+    folder = loops_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    prepare_job(folder, "loop", spec.model_dump())
+    (folder / "cancel").unlink(missing_ok=True)
+
+    def show(progress: dict) -> None:
+        done, total = progress.get("done", 0), progress.get("total", 0)
+        print(f"\r{progress.get('stage', '')[:90]:90} {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    state = run_job(folder, on_progress=show)
+    print(file=sys.stderr)
+    for label, report in loop_reports(folder):
+        scores = ", ".join(f"{n} {s['score']:.1f}" for n, s in report["suites"].items())
+        print(f"{label:10} {scores}")
+    stopped = read_state(folder).get("stopped_early")
+    if stopped:
+        print(f"stopped early after round {stopped['round']}: {stopped['why']}")
+    if state.state != "finished":
+        raise ConstitutionError(f"the loop {state.state}: {state.error or 'run the same command again to resume'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -506,6 +554,21 @@ def build_parser() -> argparse.ArgumentParser:
     tax.add_argument("aligned", help="the aligned model's report (JSON)")
     tax.add_argument("--json", help="also write the comparison to this file")
     tax.set_defaults(handler=_cmd_tax)
+
+    loop = commands.add_parser("loop", help="rounds of generate -> SFT -> DPO -> evaluate (again: resumes)")
+    loop.add_argument("--constitution", required=True)
+    loop.add_argument("--rounds", type=int, default=1)
+    loop.add_argument("--base-model", default="default", help="the starting model (or a finished run)")
+    loop.add_argument("--prompts-per-round", type=int, help="prompts drawn (seeded) from the shipped sets each round")
+    loop.add_argument("--recipe", help="the training recipe (default recipes/cpu-demo.yaml)")
+    loop.add_argument("--suites", action="append", help="evaluation suites (comma-separated; default all)")
+    loop.add_argument("--eval-limit", type=int, help="at most N items per suite")
+    loop.add_argument("--stop-ratio", type=float, default=0.95, help="stop when quality falls below this x the previous round")
+    loop.add_argument("--settings", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
+    loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
+    loop.add_argument("--background", action="store_true", help="start in its own process and return")
+    loop.set_defaults(handler=_cmd_loop)
     return parser
 
 
@@ -517,12 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     from .jobs import JobError
     from .adapters import AdapterError
     from .evaluation import EvaluationError
+    from .evaluation.loop import LoopError
     from .models import ModelLoadError
     from .training import TrainingError
 
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError, EvaluationError) as error:
+    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError, EvaluationError, LoopError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ValidationError as error:
         from .constitution import first_error_message

@@ -192,9 +192,15 @@ def check_model_specs(spec: GenerationSpec) -> None:
     is loaded (the bundled model and endpoints are checked by the worker, which loads them)."""
     from .models import DEFAULT_MODEL, is_endpoint_spec, resolve_model_path
 
+    from .adapters import AdapterError, adapter_stack
+
     for model in (spec.policy_model, spec.judge_model):
         if model and model != DEFAULT_MODEL and not is_endpoint_spec(model):
-            resolve_model_path(model)
+            try:
+                stack = adapter_stack(model)  # a finished training run is a model too
+            except AdapterError as error:
+                raise ConstitutionError(str(error)) from None
+            resolve_model_path(stack.base_model if stack else model)
 
 
 def start_generation(folder: Path, spec: GenerationSpec) -> None:

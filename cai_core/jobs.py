@@ -34,6 +34,7 @@ RUNNERS = {
     "generate": "cai_core.data:run_generation_job",
     "train": "cai_core.training.trainer:run_training_job",
     "evaluate": "cai_core.evaluation.run:run_evaluation_job",
+    "loop": "cai_core.evaluation.loop:run_loop_job",
 }
 # The module a job's worker runs as (``python -m MODULE JOB_DIR``); a kind may name its own, so
 # the command the page shows is the one that runs.

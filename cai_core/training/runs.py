@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
 from ..atomic import write_text_atomic
-from ..jobs import JobError, JobState, cancel_job, read_job, read_json, start_job, worker_command
+from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
 from ..models import ModelLoadError, is_endpoint_spec, resolve_model_path
 from ..paths import cai_home
 from .rows import training_rows
@@ -109,7 +109,19 @@ def check_base_model(spec: TrainingSpec) -> None:
 
 
 def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = None) -> Path:
-    """Check everything, make the run folder with a copy of its data, and start the training process.
+    """Check everything, make the run folder with a copy of its data, and start the training process
+    (see prepare_run)."""
+    folder = prepare_run(spec, name, root)
+    try:
+        start_job(folder, JOB_KIND, spec.model_dump())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def prepare_run(spec: TrainingSpec, name: str | None = None, root: Path | None = None) -> Path:
+    """Check everything and make the run folder with a copy of its data and its job spec, ready to run.
 
     Nothing is written when a check fails. The folder is claimed with an exclusive mkdir, so two
     launches of one name (a double click, two tabs) make one run.
@@ -122,7 +134,7 @@ def start_run(spec: TrainingSpec, name: str | None = None, root: Path | None = N
     try:
         write_text_atomic(folder / DATA_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         write_text_atomic(folder / RECIPE_FILE, recipe_text(spec))
-        start_job(folder, JOB_KIND, spec.model_dump())
+        prepare_job(folder, JOB_KIND, spec.model_dump())
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

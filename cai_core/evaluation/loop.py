@@ -1,0 +1,196 @@
+"""Iterative self-improvement: rounds of generate -> SFT -> DPO -> evaluate, each from the last round's model.
+
+A loop is a job folder (``$CAI_HOME/loops/NAME``) whose worker runs each stage in turn as an
+ordinary job in its own sub-folder (a dataset, two training runs, an evaluation), so every stage
+keeps its own files, progress and resume. ``state.json`` records which stages of which round have
+finished; a stopped or killed loop starts again at the round and stage where it stopped, and the
+stage itself resumes from its own checkpoint.
+
+Before round 1 the starting model is evaluated once ("round 0"). After each round the loop stops
+early when quality (the mean score of the quality suites, the capability suites by default) falls
+below ``stop_ratio`` x the previous round's: a round that costs more capability than that is not
+a base for the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..constitution import first_error_message
+from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_json, run_job, start_job, write_json
+from ..paths import SHIPPED_RECIPES_DIR, cai_home
+from .run import REPORT_FILE, EvaluationSpec, read_report
+from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
+
+STATE_FILE = "state.json"
+STAGES = ("generate", "sft", "dpo", "evaluate")
+
+
+class LoopSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    constitution: str
+    rounds: int = Field(default=1, ge=1, le=50)
+    base_model: str = "default"
+    prompt_sources: list[str] = Field(default=["red_team", "benign"], min_length=1)
+    prompts_per_round: int | None = Field(default=None, ge=1)
+    # Overrides of the data generation settings (cai_core.data.GenerationSpec), e.g. {"rounds": 1}.
+    generation: dict = Field(default_factory=dict)
+    recipe: str = str(SHIPPED_RECIPES_DIR / "cpu-demo.yaml")
+    sft_overrides: dict = Field(default_factory=dict)
+    dpo_overrides: dict = Field(default_factory=dict)
+    eval_suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
+    eval_limit: int | None = Field(default=None, ge=1)
+    quality_suites: list[str] | None = None  # default: the capability suites among eval_suites
+    stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0)
+    seed: int = Field(default=0, ge=0)
+
+
+class LoopError(Exception):
+    """A loop that cannot start or go on; the message is one sentence."""
+
+
+def parse_loop_spec(data: dict) -> LoopSpec:
+    try:
+        spec = LoopSpec.model_validate(data)
+    except ValidationError as error:
+        raise LoopError(first_error_message(error)[0]) from None
+    try:
+        check_suite_names(spec.eval_suites)
+    except EvaluationError as error:
+        raise LoopError(str(error)) from None
+    return spec
+
+
+def loops_dir() -> Path:
+    return cai_home() / "loops"
+
+
+def quality(report: dict, suites: list[str] | None) -> float | None:
+    """The mean score of the quality suites in a report (higher is better), None without any."""
+    chosen = suites or [n for n, s in report["suites"].items() if s.get("kind") == CAPABILITY]
+    values = [report["suites"][n]["score"] for n in chosen if n in report["suites"]]
+    return sum(values) / len(values) if values else None
+
+
+def read_state(folder: Path) -> dict:
+    return read_json(Path(folder) / STATE_FILE) or {"rounds": {}, "stopped_early": None}
+
+
+def _stage_folder(folder: Path, round_number: int, stage: str) -> Path:
+    return folder / f"round-{round_number}" / stage
+
+
+def _mark(folder: Path, state: dict, round_number: int, stage: str, **details) -> None:
+    state["rounds"].setdefault(str(round_number), {})[stage] = {"finished": time.time(), **details}
+    write_json(folder / STATE_FILE, state)
+
+
+def _run_stage(stage_folder: Path, kind: str, spec_data: dict, reporter: Reporter, label: str) -> None:
+    """Run (or resume) one stage as its own job, in this process, relaying its progress and stops."""
+    from ..jobs import cancel_job
+
+    prepare_job(stage_folder, kind, spec_data)
+    (stage_folder / "cancel").unlink(missing_ok=True)
+
+    def relay(progress: dict) -> None:
+        reporter.progress(progress.get("done", 0), progress.get("total", 0), f"{label}: {progress.get('stage', '')}")
+        if reporter.stop_requested or (reporter.folder / "cancel").exists():
+            cancel_job(stage_folder)  # the stage stops at its own next safe point
+
+    reporter.restart_rate()
+    reporter.progress(0, 0, label, force=True)
+    outcome = run_job(stage_folder, on_progress=relay)
+    if outcome.state != FINISHED:
+        if outcome.state == "cancelled":
+            raise JobCancelled(f"stopped during {label}")
+        raise LoopError(f"{label} {outcome.state}: {outcome.error or 'see its log'} ({stage_folder})")
+
+
+def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
+    """The job runner (see cai_core.jobs)."""
+    from ..data import GenerationSpec
+    from ..training.runs import prepare_run, read_run
+    from ..training.spec import load_recipe
+
+    spec = parse_loop_spec(spec_data)
+    state = read_state(folder)
+    model = spec.base_model
+    # Round 0: the starting model, once.
+    base_eval = _stage_folder(folder, 0, "evaluate")
+    if "evaluate" not in state["rounds"].get("0", {}):
+        _run_stage(base_eval, "evaluate", _eval_spec(spec, model).model_dump(), reporter, "round 0: evaluate the starting model")
+        _mark(folder, state, 0, "evaluate", model=model)
+    previous = quality(read_report(base_eval / REPORT_FILE), spec.quality_suites)
+
+    for round_number in range(1, spec.rounds + 1):
+        done = state["rounds"].get(str(round_number), {})
+        label = f"round {round_number} of {spec.rounds}"
+        data_folder = _stage_folder(folder, round_number, "generate")
+        if "generate" not in done:
+            generation = GenerationSpec.model_validate({
+                "constitution": spec.constitution, "prompt_sources": spec.prompt_sources,
+                "limit": spec.prompts_per_round, "shuffle": True, "seed": spec.seed + round_number,
+                "policy_model": model, **spec.generation})
+            from ..data import prepare_dataset
+
+            prepare_dataset(data_folder, generation)
+            _run_stage(data_folder, "generate", generation.model_dump(mode="json"), reporter, f"{label}: generate data")
+            _mark(folder, state, round_number, "generate", model=model)
+        for method, overrides in (("sft", spec.sft_overrides), ("dpo", spec.dpo_overrides)):
+            run_folder = _stage_folder(folder, round_number, method)
+            if method in done:
+                continue
+            starting = model if method == "sft" else str(_stage_folder(folder, round_number, "sft"))
+            if not (run_folder / "spec.json").is_file():
+                training = load_recipe(spec.recipe, method, {**overrides, "data": [str(data_folder)],
+                                                             "base_model": starting, "seed": spec.seed + round_number})
+                prepare_run(training, method, root=run_folder.parent)
+            _run_stage(run_folder, "train", read_json(run_folder / "spec.json")["spec"], reporter, f"{label}: {method.upper()}")
+            _mark(folder, state, round_number, method, adapter=str(read_run(run_folder).folder / "adapter"))
+        model = str(_stage_folder(folder, round_number, "dpo"))
+        eval_folder = _stage_folder(folder, round_number, "evaluate")
+        if "evaluate" not in done:
+            _run_stage(eval_folder, "evaluate", _eval_spec(spec, model).model_dump(), reporter, f"{label}: evaluate")
+        current = quality(read_report(eval_folder / REPORT_FILE), spec.quality_suites)
+        _mark(folder, state, round_number, "evaluate", model=model, quality=current, previous_quality=previous)
+        if previous is not None and current is not None and current < spec.stop_ratio * previous:
+            state["stopped_early"] = {"round": round_number, "quality": current, "previous": previous,
+                                      "why": f"quality {current:.1f} fell below {spec.stop_ratio:g} x {previous:.1f}"}
+            write_json(folder / STATE_FILE, state)
+            reporter.note(f"stopped after round {round_number}: {state['stopped_early']['why']}")
+            return
+        previous = current
+
+
+def _eval_spec(spec: LoopSpec, model: str) -> EvaluationSpec:
+    return EvaluationSpec(model=model, suites=spec.eval_suites, limit=spec.eval_limit, seed=spec.seed)
+
+
+def start_loop(spec: LoopSpec, name: str) -> Path:
+    from ..store import load_constitution
+    from ..training.spec import check_run_name, load_recipe
+
+    load_constitution(spec.constitution)  # a missing constitution is one sentence before anything starts
+    load_recipe(spec.recipe, "sft", spec.sft_overrides)
+    load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
+    folder = loops_dir() / check_run_name(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    start_job(folder, "loop", spec.model_dump())
+    return folder
+
+
+def loop_reports(folder: Path) -> list[tuple[str, dict]]:
+    """(label, report) for round 0 and every round evaluated so far, in order."""
+    found = []
+    for round_number in range(0, 1000):
+        path = _stage_folder(Path(folder), round_number, "evaluate") / REPORT_FILE
+        if not path.is_file():
+            if round_number > 0 and not (Path(folder) / f"round-{round_number}").exists():
+                break
+            continue
+        found.append(("start" if round_number == 0 else f"round {round_number}", read_report(path)))
+    return found
