@@ -335,4 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: a runner that raises
+    # cai_core.jobs.JobCancelled must be caught as the same class.
+    from cai_core.jobs import main as imported_main
+
+    sys.exit(imported_main())

@@ -1,0 +1,104 @@
+"""`cai loop` on the tiny random model: rounds chain their models, a killed loop resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, quality, read_state, start_loop
+from cai_core.jobs import prepare_job, read_job, read_json, run_job
+from cai_core.training import read_metrics, read_run
+
+SMALL = {
+    "constitution": "general-hhh", "prompts_per_round": 3,
+    "generation": {"settings": {"max_new_tokens": 12, "temperature": 0.7, "batch_size": 4}, "pair_sources": ["revision"]},
+    "sft_overrides": {"max_steps": 2, "batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 256, "save_steps": 1},
+    "dpo_overrides": {"max_steps": 2, "batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 256, "save_steps": 1},
+    "eval_suites": ["arithmetic", "refusal", "knowledge_mc"], "eval_limit": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # worker processes on a busy 2-core machine
+
+
+def wait(folder: Path, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while (job := read_job(folder)).active:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_dir, cai_home):
+    spec = parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)})
+    folder = cai_home / "loops" / "two"
+    prepare_job(folder, "loop", spec.model_dump())
+    job = run_job(folder)
+    assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
+    state = read_state(folder)
+    assert set(state["rounds"]) == {"0", "1", "2"}
+    assert all(set(state["rounds"][r]) == {"generate", "sft", "dpo", "evaluate"} for r in ("1", "2"))
+    round_one_dpo, round_two_sft = folder / "round-1" / "dpo", folder / "round-2" / "sft"
+    assert read_run(round_two_sft).spec.base_model == str(round_one_dpo)  # round 2 trains on round 1's model
+    assert read_run(folder / "round-1" / "dpo").spec.base_model == str(folder / "round-1" / "sft")
+    generation = read_json(folder / "round-2" / "generate" / "spec.json")["spec"]
+    assert generation["policy_model"] == str(round_one_dpo)  # and makes its data with it
+    labels = [label for label, _ in loop_reports(folder)]
+    assert labels == ["start", "round 1", "round 2"]
+    assert state["rounds"]["2"]["evaluate"]["previous_quality"] == state["rounds"]["1"]["evaluate"]["quality"]
+
+
+def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home):
+    spec = LoopSpec(**{**SMALL, "rounds": 1, "base_model": str(tiny_model_dir),
+                       "sft_overrides": {**SMALL["sft_overrides"], "max_steps": 400}})
+    folder = start_loop(spec, "killed")
+    deadline = time.monotonic() + 240
+    sft = folder / "round-1" / "sft"
+    while not [row for row in read_metrics(sft) if row["step"] >= 3]:
+        assert time.monotonic() < deadline and read_job(folder).active, read_job(folder)
+        time.sleep(0.2)
+    generated = (folder / "round-1" / "generate" / "sft.jsonl").read_text()
+    pid = read_json(folder / "status.json")["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while read_job(folder).state != "interrupted":
+        assert time.monotonic() < deadline, read_job(folder)
+        time.sleep(0.2)
+    assert "sft" not in read_state(folder)["rounds"]["1"] and "generate" in read_state(folder)["rounds"]["1"]
+
+    # Resume with a short SFT: the stage's own spec is kept, so shorten it through a stop instead.
+    start_loop(spec, "killed")
+    deadline = time.monotonic() + 60
+    while not read_job(sft).active:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    (sft / "cancel").touch()  # stop the long SFT: the loop ends cancelled, at its stage
+    assert wait(folder).state == "cancelled"
+    assert (folder / "round-1" / "generate" / "sft.jsonl").read_text() == generated  # not made again
+    steps = [row["step"] for row in read_metrics(sft)]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps)  # resumed, nothing logged twice
+    assert read_job(sft).state == "cancelled"
+
+
+def test_quality_is_the_mean_capability_score():
+    report = {"suites": {"arithmetic": {"kind": "capability", "score": 40.0}, "knowledge_mc": {"kind": "capability", "score": 60.0},
+                        "refusal": {"kind": "safety", "score": 90.0}}}
+    assert quality(report, None) == 50.0
+    assert quality(report, ["refusal"]) == 90.0
+    assert quality({"suites": {}}, None) is None
+
+
+def test_bad_loop_settings_are_one_sentence():
+    with pytest.raises(LoopError, match="unknown suite 'mmlu'"):
+        parse_loop_spec({"constitution": "general-hhh", "eval_suites": ["mmlu"]})
+    with pytest.raises(LoopError, match="stop ratio"):
+        parse_loop_spec({"constitution": "general-hhh", "stop_ratio": 2})
+    with pytest.raises(Exception, match="no-such"):
+        start_loop(LoopSpec(constitution="no-such"), "x")
