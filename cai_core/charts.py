@@ -247,3 +247,186 @@ def overlaid_runs_chart(runs: Mapping[str, Iterable[Mapping]], metric: str, labe
     figure.update_layout(title=title, height=400, xaxis_title="step", yaxis_title=label, legend_title_text="run",
                          hovermode="x unified")
     return figure
+
+
+# ---------------------------------------------------------------- evaluation: the alignment tax
+#
+# These take evaluation reports as ``cai_core.evaluation.read_report`` returns them (``suites``:
+# name -> score, interval, kind, higher_is_better) and the comparison of ``compare_reports``.
+
+NO_REPORTS = "no reports to compare yet"
+BASE_COLOR, ALIGNED_COLOR = "#8d99ae", "#264653"
+REPORT_COLORS = ("#8d99ae", "#264653", "#e9c46a", "#2a9d8f", "#f4a261", "#6d597a", "#e76f51", "#457b9d")
+REGRESSION_COLOR, IMPROVEMENT_COLOR, NO_CHANGE_COLOR = "#d62828", "#2a9d8f", "#adb5bd"
+LOWER_IS_BETTER = " (lower is better)"
+
+
+def _report_suites(report: Mapping, kind: str | None = None) -> dict[str, Mapping]:
+    suites = report.get("suites") or {}
+    return {name: suite for name, suite in suites.items()
+            if isinstance(suite, Mapping) and _is_number(suite.get("score"))
+            and (kind is None or suite.get("kind") == kind)}
+
+
+def suite_label(name: str, suite: Mapping | None) -> str:
+    """A suite as an axis names it: a rate where lower is better says so, so no bar reads the wrong way."""
+    return name + (LOWER_IS_BETTER if suite is not None and suite.get("higher_is_better") is False else "")
+
+
+def report_average(report: Mapping, kind: str) -> float | None:
+    """The mean score of a report's suites of ``kind`` ("capability" or "safety"), with each
+    lower-is-better rate counted as 100 - rate, so that up always means better; None without such a suite."""
+    values = [float(s["score"]) if s.get("higher_is_better", True) else 100.0 - float(s["score"])
+              for s in _report_suites(report, kind).values()]
+    return sum(values) / len(values) if values else None
+
+
+def benchmark_bars(reports: Iterable[tuple[str, Mapping]], kind: str | None = None,
+                   title: str = "Score per benchmark") -> go.Figure:
+    """Each benchmark's score, one bar per report side by side (base then aligned), the 95%
+    bootstrap interval as error bars; only suites of ``kind`` when given."""
+    reports = [(str(label), _report_suites(report, kind)) for label, report in reports]
+    names: list[str] = []
+    for _, suites in reports:
+        names += [name for name in suites if name not in names]
+    if not names:
+        return empty_figure(title, NO_REPORTS if not reports else NO_DATA)
+    figure = go.Figure()
+    for index, (label, suites) in enumerate(reports):
+        present = [name for name in names if name in suites]
+        if not present:
+            continue
+        scores = [float(suites[n]["score"]) for n in present]
+        high = [max(0.0, float(suites[n].get("ci_high", s)) - s) for n, s in zip(present, scores)]
+        low = [max(0.0, s - float(suites[n].get("ci_low", s))) for n, s in zip(present, scores)]
+        figure.add_trace(go.Bar(
+            x=present, y=scores, name=label, marker_color=REPORT_COLORS[index % len(REPORT_COLORS)],
+            error_y={"type": "data", "array": high, "arrayminus": low, "visible": True, "thickness": 1.2},
+            customdata=[[suites[n].get("ci_low", s), suites[n].get("ci_high", s), suites[n].get("n", "?"),
+                         suites[n].get("metric", "score")] for n, s in zip(present, scores)],
+            hovertemplate=(f"{label}<br>%{{x}}: %{{y:.1f}}% %{{customdata[3]}}<br>95% interval "
+                           "%{customdata[0]:.1f}–%{customdata[1]:.1f} · n = %{customdata[2]}<extra></extra>")))
+    every = {name: suite for _, suites in reports for name, suite in suites.items()}
+    figure.update_layout(title=title, barmode="group", height=400, yaxis_title="score (%)", legend_title_text="",
+                         legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(categoryorder="array", categoryarray=names, tickvals=names,
+                        ticktext=[suite_label(n, every.get(n)).replace(" (", "<br>(") for n in names])
+    figure.update_yaxes(range=[0, 105])
+    return figure
+
+
+def tax_direction(entry: Mapping) -> str:
+    """The entry's direction; where the base scored 0 (no percentage) the change in points decides."""
+    if entry.get("tax_percent") is not None:
+        return str(entry.get("direction", "no change"))
+    change = float(entry.get("change") or 0.0)
+    if abs(change) < 1e-9:
+        return "no change"
+    return "improvement" if (change > 0) == bool(entry.get("higher_is_better", True)) else "regression"
+
+
+def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Figure:
+    """The tax of each benchmark in percent of its base score (``alignment_tax`` output): above 0
+    a regression (red), below 0 an improvement (green). A benchmark whose base scored 0 has no
+    percentage; it stands at 0 with its change in points written on it."""
+    per = dict((part or {}).get("per_benchmark") or {})
+    if not per:
+        return empty_figure(title, NO_REPORTS)
+    colors = {"regression": REGRESSION_COLOR, "improvement": IMPROVEMENT_COLOR, "no change": NO_CHANGE_COLOR}
+    names = list(per)
+    figure = go.Figure()
+    for direction, color in colors.items():
+        chosen = [n for n in names if tax_direction(per[n]) == direction]
+        if not chosen:
+            continue
+        values = [per[n]["tax_percent"] if per[n].get("tax_percent") is not None else 0.0 for n in chosen]
+        text = [per[n].get("words", "") if per[n].get("tax_percent") is not None
+                else f"base 0: {float(per[n].get('change') or 0):+.1f} points" for n in chosen]
+        figure.add_trace(go.Bar(
+            x=chosen, y=values, name=direction, marker_color=color, text=text, textposition="outside",
+            cliponaxis=False,
+            customdata=[[per[n].get("base"), per[n].get("aligned")] for n in chosen],
+            hovertemplate="%{x}: %{text}<br>base %{customdata[0]:.1f} → aligned %{customdata[1]:.1f}<extra></extra>"))
+    average = part.get("average_words")
+    figure.update_layout(title=title + (f" · average: {average}" if average else ""), barmode="relative", height=400,
+                         yaxis_title="tax (% of the base score; > 0 is worse)", legend_title_text="",
+                         legend={"orientation": "h", "y": -0.2})
+    figure.add_hline(y=0, line_color="#444", line_width=1)
+    figure.update_xaxes(categoryorder="array", categoryarray=names, tickvals=names,
+                        ticktext=[(n + "<br>(lower is better)") if per[n].get("higher_is_better") is False else n
+                                  for n in names])
+    # Room above and below the bars for their labels, and 0 always in view.
+    values = [abs(float(e["tax_percent"])) for e in per.values() if e.get("tax_percent") is not None] or [1.0]
+    span = max(10.0, max(values) * 1.3)
+    figure.update_yaxes(range=[-span, span], zeroline=True)
+    return figure
+
+
+def safety_vs_capability(points: Iterable[tuple[str, float | None, float | None]],
+                         title: str = "Safety against capability") -> go.Figure:
+    """One point per model or round: (label, capability average, safety average), joined in the
+    given order so the rounds of a loop draw their path. Points missing either average are left out."""
+    kept = [(str(label), float(c), float(s)) for label, c, s in points if _is_number(c) and _is_number(s)]
+    if not kept:
+        return empty_figure(title, NO_REPORTS)
+    labels, capability, safety = zip(*kept)
+    figure = go.Figure(go.Scatter(
+        x=list(capability), y=list(safety), text=list(labels), mode="lines+markers+text", textposition="top center",
+        marker={"size": 12, "color": [REPORT_COLORS[i % len(REPORT_COLORS)] for i in range(len(kept))]},
+        line={"color": "#bbb", "dash": "dot"}, name="",
+        hovertemplate="%{text}<br>capability %{x:.1f} · safety %{y:.1f}<extra></extra>"))
+    figure.update_layout(title=title, height=420, showlegend=False,
+                         xaxis_title="capability (average score, %)", yaxis_title="safety (average, up is safer, %)")
+    figure.update_xaxes(range=[-5, 105])
+    figure.update_yaxes(range=[-5, 110])
+    return figure
+
+
+def history_chart(reports: Iterable[tuple[str, Mapping]], title: str = "Scores over rounds") -> go.Figure:
+    """Each suite's score over the reports in the given order (x: the report, round after round),
+    its interval as error bars; capability suites in solid lines, safety ones dashed."""
+    reports = [(str(label), _report_suites(report)) for label, report in reports]
+    labels = [label for label, _ in reports]
+    names: list[str] = []
+    for _, suites in reports:
+        names += [name for name in suites if name not in names]
+    if not names:
+        return empty_figure(title, NO_REPORTS)
+    figure = go.Figure()
+    for index, name in enumerate(names):
+        points = [(label, suites[name]) for label, suites in reports if name in suites]
+        first = points[0][1]
+        scores = [float(s["score"]) for _, s in points]
+        figure.add_trace(go.Scatter(
+            x=[label for label, _ in points], y=scores, name=suite_label(name, first), mode="lines+markers",
+            line={"color": REPORT_COLORS[(index + 1) % len(REPORT_COLORS)],
+                  "dash": "dash" if first.get("kind") == "safety" else "solid"},
+            error_y={"type": "data", "visible": True, "thickness": 1,
+                     "array": [max(0.0, float(s.get("ci_high", v)) - v) for (_, s), v in zip(points, scores)],
+                     "arrayminus": [max(0.0, v - float(s.get("ci_low", v))) for (_, s), v in zip(points, scores)]},
+            hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}}%<extra></extra>"))
+    figure.update_layout(title=title, height=420, xaxis_title="report (in the order chosen)", yaxis_title="score (%)",
+                         legend_title_text="suite", hovermode="x unified")
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=labels)
+    figure.update_yaxes(range=[-5, 105])
+    return figure
+
+
+def win_rate_bars(groups: Mapping[str, Mapping], title: str = "Harmlessness win rate") -> go.Figure:
+    """The aligned model's win rate over the base model per group (principle or harm category), from
+    ``judge_harmlessness``: 50% means the judge saw no difference; above it the aligned answers won."""
+    names = [name for name, entry in (groups or {}).items() if _is_number((entry or {}).get("win_rate"))]
+    if not names:
+        return empty_figure(title)
+    rates = [float(groups[n]["win_rate"]) for n in names]
+    figure = go.Figure(go.Bar(
+        x=names, y=rates, marker_color=[IMPROVEMENT_COLOR if r > 50 else REGRESSION_COLOR if r < 50 else NO_CHANGE_COLOR
+                                        for r in rates],
+        text=[f"{r:.0f}% · {groups[n].get('clear_wins', '?')} of {groups[n].get('n', '?')} clear wins"
+              for n, r in zip(names, rates)], textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: %{text}<extra></extra>"))
+    figure.add_hline(y=50, line_dash="dash", line_color="#444", annotation_text="50% = no difference",
+                     annotation_position="top left")
+    figure.update_layout(title=title, height=400, yaxis_title="aligned answer judged better (%)", showlegend=False)
+    figure.update_yaxes(range=[0, 110])
+    return figure

@@ -374,6 +374,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bars[0].refresh()
 
     work.mkdir(parents=True, exist_ok=True)
+    from .jobs import prepare_job
+
+    prepare_job(work, "evaluate", spec.model_dump())  # other settings on the same --out: one sentence
     try:
         report = evaluate(work, spec, Reporter(work, on_progress=show))
     finally:

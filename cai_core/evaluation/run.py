@@ -87,7 +87,10 @@ def evaluate(folder: Path, spec: EvaluationSpec, reporter: Reporter) -> dict:
         else:
             score = SUITES[name].run(backend, spec.limit, spec.seed, spec.batch_size, on_progress)
         write_json(done_file, score.to_dict())
-    report = build_report(folder, spec, backend.describe() if backend else spec.model)
+    label_file = folder / "model_label.json"
+    if backend is not None:
+        write_json(label_file, {"label": backend.describe()})
+    report = build_report(folder, spec, (read_json(label_file) or {}).get("label") or spec.model)
     write_json(folder / REPORT_FILE, report)
     return report
 
@@ -141,7 +144,7 @@ def read_report(path: Path) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("suites"), dict):
         raise EvaluationError(f"{path}: is not an evaluation report (no 'suites' object)")
     for name, suite in data["suites"].items():
-        if not isinstance(suite, dict) or not isinstance(suite.get("score"), (int, float)):
+        if not isinstance(suite, dict) or not isinstance(suite.get("score"), (int, float)) or isinstance(suite.get("score"), bool):
             raise EvaluationError(f"{path}: suite {name!r} has no numeric score")
     return data
 

@@ -69,8 +69,9 @@ def run_untrusted(program: str, timeout_s: float = 5.0, memory_mb: int = 512) ->
         try:
             _, stderr = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
             return SandboxResult(TIMEOUT, f"ran longer than {timeout_s:g} s")
+        finally:
+            _kill_group(process)  # whatever it forked dies with it, even when it passed
         text = stderr.decode("utf-8", errors="replace").strip()
         last = text.splitlines()[-1][:300] if text else ""
         if process.returncode == 0:

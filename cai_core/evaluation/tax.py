@@ -55,4 +55,10 @@ def alignment_tax(base_scores: Mapping[str, float], aligned_scores: Mapping[str,
                                "words": describe(tax), "higher_is_better": name not in lower}
     defined = [entry["tax_percent"] for entry in per_benchmark.values() if entry["tax_percent"] is not None]
     average = sum(defined) / len(defined) if defined else None
-    return {"per_benchmark": per_benchmark, "average_tax_percent": average, "average_words": describe(average)}
+    if not per_benchmark:
+        words = "no benchmark in common"
+    elif average is None:
+        words = "undefined (every base score is 0)"
+    else:
+        words = describe(average)
+    return {"per_benchmark": per_benchmark, "average_tax_percent": average, "average_words": words}
