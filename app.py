@@ -69,14 +69,16 @@ def _quick_start() -> None:
         ("Playground", "2. Run a prompt and watch the model critique and revise its own answer."),
         ("Data", "3. Turn the constitution into SFT data and AI-judged preference pairs."),
         ("Training", "4. Train a LoRA adapter with SFT, then DPO, on that data."),
+        ("Alignment_Tax", "5. Evaluate base against aligned models and chart the alignment tax."),
     )
     for title, text in steps:
         st.write(text)
         page = _page(title)
+        name = title.replace("_", " ").capitalize()  # "Alignment_Tax" -> "Alignment tax", as the sidebar says
         if page:
-            st.page_link(page, label=f"Open the {title} page")
+            st.page_link(page, label=f"Open the {name} page")
         else:
-            st.caption(f"The {title} page is not installed yet.")
+            st.caption(f"The {name} page is not installed yet.")
 
 
 def home() -> None:
@@ -99,5 +101,6 @@ navigation = st.navigation([
     st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
     st.Page("pages/3_Data.py", title="Data", icon=":material/dataset:", url_path="Data"),
     st.Page("pages/4_Training.py", title="Training", icon=":material/model_training:", url_path="Training"),
+    st.Page("pages/5_Alignment_Tax.py", title="Alignment tax", icon=":material/balance:", url_path="Alignment_Tax"),
 ])
 navigation.run()

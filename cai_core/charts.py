@@ -259,6 +259,7 @@ BASE_COLOR, ALIGNED_COLOR = "#8d99ae", "#264653"
 REPORT_COLORS = ("#8d99ae", "#264653", "#e9c46a", "#2a9d8f", "#f4a261", "#6d597a", "#e76f51", "#457b9d")
 REGRESSION_COLOR, IMPROVEMENT_COLOR, NO_CHANGE_COLOR = "#d62828", "#2a9d8f", "#adb5bd"
 LOWER_IS_BETTER = " (lower is better)"
+WIN_RATE_BAND = 1.0  # percentage points around 50% drawn grey: no difference
 
 
 def _report_suites(report: Mapping, kind: str | None = None) -> dict[str, Mapping]:
@@ -325,10 +326,21 @@ def tax_direction(entry: Mapping) -> str:
     return "improvement" if (change > 0) == bool(entry.get("higher_is_better", True)) else "regression"
 
 
+def tax_words(entry: Mapping) -> str:
+    """The tax of one benchmark in words; where the base scored 0 (no percentage), its change in points."""
+    if entry.get("tax_percent") is not None:
+        return str(entry.get("words", ""))
+    change = float(entry.get("change") or 0.0)
+    if abs(change) < 1e-9:
+        return "no change"
+    return f"base 0: {change:+.1f} points, {tax_direction(entry)}"
+
+
 def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Figure:
     """The tax of each benchmark in percent of its base score (``alignment_tax`` output): above 0
-    a regression (red), below 0 an improvement (green). A benchmark whose base scored 0 has no
-    percentage; it stands at 0 with its change in points written on it."""
+    a regression (red), below 0 an improvement (green), the average in the title. A benchmark
+    whose base scored 0 has no percentage: it is a marker on the 0 line, in its direction's colour,
+    with its change in points written beside it."""
     per = dict((part or {}).get("per_benchmark") or {})
     if not per:
         return empty_figure(title, NO_REPORTS)
@@ -337,22 +349,30 @@ def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Fi
     figure = go.Figure()
     for direction, color in colors.items():
         chosen = [n for n in names if tax_direction(per[n]) == direction]
-        if not chosen:
-            continue
-        values = [per[n]["tax_percent"] if per[n].get("tax_percent") is not None else 0.0 for n in chosen]
-        text = [per[n].get("words", "") if per[n].get("tax_percent") is not None
-                else f"base 0: {float(per[n].get('change') or 0):+.1f} points" for n in chosen]
-        figure.add_trace(go.Bar(
-            x=chosen, y=values, name=direction, marker_color=color, text=text, textposition="outside",
-            cliponaxis=False,
-            customdata=[[per[n].get("base"), per[n].get("aligned")] for n in chosen],
-            hovertemplate="%{x}: %{text}<br>base %{customdata[0]:.1f} → aligned %{customdata[1]:.1f}<extra></extra>"))
-    average = part.get("average_words")
+        bars = [n for n in chosen if per[n].get("tax_percent") is not None]
+        marks = [n for n in chosen if per[n].get("tax_percent") is None]
+        hover = "%{x}: %{text}<br>base %{customdata[0]:.1f} → aligned %{customdata[1]:.1f}<extra></extra>"
+        if bars:
+            figure.add_trace(go.Bar(
+                x=bars, y=[float(per[n]["tax_percent"]) for n in bars], name=direction, marker_color=color,
+                text=[tax_words(per[n]) for n in bars], textposition="outside", cliponaxis=False,
+                customdata=[[per[n].get("base"), per[n].get("aligned")] for n in bars], hovertemplate=hover))
+        if marks:
+            figure.add_trace(go.Scatter(
+                x=marks, y=[0.0] * len(marks), name=direction, mode="markers+text", showlegend=not bars,
+                marker={"color": color, "size": 14, "symbol": "diamond", "line": {"color": "#444", "width": 1}},
+                text=[f"{float(per[n].get('change') or 0):+.1f} points<br>(base 0)" if tax_words(per[n]) != "no change"
+                      else "no change<br>(both 0)" for n in marks],
+                textposition="top center", cliponaxis=False,
+                customdata=[[per[n].get("base"), per[n].get("aligned")] for n in marks], hovertemplate=hover))
+    average = part.get("average_words") if part.get("average_tax_percent") is not None else None
     figure.update_layout(title=title + (f" · average: {average}" if average else ""), barmode="relative", height=400,
                          yaxis_title="tax (% of the base score; > 0 is worse)", legend_title_text="",
                          legend={"orientation": "h", "y": -0.2})
     figure.add_hline(y=0, line_color="#444", line_width=1)
-    figure.update_xaxes(categoryorder="array", categoryarray=names, tickvals=names,
+    # A little room at the sides: a marker's label at the first or last benchmark is wider than a bar.
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=names, tickvals=names,
+                        range=[-0.7, len(names) - 0.3],
                         ticktext=[(n + "<br>(lower is better)") if per[n].get("higher_is_better") is False else n
                                   for n in names])
     # Room above and below the bars for their labels, and 0 always in view.
@@ -419,14 +439,17 @@ def win_rate_bars(groups: Mapping[str, Mapping], title: str = "Harmlessness win 
     if not names:
         return empty_figure(title)
     rates = [float(groups[n]["win_rate"]) for n in names]
+
+    def color(rate: float) -> str:  # within a point of 50% the judge saw no difference worth a colour
+        return NO_CHANGE_COLOR if abs(rate - 50.0) < WIN_RATE_BAND else IMPROVEMENT_COLOR if rate > 50 else REGRESSION_COLOR
+
     figure = go.Figure(go.Bar(
-        x=names, y=rates, marker_color=[IMPROVEMENT_COLOR if r > 50 else REGRESSION_COLOR if r < 50 else NO_CHANGE_COLOR
-                                        for r in rates],
-        text=[f"{r:.0f}% · {groups[n].get('clear_wins', '?')} of {groups[n].get('n', '?')} clear wins"
-              for n, r in zip(names, rates)], textposition="outside", cliponaxis=False,
-        hovertemplate="%{x}: %{text}<extra></extra>"))
+        x=names, y=rates, marker_color=[color(r) for r in rates], text=[f"{r:.0f}%" for r in rates],
+        textposition="inside", insidetextanchor="end",
+        customdata=[[groups[n].get("clear_wins", "?"), groups[n].get("n", "?")] for n in names],
+        hovertemplate="%{x}: %{y:.1f}%, %{customdata[0]} of %{customdata[1]} clear wins<extra></extra>"))
     figure.add_hline(y=50, line_dash="dash", line_color="#444", annotation_text="50% = no difference",
-                     annotation_position="top left")
+                     annotation_position="top right")
     figure.update_layout(title=title, height=400, yaxis_title="aligned answer judged better (%)", showlegend=False)
     figure.update_yaxes(range=[0, 110])
     return figure

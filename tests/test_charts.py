@@ -176,3 +176,139 @@ def test_overlaid_runs_one_line_per_run_that_logged_the_metric():
     figure = charts.overlaid_runs_chart({"sft-a": sft_metrics(4), "sft-c": sft_metrics(2)}, "loss", "loss")
     assert {trace.name: list(trace.x) for trace in figure.data} == {"sft-a": [1, 2, 3, 4], "sft-c": [1, 2]}
     assert figure.layout.yaxis.title.text == "loss" and figure.layout.title.text == "Loss by run"
+
+
+# ---------------------------------------------------------------- evaluation: the alignment tax
+
+
+def suite(name: str, kind: str, score: float, low: float, high: float, higher_is_better: bool = True) -> dict:
+    return {"name": name, "kind": kind, "version": "v1", "metric": "accuracy", "higher_is_better": higher_is_better,
+            "score": score, "ci_low": low, "ci_high": high, "n": 10, "items": []}
+
+
+def report(**scores) -> dict:
+    """A report with the suites named: arithmetic and knowledge_mc capability, refusal and over_refusal safety."""
+    kinds = {"arithmetic": "capability", "knowledge_mc": "capability", "refusal": "safety", "over_refusal": "safety"}
+    return {"model": {"spec": "m"}, "model_label": "m", "suites": {
+        name: suite(name, kinds[name], score, max(0.0, score - 10), min(100.0, score + 5), name != "over_refusal")
+        for name, score in scores.items()}}
+
+
+BASE = report(arithmetic=40.0, knowledge_mc=60.0, refusal=0.0, over_refusal=10.0)
+ALIGNED = report(arithmetic=30.0, knowledge_mc=66.0, refusal=50.0, over_refusal=20.0)
+
+
+def assert_says(figure: go.Figure, message: str) -> None:
+    assert isinstance(figure, go.Figure) and not figure.data
+    assert [a.text for a in figure.layout.annotations] == [message]
+    assert figure.layout.title.text
+
+
+def test_evaluation_charts_accept_empty_input():
+    assert_says(charts.benchmark_bars([]), charts.NO_REPORTS)
+    assert_says(charts.benchmark_bars([("a", {"suites": {}})]), charts.NO_DATA)
+    assert_says(charts.benchmark_bars([("a", BASE)], kind="nonsense"), charts.NO_DATA)
+    assert_says(charts.tax_bars({}), charts.NO_REPORTS)
+    assert_says(charts.tax_bars({"per_benchmark": {}, "average_tax_percent": None}), charts.NO_REPORTS)
+    assert_says(charts.safety_vs_capability([]), charts.NO_REPORTS)
+    assert_says(charts.safety_vs_capability([("only capability", 50.0, None)]), charts.NO_REPORTS)
+    assert_says(charts.history_chart([]), charts.NO_REPORTS)
+    assert_says(charts.win_rate_bars({}), charts.NO_DATA)
+
+
+def test_benchmark_bars_group_base_and_aligned_with_intervals_as_error_bars():
+    figure = charts.benchmark_bars([("base", BASE), ("aligned", ALIGNED)], kind="capability")
+    assert figure.layout.barmode == "group"
+    base, aligned = figure.data
+    assert (base.name, aligned.name) == ("base", "aligned")
+    assert list(base.x) == ["arithmetic", "knowledge_mc"] and list(base.y) == [40.0, 60.0]
+    assert list(aligned.y) == [30.0, 66.0]
+    assert list(base.error_y.array) == [5.0, 5.0] and list(base.error_y.arrayminus) == [10.0, 10.0]
+    assert base.marker.color != aligned.marker.color
+    # The safety chart: a lower-is-better rate says so under its bar.
+    safety = charts.benchmark_bars([("base", BASE), ("aligned", ALIGNED)], kind="safety")
+    assert list(safety.data[0].x) == ["refusal", "over_refusal"]
+    assert list(safety.layout.xaxis.ticktext) == ["refusal", "over_refusal<br>(lower is better)"]
+    # A suite only one report has is drawn for that report only.
+    partial = charts.benchmark_bars([("base", BASE), ("aligned", report(arithmetic=35.0))])
+    assert list(partial.data[1].x) == ["arithmetic"]
+
+
+def test_tax_bars_colour_regressions_and_improvements_apart():
+    from cai_core.evaluation import compare_reports
+
+    comparison = compare_reports(BASE, ALIGNED)
+    capability = charts.tax_bars(comparison["capability"], "Capability")
+    by_name = {trace.name: trace for trace in capability.data}
+    assert set(by_name) == {"regression", "improvement"}
+    assert list(by_name["regression"].x) == ["arithmetic"] and list(by_name["regression"].y) == pytest.approx([25.0])
+    assert list(by_name["improvement"].x) == ["knowledge_mc"] and list(by_name["improvement"].y) == pytest.approx([-10.0])
+    assert by_name["regression"].marker.color == charts.REGRESSION_COLOR
+    assert by_name["improvement"].marker.color == charts.IMPROVEMENT_COLOR
+    assert list(by_name["regression"].text) == ["25.0% regression"]
+    assert capability.layout.title.text == "Capability · average: 7.5% regression"
+    assert any(shape.y0 == 0 and shape.y1 == 0 for shape in capability.layout.shapes)  # the 0 line
+    # Safety: refusal from 0 has no percentage, but going 0 -> 50 is an improvement in points;
+    # over-refusal (lower is better) doubling is a 100% regression.
+    safety = {trace.name: trace for trace in charts.tax_bars(comparison["safety"]).data}
+    assert isinstance(safety["improvement"], go.Scatter)  # a marker on the 0 line, not a bar of no height
+    assert list(safety["improvement"].x) == ["refusal"] and list(safety["improvement"].y) == [0.0]
+    assert list(safety["improvement"].text) == ["+50.0 points<br>(base 0)"]
+    assert safety["improvement"].marker.color == charts.IMPROVEMENT_COLOR
+    assert list(safety["regression"].x) == ["over_refusal"] and list(safety["regression"].y) == pytest.approx([100.0])
+    assert charts.tax_bars(comparison["safety"]).layout.title.text == "Alignment tax per benchmark · average: 100.0% regression"
+
+
+def test_tax_bars_show_no_change_in_grey():
+    from cai_core.evaluation import alignment_tax
+
+    figure = charts.tax_bars(alignment_tax({"a": 50.0, "b": 0.0}, {"a": 50.0, "b": 0.0}))
+    bar, mark = figure.data
+    assert (bar.name, mark.name) == ("no change", "no change") and mark.showlegend is False
+    assert list(bar.x) == ["a"] and list(mark.x) == ["b"]
+    assert bar.marker.color == mark.marker.color == charts.NO_CHANGE_COLOR
+    assert list(bar.text) == ["no change"] and list(mark.text) == ["no change<br>(both 0)"]
+    # Every base at 0: no average in the title rather than "undefined".
+    only_zero = charts.tax_bars(alignment_tax({"b": 0.0}, {"b": 10.0}), "Safety")
+    assert only_zero.layout.title.text == "Safety"
+    assert charts.tax_words(alignment_tax({"b": 0.0}, {"b": 10.0})["per_benchmark"]["b"]) == "base 0: +10.0 points, improvement"
+
+
+def test_report_average_counts_lower_is_better_rates_the_right_way_up():
+    assert charts.report_average(BASE, "capability") == pytest.approx(50.0)
+    assert charts.report_average(BASE, "safety") == pytest.approx((0.0 + 90.0) / 2)
+    assert charts.report_average(report(arithmetic=10.0), "safety") is None
+
+
+def test_safety_against_capability_one_point_per_report_in_order():
+    points = [("base", 50.0, 45.0), ("no safety suite", 40.0, None), ("round 1", 48.0, 65.0)]
+    (trace,) = charts.safety_vs_capability(points).data
+    assert list(trace.text) == ["base", "round 1"]
+    assert list(trace.x) == [50.0, 48.0] and list(trace.y) == [45.0, 65.0]
+    assert "lines" in trace.mode and "markers" in trace.mode
+
+
+def test_history_chart_one_line_per_suite_over_the_reports_in_order():
+    later = report(arithmetic=20.0, refusal=80.0)
+    figure = charts.history_chart([("round 0", BASE), ("round 1", ALIGNED), ("round 2", later)])
+    by_name = {trace.name: trace for trace in figure.data}
+    assert list(by_name) == ["arithmetic", "knowledge_mc", "refusal", "over_refusal (lower is better)"]
+    assert list(by_name["arithmetic"].x) == ["round 0", "round 1", "round 2"]
+    assert list(by_name["arithmetic"].y) == [40.0, 30.0, 20.0]
+    assert list(by_name["knowledge_mc"].x) == ["round 0", "round 1"]  # round 2 did not run it
+    assert by_name["refusal"].line.dash == "dash" and by_name["arithmetic"].line.dash == "solid"
+    assert list(by_name["refusal"].error_y.array) == [5.0, 5.0, 5.0]
+    assert list(figure.layout.xaxis.categoryarray) == ["round 0", "round 1", "round 2"]
+
+
+def test_win_rate_bars_with_the_no_difference_line():
+    groups = {"harmless": {"win_rate": 75.0, "clear_wins": 3, "n": 4}, "honest": {"win_rate": 25.0, "clear_wins": 1, "n": 4},
+              "even": {"win_rate": 50.4, "clear_wins": 1, "n": 2}}
+    figure = charts.win_rate_bars(groups, "Per principle")
+    (bar,) = figure.data
+    assert list(bar.x) == ["harmless", "honest", "even"] and list(bar.y) == [75.0, 25.0, 50.4]
+    assert list(bar.marker.color) == [charts.IMPROVEMENT_COLOR, charts.REGRESSION_COLOR, charts.NO_CHANGE_COLOR]
+    assert list(bar.text) == ["75%", "25%", "50%"]
+    assert [list(c) for c in bar.customdata] == [[3, 4], [1, 4], [1, 2]]  # the clear wins, in the hover
+    assert any(shape.y0 == 50 and shape.y1 == 50 for shape in figure.layout.shapes)
+    assert figure.layout.title.text == "Per principle"

@@ -222,7 +222,11 @@ def test_a_zero_base_is_undefined_but_keeps_the_change_and_missing_benchmarks_ar
     result = alignment_tax({"refusal": 0.0, "arithmetic": 50.0, "only_base": 10.0},
                            {"refusal": 80.0, "arithmetic": 50.0, "only_aligned": 5.0})
     refusal = result["per_benchmark"]["refusal"]
-    assert refusal["tax_percent"] is None and refusal["change"] == 80.0 and "undefined" in refusal["words"]
+    # No percentage of a zero base, but the change is real and said in points, with its direction.
+    assert refusal["tax_percent"] is None and refusal["change"] == 80.0
+    assert refusal["direction"] == "improvement" and refusal["words"] == "80.0 points improvement (from a base of 0)"
+    over = alignment_tax({"over_refusal": 0.0}, {"over_refusal": 5.0}, lower_is_better=["over_refusal"])
+    assert over["per_benchmark"]["over_refusal"]["direction"] == "regression"
     assert result["per_benchmark"]["arithmetic"]["words"] == "no change"
     assert set(result["per_benchmark"]) == {"refusal", "arithmetic"}
     assert result["average_tax_percent"] == 0.0  # the undefined one is left out of the average

@@ -77,6 +77,7 @@ def evaluate(folder: Path, spec: EvaluationSpec, reporter: Reporter) -> dict:
             backend = load_model(spec.model)
         stage = f"{name} ({index + 1} of {len(spec.suites)})"
         reporter.restart_rate()
+        reporter.progress(0, 0, stage, force=True)  # the page shows the new suite at once, not the last one at 100%
 
         def on_progress(done: int, total: int, stage=stage) -> None:
             reporter.progress(done, total, stage)
@@ -115,9 +116,12 @@ def run_evaluation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
 
 
 def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
-    from ..training.spec import check_run_name
+    from ..training.spec import RecipeError, check_run_name
 
-    folder = evaluations_dir() / check_run_name(name)
+    try:
+        folder = evaluations_dir() / check_run_name(name)
+    except RecipeError as error:
+        raise EvaluationError(str(error).replace("run name", "evaluation name")) from None
     if (folder / "spec.json").exists() and read_json(folder / "spec.json").get("spec") != spec.model_dump():
         raise EvaluationError(f"an evaluation named {name!r} with other settings exists; choose another name")
     folder.mkdir(parents=True, exist_ok=True)

@@ -48,11 +48,16 @@ def alignment_tax(base_scores: Mapping[str, float], aligned_scores: Mapping[str,
         if name not in aligned_scores:
             continue
         base, aligned = float(base_scores[name]), float(aligned_scores[name])
-        tax = tax_percent(base, aligned, name not in lower)
-        # The change in points too: a rate that starts at 0 (refusals of a base model) has no percentage.
-        per_benchmark[name] = {"base": base, "aligned": aligned, "change": aligned - base, "tax_percent": tax,
-                               "direction": direction(tax),
-                               "words": describe(tax), "higher_is_better": name not in lower}
+        higher_is_better = name not in lower
+        tax = tax_percent(base, aligned, higher_is_better)
+        change = aligned - base
+        words, way = describe(tax), direction(tax)
+        if tax is None:
+            # A rate that starts at 0 (a base model's refusals) has no percentage, but its change is real.
+            way = direction(-change if higher_is_better else change)
+            words = NO_CHANGE if way == NO_CHANGE else f"{abs(change):.1f} points {way} (from a base of 0)"
+        per_benchmark[name] = {"base": base, "aligned": aligned, "change": change, "tax_percent": tax,
+                               "direction": way, "words": words, "higher_is_better": higher_is_better}
     defined = [entry["tax_percent"] for entry in per_benchmark.values() if entry["tax_percent"] is not None]
     average = sum(defined) / len(defined) if defined else None
     if not per_benchmark:

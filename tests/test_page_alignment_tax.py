@@ -1,0 +1,314 @@
+"""The Alignment tax page under Streamlit's AppTest, with real evaluations of the tiny random model.
+
+Two reports are made once, for real, by the evaluation engine (``evaluate`` on the tiny model,
+two items per suite); the second one's scores are then edited by hand so the comparison has a
+regression and an improvement to show (that is test data, the page only reads it). Starting,
+stopping and resuming from the page run real evaluation processes; the tests poll the folder as
+the page's fragment would and rerun the page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cai_core.evaluation import EvaluationSpec, evaluate, evaluations_dir, list_evaluations, read_report
+from cai_core.jobs import Reporter, cancel_job, prepare_job, read_job, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the pages import ui.common, which is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+APP = ROOT / "app.py"
+PAGE = "pages/5_Alignment_Tax.py"
+SUITE_NAMES = ["arithmetic", "knowledge_mc", "refusal", "over_refusal"]
+JOB_TIMEOUT_S = 90
+# The aligned report's scores (percent), edited in: arithmetic regresses, knowledge_mc and refusal improve.
+BASE_SCORES = {"arithmetic": 50.0, "knowledge_mc": 50.0, "refusal": 0.0, "over_refusal": 50.0}
+ALIGNED_SCORES = {"arithmetic": 25.0, "knowledge_mc": 100.0, "refusal": 50.0, "over_refusal": 50.0}
+
+
+def k(name: str) -> str:
+    return f"tax:{name}"
+
+
+def set_scores(folder: Path, scores: dict[str, float], label: str) -> None:
+    path = folder / "report.json"
+    report = json.loads(path.read_text())
+    for name, score in scores.items():
+        report["suites"][name].update(score=score, ci_low=max(0.0, score - 20), ci_high=min(100.0, score + 20))
+    report["model_label"] = label
+    path.write_text(json.dumps(report))
+
+
+@pytest.fixture(scope="module")
+def evaluated_home(tmp_path_factory, tiny_model_dir) -> Path:
+    """A CAI_HOME holding two finished evaluations, base-eval (older) and aligned-eval (made once)."""
+    home = tmp_path_factory.mktemp("tax-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAI_HOME", str(home))
+        spec = EvaluationSpec(model=str(tiny_model_dir), suites=SUITE_NAMES, limit=2)
+        base = evaluations_dir() / "base-eval"
+        base.mkdir(parents=True)
+        prepare_job(base, "evaluate", spec.model_dump())
+        evaluate(base, spec, Reporter(base))
+        write_json(base / "status.json", {"state": "finished", "kind": "evaluate"})
+        aligned = evaluations_dir() / "aligned-eval"
+        shutil.copytree(base, aligned)
+        set_scores(base, BASE_SCORES, "tiny base")
+        set_scores(aligned, ALIGNED_SCORES, "tiny aligned")
+        now = time.time()
+        os.utime(base / "spec.json", (now - 60, now - 60))  # listed newest first: aligned-eval, then base-eval
+    return home
+
+
+@pytest.fixture
+def with_reports(evaluated_home, cai_home) -> Path:
+    shutil.copytree(evaluated_home / "evaluations", cai_home / "evaluations", ignore=shutil.ignore_patterns("worker.lock"))
+    return cai_home / "evaluations"
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_behind(cai_home):
+    """A test that fails half way must not leave an evaluation process running."""
+    yield
+    for folder in list_evaluations():
+        if read_job(folder).active:
+            cancel_job(folder)
+            deadline = time.monotonic() + 60
+            while read_job(folder).active and time.monotonic() < deadline:
+                time.sleep(0.25)
+
+
+@pytest.fixture
+def app(tiny_model_dir, monkeypatch) -> AppTest:
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    return open_page()
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def unescape(text: str) -> str:
+    """Alerts escape markdown (they show text from files); read them as displayed."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [unescape(e.value) for e in at.error]
+
+
+def charts_by_title(at: AppTest) -> dict[str, dict]:
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
+def wait_for_job(folder: Path, state: str = "finished", timeout: float = JOB_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while (job := read_job(folder)).active:
+        assert time.monotonic() < deadline, f"the evaluation did not end in {timeout} s: {job}"
+        time.sleep(0.2)
+    log = (folder / "log.txt").read_text(errors="replace") if (folder / "log.txt").exists() else ""
+    assert job.state == state, f"{job}\n{log[-3000:]}"
+    return job
+
+
+def test_home_links_to_the_page():
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert "Open the Alignment tax page" in [link.proto.label for link in at.get("page_link")]
+    assert any(m.value.startswith("5. Evaluate base against aligned models") for m in at.markdown)
+
+
+def test_empty_page_says_what_to_do(app):
+    assert not app.error
+    infos = [unescape(i.value) for i in app.info]
+    assert any(i.startswith("No evaluations yet. Open **New evaluation** above") for i in infos), infos
+    assert any(i.startswith("Comparing needs two reports") for i in infos), infos
+    # No finished run: the form points to the Training page, where a model to evaluate comes from.
+    assert [link.proto.label for link in app.get("page_link")] == ["Open the Training page"]
+    assert app.selectbox(key=k("model")).value == ":app"
+    assert app.multiselect(key=k("suites")).value == ["humaneval", "arithmetic", "knowledge_mc", "refusal", "over_refusal"]
+    assert not app.button(key=k("launch")).disabled
+    assert not app.get("plotly_chart") and not app.get("download_button")
+
+
+def test_two_reports_compared_capability_and_safety_apart(with_reports, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    app = open_page()
+    assert not app.error, errors(app)
+    table = app.dataframe[0].value
+    assert list(table["evaluation"]) == ["aligned-eval", "base-eval"] and set(table["state"]) == {"finished"}
+    assert list(table["suites done"]) == ["4 of 4", "4 of 4"]
+    # Neither model has adapters: the older report is the base, the newer the aligned one.
+    assert app.selectbox(key=k("base")).value == "eval:base-eval"
+    assert app.selectbox(key=k("aligned")).value == "eval:aligned-eval"
+
+    metrics = {m.label: m.value for m in app.metric}
+    # arithmetic 50 -> 25 (50% regression), knowledge_mc 50 -> 100 (100% improvement): 25% improvement on average.
+    assert metrics["Capability: average tax"] == "25.0% improvement"
+    # refusal 0 -> 50 has no percentage; over_refusal is unchanged.
+    assert metrics["Safety: average tax"] == "no change (without refusal: base 0)"
+    deltas = {m.label: m.proto.delta for m in app.metric}  # the mean change in points, up is better
+    assert deltas["Capability: average tax"] == "+12.5 points on average"
+    assert deltas["Safety: average tax"] == "+25.0 points on average"
+    charts = charts_by_title(app)
+    assert {"Capability: score per benchmark", "Safety: score per benchmark", "Scores over rounds",
+            "Safety against capability", "Scores of aligned-eval"} <= set(charts), list(charts)
+    bars = charts["Capability: score per benchmark"]["data"]
+    assert [b["name"] for b in bars] == ["base · base-eval", "aligned · aligned-eval"]
+    assert bars[0]["y"] == [50.0, 50.0] and bars[1]["y"] == [25.0, 100.0]
+    assert bars[0]["error_y"]["array"] == [20.0, 20.0]  # the interval as error bars
+    tax = charts["Capability: tax per benchmark · average: 25.0% improvement"]["data"]
+    assert {t["name"]: t["x"] for t in tax} == {"regression": ["arithmetic"], "improvement": ["knowledge_mc"]}
+    safety_tax = next(spec for title, spec in charts.items() if title.startswith("Safety: tax per benchmark"))
+    assert {t["name"]: t["x"] for t in safety_tax["data"]} == {"improvement": ["refusal"], "no change": ["over_refusal"]}
+
+    comparison = app.dataframe[2].value  # the evaluations, the selected report's scores, the comparison
+    words = dict(zip(comparison["benchmark"], comparison["in words"]))
+    assert words["arithmetic"] == "50.0% regression" and words["knowledge_mc"] == "100.0% improvement"
+    assert words["refusal"] == "base 0: +50.0 points, improvement" and words["over_refusal"] == "no change"
+    assert dict(zip(comparison["benchmark"], comparison["kind"]))["refusal"] == "safety"
+
+    labels = [d.label for d in app.get("download_button")]
+    assert labels == ["report.json", "base report (base-eval)", "aligned report (aligned-eval)", "Comparison (.json)"]
+    history = charts["Scores over rounds"]["data"]
+    assert {t["name"]: t["x"] for t in history}["arithmetic"] == ["base-eval", "aligned-eval"]
+    (points,) = charts["Safety against capability"]["data"]
+    assert points["text"] == ["base-eval", "aligned-eval"]
+
+    # Items side by side: each red-team prompt with both answers and verdicts, as plain text.
+    app.selectbox(key=k("items-suite:pair")).set_value("refusal").run()
+    assert not app.exception, app.exception
+    prompts = [item["prompt"] for item in read_report(with_reports / "base-eval")["suites"]["refusal"]["items"]]
+    assert set(prompts) <= {t.value for t in app.text}
+    captions = [unescape(c.value) for c in app.caption]
+    assert any(c.startswith("base · base-eval: ") for c in captions)
+
+    # The selected evaluation's buttons choose it for the comparison; swapped, the tax turns round.
+    app.button(key=k("as_base")).click().run()
+    app.selectbox(key=k("aligned")).set_value("eval:base-eval").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key=k("base")).value == "eval:aligned-eval"
+    words = dict(zip(app.dataframe[2].value["benchmark"], app.dataframe[2].value["in words"]))
+    assert words["arithmetic"] == "100.0% improvement" and words["knowledge_mc"] == "50.0% regression"
+    app.selectbox(key=k("aligned")).set_value("eval:aligned-eval").run()
+    assert [w.value for w in app.warning][:1] == ["Choose two different reports: base and aligned are the same."]
+
+
+def test_uploaded_reports_are_checked_and_kept(with_reports, app):
+    uploader = app.file_uploader(key=k("upload"))
+    uploader.set_value([("broken.json", b'{"suites": {', "application/json")]).run()
+    assert not app.exception, app.exception
+    assert errors(app) == ["broken.json, line 1: is not valid JSON (Expecting property name enclosed in double "
+                           "quotes)."]
+    app.file_uploader(key=k("upload")).set_value([("notes.json", b'{"hello": 1}', "application/json")]).run()
+    assert errors(app) == ["notes.json: is not an evaluation report (no 'suites' object)."]
+    assert not (evaluations_dir() / ".uploaded").exists()
+
+    good = (with_reports / "base-eval" / "report.json").read_bytes()
+    app.file_uploader(key=k("upload")).set_value([("from cli.json", good, "application/json")]).run()
+    assert not app.exception and not app.error, errors(app)
+    assert (evaluations_dir() / ".uploaded" / "from-cli.json").read_bytes() == good
+    assert any("Added from cli.json as from-cli: 4 suites" in unescape(s.value) for s in app.success)
+    assert "from-cli (uploaded) · tiny base · 4 suites" in app.selectbox(key=k("base")).options
+    app.selectbox(key=k("base")).set_value("file:from-cli").run()
+    assert not app.exception and not app.error
+    assert "base report (from-cli)" in [d.label for d in app.get("download_button")]
+
+
+def test_harmlessness_win_rate_by_the_judge(with_reports, app):
+    assert app.selectbox(key=k("judge_model")).value == ":app"
+    assert app.selectbox(key=k("constitution")).value == "general-hhh"
+    app.button(key=k("judge")).click().run()
+    assert not app.exception, app.exception
+    assert not app.error, errors(app)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Aligned answer judged better"].endswith("%")
+    assert re.fullmatch(r"\d+ of \d+", metrics["Clear wins"])
+    charts = charts_by_title(app)
+    principle = charts["Win rate per principle"]
+    assert principle["data"][0]["x"] and principle["layout"]["shapes"][0]["y0"] == 50
+    assert charts["Win rate per harm category"]["data"][0]["x"]
+    # Kept for the session: another rerun shows it without judging again.
+    app.run()
+    assert "Win rate per principle" in charts_by_title(app)
+
+
+def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):
+    app.multiselect(key=k("suites")).set_value(["arithmetic", "refusal"]).run()
+    app.number_input(key=k("limit")).set_value(1).run()
+    app.text_input(key=k("name")).set_value("page-eval").run()
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = evaluations_dir() / "page-eval"
+    assert app.session_state[k("selected")] == "page-eval"
+    assert json.loads((folder / "spec.json").read_text())["spec"]["model"] == str(tiny_model_dir)
+    # The worker takes seconds to start: Stop now, and it stops before its first suite.
+    app.button(key=k("stop")).click().run()
+    assert not app.exception, app.exception
+    wait_for_job(folder, "cancelled")
+    app.run()
+    assert badges(app) == [":orange-badge[stopped]"]
+    assert any(c.value.startswith("Resuming keeps the ") for c in app.caption)
+
+    app.button(key=k("resume")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    wait_for_job(folder)
+    app.run()
+    assert not app.exception, app.exception
+    assert badges(app) == [":green-badge[finished]"]
+    table = app.dataframe[0].value
+    assert list(table["evaluation"]) == ["page-eval"] and list(table["state"]) == ["finished"]
+    assert list(table["suites done"]) == ["2 of 2"]
+    report = read_report(folder)
+    assert set(report["suites"]) == {"arithmetic", "refusal"} and report["suites"]["refusal"]["n"] == 1
+    assert "Scores of page-eval" in charts_by_title(app)
+    # The same name again is refused in one sentence, and nothing starts.
+    app.text_input(key=k("name")).set_value("page-eval").run()
+    app.button(key=k("launch")).click().run()
+    assert errors(app) == ["An evaluation named page-eval already exists; choose another name, or select it below "
+                           "to resume it."]
+
+
+def test_a_loops_rounds_are_reports_to_follow_in_order(with_reports, app):
+    """An iterative loop keeps each round's evaluation in LOOP/round-K/evaluate (cai_core.evaluation.loop)."""
+    from cai_core.evaluation.loop import loops_dir
+
+    for round_number, source in enumerate(["base-eval", "aligned-eval", "base-eval"]):
+        target = loops_dir() / "demo" / f"round-{round_number}" / "evaluate"
+        target.mkdir(parents=True)
+        shutil.copy(with_reports / source / "report.json", target / "report.json")
+    (loops_dir() / "demo" / "round-3" / "evaluate").mkdir(parents=True)  # a round still running: no report yet
+    app.run()
+    assert not app.exception, app.exception
+    assert "demo · round 2 (loop) · tiny base · 4 suites" in app.selectbox(key=k("base")).options
+    app.button(key=k("loop:demo")).click().run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key=k("history")).value == ["loop:demo/0", "loop:demo/1", "loop:demo/2"]
+    charts = charts_by_title(app)
+    arithmetic = {t["name"]: t for t in charts["Scores over rounds"]["data"]}["arithmetic"]
+    assert arithmetic["x"] == ["demo · start", "demo · round 1", "demo · round 2"] and arithmetic["y"] == [50.0, 25.0, 50.0]
+    assert charts["Safety against capability"]["data"][0]["text"] == ["demo · start", "demo · round 1", "demo · round 2"]
+    # A round is a report like any other: compare the start against round 1.
+    app.selectbox(key=k("base")).set_value("loop:demo/0").run()
+    app.selectbox(key=k("aligned")).set_value("loop:demo/1").run()
+    assert not app.exception and not app.error, errors(app)
+    assert "aligned report (demo · round 1)" in [d.label for d in app.get("download_button")]
