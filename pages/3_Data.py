@@ -36,7 +36,7 @@ from cai_core.data import (
     read_checked_rows,
     start_generation,
 )
-from cai_core.jobs import JobError, JobState, cancel_job, read_job, read_json
+from cai_core.jobs import JobError, JobState, cancel_job, read_job
 from cai_core.models import (
     GenerationSettings,
     ModelLoadError,
@@ -50,7 +50,20 @@ from cai_core.promptsets import (
     save_prompt_set,
 )
 from cai_core.store import list_constitutions, load_constitution
-from ui.common import md, page_key, plural, sentence
+from ui.common import (
+    md,
+    os_error_sentence,
+    page_key,
+    plural,
+    progress_times,
+    sentence,
+    set_flash,
+    show_flash,
+    show_notes,
+    show_text,
+    state_label,
+    stored_spec,
+)
 
 PAGE = "data"
 POLL_SECONDS = 1.0
@@ -62,10 +75,6 @@ DEFAULT_LIMIT = 20  # enough to look at on a laptop CPU in a few minutes; 0 take
 _SETTINGS = GenerationSettings()
 _SPEC = GenerationSpec.model_fields
 RESUMABLE = ("new", "interrupted", "cancelled", "failed")
-STATE_LABELS = {
-    "new": "not started", "queued": "queued", "running": "running", "finished": "finished",
-    "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
-}
 CARD_FILES = ("README.md", "card.json")
 
 
@@ -79,25 +88,6 @@ FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, STARTED = (
 
 def suggest_name() -> str:
     return time.strftime("data-%Y%m%d-%H%M%S")
-
-
-def show_text(text: str | None) -> None:
-    """Model and user text is data: plain text, never markdown or HTML."""
-    if text and text.strip():
-        st.text(text, width="stretch")
-    else:
-        st.caption("(empty)")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 # ---------------------------------------------------------------- reading a dataset
@@ -125,10 +115,6 @@ def rows_of(folder: Path, file_name: str) -> list[dict]:
     return rows
 
 
-def stored_spec(folder: Path) -> dict:
-    return (read_json(folder / "spec.json") or {}).get("spec") or {}
-
-
 # ---------------------------------------------------------------- new dataset
 
 
@@ -139,13 +125,6 @@ def apply_pending() -> None:
         st.session_state[SELECTED] = started
         st.session_state[NAME] = suggest_name()
     st.session_state.setdefault(NAME, suggest_name())
-
-
-def show_flash() -> None:
-    flash = st.session_state.pop(FLASH, None)
-    if flash:
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
 
 
 def save_upload() -> None:
@@ -160,7 +139,7 @@ def save_upload() -> None:
         st.session_state[UPLOAD_MESSAGE] = ("error", sentence(error))
         return
     except OSError as error:
-        st.session_state[UPLOAD_MESSAGE] = ("error", sentence(f"the file could not be saved: {error.strerror or error}"))
+        st.session_state[UPLOAD_MESSAGE] = ("error", os_error_sentence("the file could not be saved", error))
         return
     # First among the chosen sets, and no mixing, so a limit takes the user's own prompts before the shipped ones.
     st.session_state[SOURCES] = [saved] + [s for s in st.session_state.get(SOURCES) or [] if s != saved]
@@ -347,7 +326,7 @@ def start_or_explain(folder: Path, spec_data: dict) -> bool:
         st.error(sentence(error))
         return False
     except OSError as error:
-        st.error(sentence(f"the dataset folder could not be written: {error.strerror or error}"))
+        st.error(os_error_sentence("the dataset folder could not be written", error))
         return False
     return True
 
@@ -378,7 +357,7 @@ def launch(name: str, spec_data: dict) -> None:
     if not start_or_explain(folder, spec_data):
         return
     st.session_state[STARTED] = name
-    st.session_state[FLASH] = ("success", md(f"Started {name}. It runs in its own process: you may leave this page."))
+    set_flash(FLASH, md(f"Started {name}. It runs in its own process: you may leave this page."))
     st.rerun()
 
 
@@ -398,14 +377,14 @@ def dataset_selector(folders: list[Path], jobs: dict[str, JobState]) -> Path | N
     for folder in folders:
         job, spec = jobs[folder.name], stored_spec(folder)
         progress = job.progress
-        table.append({"dataset": folder.name, "state": STATE_LABELS.get(job.state, job.state),
+        table.append({"dataset": folder.name, "state": state_label(job.state),
                       "prompts done": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
                       "constitution": spec.get("constitution", "?"),
                       "prompt sets": ", ".join(spec.get("prompt_sources", [])),
                       "created": time.strftime("%Y-%m-%d %H:%M", time.localtime((folder / "spec.json").stat().st_mtime))})
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=key("datasets_table"))
     chosen = st.selectbox("Dataset", list(by_name), key=SELECTED,
-                          format_func=lambda n: f"{n} · {STATE_LABELS.get(jobs[n].state, jobs[n].state)}")
+                          format_func=lambda n: f"{n} · {state_label(jobs[n].state)}")
     return by_name[chosen]
 
 
@@ -419,7 +398,7 @@ def resume(folder: Path) -> None:
 
 def show_job(folder: Path, job: JobState) -> None:
     progress = job.progress
-    label = STATE_LABELS.get(job.state, job.state)
+    label = state_label(job.state)
     st.markdown(f"**State:** {label}")
     done, total = progress.get("done", 0), progress.get("total")
     if total:
@@ -430,16 +409,11 @@ def show_job(folder: Path, job: JobState) -> None:
     rate = progress.get("rate_per_second")
     metrics[0].metric("Prompts per second", f"{rate:.2f}" if rate else "—")
     # progress.json is written at checkpoints: while the job runs, count on from its last write.
-    since = max(0.0, time.time() - progress.get("updated", time.time())) if job.active else 0.0
-    eta, elapsed = progress.get("eta_seconds"), progress.get("elapsed_seconds")
-    metrics[1].metric("Time left", duration(max(0.0, eta - since)) if job.active and eta is not None else "—")
-    metrics[2].metric("Elapsed", duration(elapsed + since) if elapsed is not None else "—")
+    left, elapsed = progress_times(progress, job.active)
+    metrics[1].metric("Time left", left)
+    metrics[2].metric("Elapsed", elapsed)
     metrics[3].metric("Stage", (progress.get("stage") or "—") if job.active else label)
-    if job.notes:
-        shown = job.notes[:MAX_NOTES]
-        more = len(job.notes) - len(shown)
-        st.warning("\n\n".join(md(note) for note in shown)
-                   + (f"\n\n…and {plural(more, 'more note')} in status.json." if more else ""))
+    show_notes(job.notes, MAX_NOTES)
     if job.error:
         st.error(sentence(f"the run failed: {job.error}"))
     if job.active:
@@ -729,7 +703,7 @@ def show_delete(folder: Path, job: JobState) -> None:
             except (JobError, OSError) as error:
                 st.error(sentence(error))
                 return
-            st.session_state[FLASH] = ("success", md(f"Deleted {folder.name} (moved to {target})."))
+            set_flash(FLASH, md(f"Deleted {folder.name} (moved to {target})."))
             st.rerun()
 
 
@@ -741,7 +715,7 @@ st.title("Data")
 st.caption("Turn a constitution into training data: Phase 1 SFT rows from critique → revision chains, and "
            "Phase 2 preference pairs, from the revisions and ranked by an AI judge (RLAIF).")
 apply_pending()
-show_flash()
+show_flash(FLASH)
 
 infos = list_constitutions()
 names = [info.name for info in infos if info.error is None]

@@ -55,7 +55,23 @@ from cai_core.training import (
     stop_run,
     uploads_dir,
 )
-from ui.common import md, page_key, plural, sentence
+from ui.common import (
+    duration,
+    file_stamp,
+    link_page,
+    md,
+    model_label,
+    os_error_sentence,
+    page_key,
+    plural,
+    progress_times,
+    sentence,
+    set_flash,
+    show_flash,
+    show_notes,
+    state_badge,
+    state_label,
+)
 
 PAGE = "training"
 POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
@@ -69,12 +85,6 @@ DATA_PAGE = "pages/3_Data.py"
 PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
 METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
 PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions"}
-STATE_LABELS = {
-    "new": "not started", "queued": "queued", "running": "running", "finished": "finished",
-    "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
-}
-STATE_COLORS = {"new": "gray", "queued": "violet", "running": "blue", "finished": "green", "failed": "red",
-                "cancelled": "orange", "interrupted": "orange"}
 RESUMABLE = ("cancelled", "interrupted", "failed")
 # The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
 START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
@@ -111,44 +121,7 @@ def suggest_name(method: str) -> str:
     return f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def model_label(spec: str) -> str:
-    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
-    if spec == DEFAULT_MODEL:
-        return "the bundled model (default)"
-    path = Path(spec).expanduser()
-    if path.parent == runs_dir():
-        return f"run {path.name}"
-    return path.name if path.is_dir() else spec
-
-
-def link_page(path: str, label: str, icon: str | None = None) -> None:
-    """A link to another page; a caption where the page is not part of this app (a page run alone)."""
-    try:
-        st.page_link(path, label=label, icon=icon)
-    except StreamlitAPIException:
-        st.caption(md(f"({label}: {path})"))
-
-
 # ---------------------------------------------------------------- reading files (cached until they change)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -158,7 +131,7 @@ def _dataset_rows(folder: str, stamps: tuple) -> dict[str, int]:
 
 def dataset_rows(folder: Path) -> dict[str, int]:
     """Rows per file of a dataset (read again when one of its row files changes)."""
-    stamps = tuple(_stamp(folder / name) for name in (SFT_FILE, RLAIF_PAIRS_FILE, REVISION_PAIRS_FILE))
+    stamps = tuple(file_stamp(folder / name) for name in (SFT_FILE, RLAIF_PAIRS_FILE, REVISION_PAIRS_FILE))
     return _dataset_rows(str(folder), stamps)
 
 
@@ -174,7 +147,7 @@ def uploaded_files(method: str) -> dict[str, int]:
     """Uploaded JSONL files whose rows all suit ``method``: path -> rows."""
     folder = uploads_dir()
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
-    counts = {str(path): _upload_rows(str(path), method, _stamp(path)) for path in files}
+    counts = {str(path): _upload_rows(str(path), method, file_stamp(path)) for path in files}
     return {path: rows for path, rows in counts.items() if rows}
 
 
@@ -184,7 +157,7 @@ def _metrics(folder: str, stamp: tuple | None) -> list[dict]:
 
 
 def metrics_of(folder: Path) -> list[dict]:
-    return _metrics(str(folder), _stamp(folder / "metrics.jsonl"))
+    return _metrics(str(folder), file_stamp(folder / "metrics.jsonl"))
 
 
 def recipe_file_text(path: Path) -> str:
@@ -241,13 +214,6 @@ def method_changed() -> None:
         st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
 
 
-def show_flash() -> None:
-    flash = st.session_state.pop(FLASH, None)
-    if flash:
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
-
-
 def save_uploaded_file() -> None:
     """on_change of the uploader: check every row, keep the file and add it to the chosen data."""
     uploaded = st.session_state.get(UPLOAD)
@@ -261,11 +227,11 @@ def save_uploaded_file() -> None:
         st.session_state[UPLOAD_MESSAGE] = ("error", sentence(error))
         return
     except OSError as error:
-        st.session_state[UPLOAD_MESSAGE] = ("error", sentence(f"the file could not be saved: {error.strerror or error}"))
+        st.session_state[UPLOAD_MESSAGE] = ("error", os_error_sentence("the file could not be saved", error))
         return
     chosen = st.session_state.get(data_key(method)) or []
     st.session_state[data_key(method)] = [*[c for c in chosen if c != str(saved)], str(saved)]
-    rows = _upload_rows(str(saved), method, _stamp(saved)) or 0
+    rows = _upload_rows(str(saved), method, file_stamp(saved)) or 0
     what = "SFT rows" if method == "sft" else "preference pairs"
     st.session_state[UPLOAD_MESSAGE] = ("success", md(f"Saved {saved.name}: {rows} {what}, all usable; it is now "
                                                       "among the chosen training data."))
@@ -420,11 +386,11 @@ def recipe_editor(path: Path, method: str) -> str:
                 except RecipeError as error:
                     st.error(sentence(error))
                 except OSError as error:
-                    st.error(sentence(f"the recipe could not be saved: {error.strerror or error}"))
+                    st.error(os_error_sentence("the recipe could not be saved", error))
                 else:
                     st.session_state[PENDING] = {RECIPE: str(saved), recipe_text_key(saved): text}
                     st.session_state[FORM_OPEN] = True
-                    st.session_state[FLASH] = ("success", md(f"Saved your recipe {saved.stem} ({saved})."))
+                    set_flash(FLASH, md(f"Saved your recipe {saved.stem} ({saved})."))
                     st.rerun()
     if edited:
         st.caption("Edited: these settings are used by a launch from this page; save them as your recipe for the "
@@ -518,11 +484,11 @@ def launch(spec: TrainingSpec, name: str) -> None:
         st.error(sentence(error))
         return
     except OSError as error:
-        st.error(sentence(f"the run folder could not be written: {error.strerror or error}"))
+        st.error(os_error_sentence("the run folder could not be written", error))
         return
     st.session_state[STARTED] = folder.name
-    st.session_state[FLASH] = ("success", md(f"Started {folder.name}. It trains in its own process: you may leave "
-                                             "this page, and its curves appear below as it goes."))
+    set_flash(FLASH, md(f"Started {folder.name}. It trains in its own process: you may leave "
+                        "this page, and its curves appear below as it goes."))
     st.rerun()
 
 
@@ -535,7 +501,7 @@ def run_row(run: RunInfo) -> dict:
     spec = run.spec
     return {
         "run": run.name, "method": spec.method.upper() if spec else "?",
-        "state": STATE_LABELS.get(run.state, run.state),
+        "state": state_label(run.state),
         "steps": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
         "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "—",
         "starting model": model_label(spec.base_model) if spec else "?",
@@ -580,12 +546,11 @@ def run_selector(runs: list[RunInfo]) -> RunInfo | None:
 
 def show_state(run: RunInfo) -> None:
     job, progress = run.job, run.job.progress
-    label = STATE_LABELS.get(run.state, run.state)
     about = [progress["stage"]] if job.active and progress.get("stage") else []
     if run.spec is not None:
         about.append(f"{run.spec.method.upper()} on {model_label(run.spec.base_model)}")
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.badge(label, color=STATE_COLORS.get(run.state, "gray"))
+        state_badge(run.state)
         st.caption(md(" · ".join(about)))
     done, total = progress.get("done", 0), progress.get("total")
     if total:
@@ -597,18 +562,13 @@ def show_state(run: RunInfo) -> None:
     rate = progress.get("rate_per_second")
     metrics[0].metric("Steps per second", f"{rate:.2f}" if rate else "—")
     # progress.json is written every step or half second: while the run goes, count on from its last write.
-    since = max(0.0, time.time() - progress.get("updated", time.time())) if job.active else 0.0
-    eta, elapsed = progress.get("eta_seconds"), progress.get("elapsed_seconds")
-    metrics[1].metric("Time left", duration(max(0.0, eta - since)) if job.active and eta is not None else "—")
-    metrics[2].metric("Elapsed", duration(elapsed + since) if elapsed is not None else "—")
+    left, elapsed = progress_times(progress, job.active)
+    metrics[1].metric("Time left", left)
+    metrics[2].metric("Elapsed", elapsed)
     loss = (run.result or {}).get("train_loss") if run.state == "finished" else progress.get("loss")
     metrics[3].metric("Mean training loss" if run.state == "finished" else "Last loss",
                       f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
-    if job.notes:
-        shown = job.notes[:MAX_NOTES]
-        more = len(job.notes) - len(shown)
-        st.warning("\n\n".join(md(note) for note in shown)
-                   + (f"\n\n…and {plural(more, 'more note')} in status.json." if more else ""))
+    show_notes(job.notes, MAX_NOTES)
     if job.error:
         st.error(sentence(f"the run failed: {job.error}"))
 
@@ -772,7 +732,7 @@ def show_delete(run: RunInfo) -> None:
             except (TrainingError, OSError) as error:
                 st.error(sentence(error))
                 return
-            st.session_state[FLASH] = ("success", md(f"Deleted {run.name} (moved to {target})."))
+            set_flash(FLASH, md(f"Deleted {run.name} (moved to {target})."))
             st.rerun()
 
 
@@ -816,7 +776,7 @@ st.title("Training")
 st.caption("Train a LoRA adapter on the data from the Data page: SFT on the revised answers (Phase 1), then DPO on the "
            "preference pairs (Phase 2), starting from the SFT run. Each run trains in its own process.")
 apply_pending()
-show_flash()
+show_flash(FLASH)
 
 runs = list_runs()
 new_run_form(runs, list_datasets())

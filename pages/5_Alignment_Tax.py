@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from cai_core import charts
 from cai_core.atomic import write_bytes_atomic
@@ -38,8 +37,26 @@ from cai_core.evaluation.run import REPORT_FILE
 from cai_core.jobs import JobError, JobState, cancel_job, log_tail, read_job, read_json
 from cai_core.models import DEFAULT_MODEL, ModelLoadError, default_model_spec
 from cai_core.store import list_constitutions, load_constitution
-from cai_core.training import RecipeError, RunInfo, list_runs, runs_dir
-from ui.common import get_model, md, page_key, plural, sentence
+from cai_core.training import RecipeError, RunInfo, list_runs
+from ui.common import (
+    file_stamp,
+    get_model,
+    link_page,
+    md,
+    model_label,
+    os_error_sentence,
+    page_key,
+    plural,
+    progress_times,
+    sentence,
+    set_flash,
+    show_flash,
+    show_notes,
+    show_text,
+    state_badge,
+    state_label,
+    stored_spec,
+)
 
 PAGE = "tax"
 POLL_SECONDS = 1.0
@@ -51,12 +68,6 @@ MAX_UPLOAD_MB = 50
 PREFERRED_CONSTITUTION = "general-hhh"
 TRAINING_PAGE = "pages/4_Training.py"
 KINDS = ("capability", "safety")
-STATE_LABELS = {
-    "new": "not started", "queued": "queued", "running": "running", "finished": "finished",
-    "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
-}
-STATE_COLORS = {"new": "gray", "queued": "violet", "running": "blue", "finished": "green", "failed": "red",
-                "cancelled": "orange", "interrupted": "orange"}
 RESUMABLE = ("new", "cancelled", "interrupted", "failed")
 # The model choice's fixed entries; every other value is a finished run's folder.
 MODEL_APP, MODEL_OTHER = ":app", ":other"
@@ -88,53 +99,6 @@ def uploaded_reports_dir() -> Path:
     return evaluations_dir() / ".uploaded"
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def model_label(spec: str | None) -> str:
-    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
-    if not spec:
-        return "?"
-    if spec == DEFAULT_MODEL:
-        return "the bundled model (default)"
-    path = Path(spec).expanduser()
-    if path.parent == runs_dir():
-        return f"run {path.name}"
-    return path.name if path.is_dir() else spec
-
-
-def link_page(path: str, label: str, icon: str | None = None) -> None:
-    """A link to another page; a caption where the page is not part of this app (a page run alone)."""
-    try:
-        st.page_link(path, label=label, icon=icon)
-    except StreamlitAPIException:
-        st.caption(md(f"({label}: {path})"))
-
-
-def show_text(text, empty: str = "(empty)") -> None:
-    """Model and prompt text is data: plain text, never markdown or HTML."""
-    text = "" if text is None else str(text)
-    if text.strip():
-        st.text(text, width="stretch")
-    else:
-        st.caption(empty)
-
-
-def show_flash() -> None:
-    flash = st.session_state.pop(FLASH, None)
-    if flash:
-        kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
-
-
 def apply_pending() -> None:
     """Changes made by the previous run to widgets drawn above the code that made them."""
     started = st.session_state.pop(STARTED, None)
@@ -147,21 +111,9 @@ def apply_pending() -> None:
 # ---------------------------------------------------------------- reading folders and reports
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _report(path: str, stamp: tuple | None) -> dict:
     return read_report(Path(path))
-
-
-def stored_spec(folder: Path) -> dict:
-    return (read_json(folder / "spec.json") or {}).get("spec") or {}
 
 
 def report_path(source: str) -> Path:
@@ -177,7 +129,7 @@ def load_report(source: str) -> tuple[dict | None, str | None]:
     """(the report, None) or (None, the reason in one sentence); read again when the file changes."""
     path = report_path(source)
     try:
-        return _report(str(path), _stamp(path)), None
+        return _report(str(path), file_stamp(path)), None
     except EvaluationError as error:
         return None, sentence(error)
 
@@ -336,11 +288,11 @@ def launch(spec_data: dict, name: str) -> None:
         st.error(sentence(error))
         return
     except OSError as error:
-        st.error(sentence(f"the evaluation folder could not be written: {error.strerror or error}"))
+        st.error(os_error_sentence("the evaluation folder could not be written", error))
         return
     st.session_state[STARTED] = folder.name
-    st.session_state[FLASH] = ("success", md(f"Started {folder.name}. It runs in its own process: you may leave this "
-                                             "page, and its report appears below when it ends."))
+    set_flash(FLASH, md(f"Started {folder.name}. It runs in its own process: you may leave this "
+                        "page, and its report appears below when it ends."))
     st.rerun()
 
 
@@ -356,7 +308,7 @@ def evaluation_row(folder: Path, job: JobState) -> dict:
     spec = stored_spec(folder)
     planned = spec.get("suites") or []
     return {
-        "evaluation": folder.name, "state": STATE_LABELS.get(job.state, job.state),
+        "evaluation": folder.name, "state": state_label(job.state),
         "suites done": f"{min(suites_done(folder), len(planned))} of {len(planned)}" if planned else "—",
         "model": model_label(spec.get("model")), "suites": ", ".join(planned),
         "limit": str(spec["limit"]) if spec.get("limit") else "all",
@@ -432,9 +384,8 @@ def show_job(folder: Path, job: JobState) -> None:
     planned = len(spec.get("suites") or [])
     done_suites = min(suites_done(folder), planned)
     progress = job.progress
-    label = STATE_LABELS.get(job.state, job.state)
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.badge(label, color=STATE_COLORS.get(job.state, "gray"))
+        state_badge(job.state)
         st.caption(md(f"{model_label(spec.get('model'))} · "
                       + (f"at most {plural(spec['limit'], 'item')} per suite" if spec.get("limit") else "every item")))
     if job.state == "finished":
@@ -447,17 +398,12 @@ def show_job(folder: Path, job: JobState) -> None:
         # The times are the suite being scored's, once progress.json names it.
         current = (spec.get("suites") or [])[done_suites] if done_suites < planned else None
         fresh = bool(current) and (progress.get("stage") or "").startswith(f"{current} (")
-        since = max(0.0, time.time() - progress.get("updated", time.time()))
-        eta, elapsed = (progress.get("eta_seconds"), progress.get("elapsed_seconds")) if fresh else (None, None)
+        time_left, elapsed = progress_times(progress, True) if fresh else ("—", "—")
         left, middle, right = st.columns(3)
         left.metric("Suites done", f"{done_suites} of {planned}")
-        middle.metric("Time left in this suite", duration(max(0.0, eta - since)) if eta is not None else "—")
-        right.metric("Elapsed in this suite", duration(elapsed + since) if elapsed is not None else "—")
-    if job.notes:
-        shown = job.notes[:MAX_NOTES]
-        more = len(job.notes) - len(shown)
-        st.warning("\n\n".join(md(note) for note in shown)
-                   + (f"\n\n…and {plural(more, 'more note')} in status.json." if more else ""))
+        middle.metric("Time left in this suite", time_left)
+        right.metric("Elapsed in this suite", elapsed)
+    show_notes(job.notes, MAX_NOTES)
     if job.error:
         st.error(sentence(f"the evaluation failed: {job.error}"))
     show_controls(folder, job, done_suites, planned)
@@ -641,7 +587,7 @@ def save_uploaded_reports() -> None:
         try:
             write_bytes_atomic(uploaded_reports_dir() / f"{stem}.json", data)
         except OSError as error:
-            messages.append(("error", sentence(f"{file_name} could not be saved: {error.strerror or error}")))
+            messages.append(("error", os_error_sentence(f"{file_name} could not be saved", error)))
             continue
         messages.append(("success", md(f"Added {file_name} as {stem}: {plural(len(report['suites']), 'suite')}; "
                                        "choose it as base or aligned below.")))
@@ -803,7 +749,7 @@ def show_comparison_downloads(comparison: dict, base_source: str, aligned_source
 
 
 def verdict_key(base_source: str, aligned_source: str) -> str:
-    stamps = [_stamp(report_path(s)) for s in (base_source, aligned_source)]
+    stamps = [file_stamp(report_path(s)) for s in (base_source, aligned_source)]
     return json.dumps([base_source, aligned_source, stamps, st.session_state.get(JUDGE_MODEL),
                        st.session_state.get(JUDGE_OTHER), st.session_state.get(CONSTITUTION)])
 
@@ -932,7 +878,7 @@ st.caption("Evaluate the base model and the trained one on capability and safety
            "then see what the training bought (safety, harmlessness) and what it cost (capability), benchmark by "
            "benchmark and round after round.")
 apply_pending()
-show_flash()
+show_flash(FLASH)
 
 runs = list_runs()
 folders = list_evaluation_folders()

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
-from cai_core.models import GenerationBackend, ModelLoadError, default_model_spec, load_model
+from cai_core.jobs import read_json
+from cai_core.models import (
+    DEFAULT_MODEL,
+    GenerationBackend,
+    ModelLoadError,
+    default_model_spec,
+    load_model,
+)
+from cai_core.training import runs_dir
+
+# How the pages that start background jobs (data, training, evaluation) name and colour a job's state.
+STATE_LABELS = {
+    "new": "not started", "queued": "queued", "running": "running", "finished": "finished",
+    "failed": "failed", "cancelled": "stopped", "interrupted": "interrupted",
+}
+STATE_COLORS = {"new": "gray", "queued": "violet", "running": "blue", "finished": "green", "failed": "red",
+                "cancelled": "orange", "interrupted": "orange"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
@@ -53,3 +72,101 @@ def sentence(error: Exception | str) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def os_error_sentence(what: str, error: OSError) -> str:
+    """A file-system failure as one st.error sentence: ``what`` ("the file could not be saved"), then why."""
+    return sentence(f"{what}: {error.strerror or error}")
+
+
+def set_flash(flash_key: str, text: str, kind: str = "success") -> None:
+    """A message (already markdown-safe) for the next run of the page to show once, above everything."""
+    st.session_state[flash_key] = (kind, text)
+
+
+def show_flash(flash_key: str) -> None:
+    """Show, once, the message set_flash left under ``flash_key``."""
+    flash = st.session_state.pop(flash_key, None)
+    if flash:
+        kind, text = flash
+        (st.success if kind == "success" else st.error)(text)
+
+
+def show_text(text, empty: str = "(empty)") -> None:
+    """Model, user and prompt text is data: plain text, never markdown or HTML."""
+    text = "" if text is None else str(text)
+    if text.strip():
+        st.text(text, width="stretch")
+    else:
+        st.caption(empty)
+
+
+def link_page(path: str, label: str, icon: str | None = None) -> None:
+    """A link to another page; a caption where the page is not part of this app (a page run alone)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(md(f"({label}: {path})"))
+
+
+def model_label(spec: str | None) -> str:
+    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
+    if not spec:
+        return "?"
+    if spec == DEFAULT_MODEL:
+        return "the bundled model (default)"
+    path = Path(spec).expanduser()
+    if path.parent == runs_dir():
+        return f"run {path.name}"
+    return path.name if path.is_dir() else spec
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of a file, for cache keys that change when the file does; None where it is missing."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def stored_spec(folder: Path) -> dict:
+    """The spec a job folder was started with (its spec.json), or {}."""
+    return (read_json(folder / "spec.json") or {}).get("spec") or {}
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_times(progress: dict, active: bool) -> tuple[str, str]:
+    """(time left, elapsed) of a job's progress.json. It is written at checkpoints: while the job runs,
+    both count on from its last write."""
+    since = max(0.0, time.time() - progress.get("updated", time.time())) if active else 0.0
+    eta, elapsed = progress.get("eta_seconds"), progress.get("elapsed_seconds")
+    return (duration(max(0.0, eta - since)) if active and eta is not None else "—",
+            duration(elapsed + since) if elapsed is not None else "—")
+
+
+def state_label(state: str) -> str:
+    return STATE_LABELS.get(state, state)
+
+
+def state_badge(state: str) -> None:
+    st.badge(state_label(state), color=STATE_COLORS.get(state, "gray"))
+
+
+def show_notes(notes: list[str], most: int = 5) -> None:
+    """A job's warnings, the first ``most`` of them; the rest stay in its status.json."""
+    if notes:
+        shown = notes[:most]
+        more = len(notes) - len(shown)
+        st.warning("\n\n".join(md(note) for note in shown)
+                   + (f"\n\n…and {plural(more, 'more note')} in status.json." if more else ""))
