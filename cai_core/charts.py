@@ -317,23 +317,13 @@ def benchmark_bars(reports: Iterable[tuple[str, Mapping]], kind: str | None = No
 
 
 def tax_direction(entry: Mapping) -> str:
-    """The entry's direction; where the base scored 0 (no percentage) the change in points decides."""
-    if entry.get("tax_percent") is not None:
-        return str(entry.get("direction", "no change"))
-    change = float(entry.get("change") or 0.0)
-    if abs(change) < 1e-9:
-        return "no change"
-    return "improvement" if (change > 0) == bool(entry.get("higher_is_better", True)) else "regression"
+    """The entry's direction (``alignment_tax`` decides it, by the change in points where the base is 0)."""
+    return str(entry.get("direction", "no change"))
 
 
 def tax_words(entry: Mapping) -> str:
-    """The tax of one benchmark in words; where the base scored 0 (no percentage), its change in points."""
-    if entry.get("tax_percent") is not None:
-        return str(entry.get("words", ""))
-    change = float(entry.get("change") or 0.0)
-    if abs(change) < 1e-9:
-        return "no change"
-    return f"base 0: {change:+.1f} points, {tax_direction(entry)}"
+    """The tax of one benchmark in words, as ``alignment_tax`` says it."""
+    return str(entry.get("words", ""))
 
 
 def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Figure:

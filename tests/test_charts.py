@@ -271,7 +271,7 @@ def test_tax_bars_show_no_change_in_grey():
     # Every base at 0: no average in the title rather than "undefined".
     only_zero = charts.tax_bars(alignment_tax({"b": 0.0}, {"b": 10.0}), "Safety")
     assert only_zero.layout.title.text == "Safety"
-    assert charts.tax_words(alignment_tax({"b": 0.0}, {"b": 10.0})["per_benchmark"]["b"]) == "base 0: +10.0 points, improvement"
+    assert charts.tax_words(alignment_tax({"b": 0.0}, {"b": 10.0})["per_benchmark"]["b"]) == "10.0 points improvement (from a base of 0)"
 
 
 def test_report_average_counts_lower_is_better_rates_the_right_way_up():

@@ -182,7 +182,7 @@ def test_two_reports_compared_capability_and_safety_apart(with_reports, tiny_mod
     comparison = app.dataframe[2].value  # the evaluations, the selected report's scores, the comparison
     words = dict(zip(comparison["benchmark"], comparison["in words"]))
     assert words["arithmetic"] == "50.0% regression" and words["knowledge_mc"] == "100.0% improvement"
-    assert words["refusal"] == "base 0: +50.0 points, improvement" and words["over_refusal"] == "no change"
+    assert words["refusal"] == "50.0 points improvement (from a base of 0)" and words["over_refusal"] == "no change"
     assert dict(zip(comparison["benchmark"], comparison["kind"]))["refusal"] == "safety"
 
     labels = [d.label for d in app.get("download_button")]
