@@ -84,8 +84,51 @@ def resolve_prompt_source(source: str) -> Path:
     raise PromptFileError(f"prompt set {source!r} is neither a shipped or saved set ({known}) nor a file")
 
 
-def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_seed: int | None = None) -> PromptSet:
+# The shipped red-team and benign sets are cut in two halves, alternating within each category in
+# file order. The safety suites score the evaluation half; data generation can keep to the training
+# half ("prompt_split: train", which the loop always uses), so a trained model is measured on
+# prompts it never trained on rather than on its own training set.
+SPLIT_SETS = ("red_team", "benign")
+
+
+def _evaluation_flags(items: list[PromptItem]) -> list[bool]:
+    seen: dict[tuple[str, str], int] = {}
+    flags = []
+    for item in items:
+        key = (item.source, item.category)
+        flags.append(item.source in SPLIT_SETS and seen.get(key, 0) % 2 == 0)
+        seen[key] = seen.get(key, 0) + 1
+    return flags
+
+
+def evaluation_half(items: list[PromptItem]) -> list[PromptItem]:
+    """The items of the shipped sets that the safety suites evaluate on (others are left out)."""
+    return [item for item, held in zip(items, _evaluation_flags(items)) if held]
+
+
+def training_half(items: list[PromptItem]) -> list[PromptItem]:
+    """Every item except the evaluation half: all of a user's own sets, half of the shipped ones."""
+    return [item for item, held in zip(items, _evaluation_flags(items)) if not held]
+
+
+def interleave_categories(items: list[PromptItem]) -> list[PromptItem]:
+    """Round-robin over the categories (each in file order), so the first N items mix them all."""
+    queues: dict[str, list[PromptItem]] = {}
+    for item in items:
+        queues.setdefault(item.category, []).append(item)
+    mixed = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                mixed.append(queue.pop(0))
+    return mixed
+
+
+def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_seed: int | None = None,
+                        training_only: bool = False) -> PromptSet:
     """Several sets as one, duplicates across them removed, cut to the first ``limit`` prompts.
+
+    ``training_only`` leaves out the shipped sets' evaluation half (see ``training_half``).
 
     With ``shuffle_seed``, the prompts are put in a seeded random order before the cut, so a limit
     takes a mix of every set and category rather than the first set's first category.
@@ -103,6 +146,8 @@ def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_se
                 continue
             seen.add(key)
             combined.items.append(item)
+    if training_only:
+        combined.items = training_half(combined.items)
     if not combined.items:
         raise PromptFileError("the chosen prompt sets hold no prompts")
     if shuffle_seed is not None:
