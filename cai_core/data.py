@@ -10,6 +10,8 @@ A dataset is a folder (``$CAI_HOME/datasets/NAME`` or any ``--out``):
     prefs_revision.jsonl Phase 2 from revisions: chosen = final revision, rejected = first answer
     prefs_rlaif.jsonl    Phase 2, RLAIF: two sampled answers, ranked by the AI judge (kept pairs)
     judgements.jsonl     every judged pair, kept or dropped, with the judge's probabilities
+    prefs_best_of_n.jsonl pairs from N samples scored by the refusal rule (for models too small to judge)
+    samples.jsonl        every best-of-N sample with its verdict
     done.jsonl           one line per finished prompt, written after its rows
     README.md, card.json the dataset card: counts, settings, the constitution
 
@@ -40,16 +42,20 @@ from .judge import judge_pairs
 from .models import GenerationBackend, GenerationSettings, load_model
 from .paths import cai_home
 from .promptsets import PromptItem, load_prompt_sources
+from .refusals import is_refusal
 from .store import constitution_to_yaml, load_constitution, parse_constitution
 
 SFT_FILE, TRACES_FILE = "sft.jsonl", "traces.jsonl"
 REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE = "prefs_revision.jsonl", "prefs_rlaif.jsonl", "judgements.jsonl"
+BEST_OF_N_PAIRS_FILE, SAMPLES_FILE = "prefs_best_of_n.jsonl", "samples.jsonl"
 DONE_FILE, PROMPTS_FILE, CONSTITUTION_FILE = "done.jsonl", "prompts.jsonl", "constitution.yaml"
-ROW_FILES = (SFT_FILE, TRACES_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE)
-TRAINING_FILES = (SFT_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE)
+ROW_FILES = (SFT_FILE, TRACES_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE, BEST_OF_N_PAIRS_FILE,
+             SAMPLES_FILE)
+TRAINING_FILES = (SFT_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, BEST_OF_N_PAIRS_FILE)
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # Seed offsets that give the two RLAIF samples of a prompt different random draws.
 FIRST_SAMPLE_SEED, SECOND_SAMPLE_SEED = 101, 202
+BEST_OF_N_SEED = 303
 
 
 class GenerationSpec(BaseModel):
@@ -63,9 +69,24 @@ class GenerationSpec(BaseModel):
     limit: int | None = Field(default=None, ge=1)
     # Mix the chosen sets in a seeded random order before the limit (else: file order).
     shuffle: bool = False
-    # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision" and/or "rlaif")
+    # "train" leaves out the half of the shipped red-team and benign sets that the safety suites
+    # evaluate on (cai_core.promptsets), so a model trained on the data is scored on unseen prompts.
+    prompt_split: Literal["all", "train"] = "all"
+    # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision", "rlaif", "best_of_n")
     phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1)
-    pair_sources: list[Literal["revision", "rlaif"]] = Field(default=["revision", "rlaif"])
+    pair_sources: list[Literal["revision", "rlaif", "best_of_n"]] = Field(default=["revision", "rlaif"])
+    # Where the SFT rows come from: the chain's final revisions (Phase 1 as in the paper), or the
+    # best of N samples under the refusal rule (below).
+    sft_source: Literal["revision", "best_of_n"] = "revision"
+    # --- best-of-N, for a policy too small to critique or judge (its critiques and its judge are
+    # at chance; see docs/results.md): N samples per prompt, each scored by the refusal rule
+    # (cai_core.refusals): a prompt from a set in refuse_sources should be declined, any other
+    # prompt answered. SFT keeps a passing sample; a pair puts a passing one over a failing one.
+    best_of_n: int = Field(default=4, ge=2, le=16)
+    refuse_sources: list[str] = Field(default=["red_team"])
+    # False trains on the answers without the system prompt they were written under: context
+    # distillation (Askell et al., 2021), so the trained model behaves as if it were still there.
+    system_prompt_in_data: bool = True
     # --- the chain
     rounds: int = Field(default=1, ge=1, le=16)
     principles: list[str] | None = None
@@ -89,7 +110,12 @@ class GenerationSpec(BaseModel):
     @model_validator(mode="after")
     def _coherent(self) -> "GenerationSpec":
         if "prefs" in self.phases and not self.pair_sources:
-            raise ValueError("Phase 2 needs at least one pair source: 'revision' or 'rlaif'")
+            raise ValueError("Phase 2 needs at least one pair source: 'revision', 'rlaif' or 'best_of_n'")
+        wanted = {_set_stem(source) for source in self.prompt_sources}
+        strays = [source for source in self.refuse_sources if _set_stem(source) not in wanted]
+        if strays and self.samples_best_of_n:
+            raise ValueError(f"refuse_sources names {strays[0]!r}, which is not one of the prompt sets "
+                             f"({', '.join(self.prompt_sources)})")
         if self.label_band is not None:
             low, high = self.label_band
             if not 0.5 <= low <= high <= 1.0:
@@ -98,11 +124,17 @@ class GenerationSpec(BaseModel):
 
     @property
     def runs_chain(self) -> bool:
-        return "sft" in self.phases or ("prefs" in self.phases and "revision" in self.pair_sources)
+        return ("sft" in self.phases and self.sft_source == "revision") or (
+            "prefs" in self.phases and "revision" in self.pair_sources)
 
     @property
     def makes_rlaif(self) -> bool:
         return "prefs" in self.phases and "rlaif" in self.pair_sources
+
+    @property
+    def samples_best_of_n(self) -> bool:
+        return ("sft" in self.phases and self.sft_source == "best_of_n") or (
+            "prefs" in self.phases and "best_of_n" in self.pair_sources)
 
 
 def datasets_dir() -> Path:
@@ -176,7 +208,8 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     check_model_specs(spec)
     constitution = load_constitution(spec.constitution)
     select_principles(constitution, spec.principles)  # an unknown principle fails here
-    prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit, spec.seed if spec.shuffle else None)
+    prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit, spec.seed if spec.shuffle else None,
+                                     training_only=spec.prompt_split == "train")
     lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source}, ensure_ascii=False)
              for i in prompt_set.items]
     folder.mkdir(parents=True, exist_ok=True)
@@ -303,6 +336,45 @@ def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Const
         reporter.progress(done_before, total, stage="sampling answer pairs")
         rlaif, judgements = rlaif_rows(chunk, spec, constitution, policy, judge, lineage, reporter)
         rows[RLAIF_PAIRS_FILE], rows[JUDGEMENTS_FILE] = rlaif, judgements
+    if spec.samples_best_of_n:
+        reporter.progress(done_before, total, stage=f"sampling {spec.best_of_n} answers per prompt")
+        for name, made in best_of_n_rows(chunk, spec, policy, lineage).items():
+            rows[name].extend(made)
+    return rows
+
+
+def best_of_n_rows(chunk: list[PromptItem], spec: GenerationSpec, policy: GenerationBackend,
+                   lineage: dict) -> dict[str, list[dict]]:
+    """N sampled answers per prompt, each scored by the refusal rule; SFT rows and pairs from them.
+
+    All N x len(chunk) conversations go to the model as one batched call; the sampler draws each
+    row separately, so the N copies of a prompt give N different answers.
+    """
+    conversations = [templates.initial_conversation(item.prompt, spec.system_prompt) for item in chunk]
+    sampling = spec.settings.model_copy(update={"temperature": spec.sample_temperature,
+                                                "seed": spec.seed + BEST_OF_N_SEED})
+    generations = policy.generate([c for c in conversations for _ in range(spec.best_of_n)], sampling)
+    rows: dict[str, list[dict]] = {SAMPLES_FILE: [], SFT_FILE: [], BEST_OF_N_PAIRS_FILE: []}
+    row_lineage = {**lineage, "feedback": "refusal_rule", "best_of_n": spec.best_of_n,
+                   "sample_temperature": spec.sample_temperature, "system_prompt": spec.system_prompt}
+    for index, item in enumerate(chunk):
+        answers = [g.text for g in generations[index * spec.best_of_n:(index + 1) * spec.best_of_n]]
+        should_refuse = item.source in {_set_stem(source) for source in spec.refuse_sources}
+        verdicts = [{"answer": a, "refused": is_refusal(a), "passes": bool(a.strip()) and is_refusal(a) == should_refuse}
+                    for a in answers]
+        rows[SAMPLES_FILE].append({"id": item.id, "category": item.category, "prompt": item.prompt,
+                                   "should_refuse": should_refuse, "samples": verdicts})
+        passing = [v["answer"] for v in verdicts if v["passes"]]
+        failing = [v["answer"] for v in verdicts if not v["passes"] and v["answer"].strip()]
+        if passing and "sft" in spec.phases and spec.sft_source == "best_of_n":
+            rows[SFT_FILE].append({"id": item.id, "category": item.category, "principles": [],
+                                   "messages": _user_turns(item.prompt, spec) + [_assistant(passing[0])],
+                                   "lineage": row_lineage})
+        if passing and failing and "prefs" in spec.phases and "best_of_n" in spec.pair_sources:
+            rows[BEST_OF_N_PAIRS_FILE].append({
+                "id": item.id, "category": item.category, "principles": [], "source": "best_of_n",
+                "prompt": _user_turns(item.prompt, spec), "chosen": [_assistant(passing[0])],
+                "rejected": [_assistant(failing[0])], "lineage": row_lineage})
     return rows
 
 
@@ -365,8 +437,14 @@ def judge_principles(constitution: Constitution, spec: GenerationSpec, prompt: s
     return chosen
 
 
+def _set_stem(source: str) -> str:
+    """A prompt's ``source`` is its file's stem: "mine.csv" and a path to it both name "mine"."""
+    path = Path(source.strip())
+    return path.stem if path.suffix in (".txt", ".jsonl", ".csv") else path.name
+
+
 def _user_turns(prompt: str, spec: GenerationSpec) -> list[dict]:
-    return templates.initial_conversation(prompt, spec.system_prompt)
+    return templates.initial_conversation(prompt, spec.system_prompt if spec.system_prompt_in_data else None)
 
 
 def _assistant(text: str) -> dict:
@@ -523,6 +601,20 @@ class _PromptRow(_Row):
     prompt: str
 
 
+class _Sample(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    answer: str
+    refused: bool
+    passes: bool
+
+
+class _SamplesRow(_Row):
+    prompt: str
+    should_refuse: bool
+    samples: list[_Sample] = Field(min_length=1)
+
+
 class _DoneRow(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -532,6 +624,7 @@ class _DoneRow(BaseModel):
 ROW_SHAPES: dict[str, type[BaseModel]] = {
     SFT_FILE: _SftRow, TRACES_FILE: _TraceRow, REVISION_PAIRS_FILE: _PairRow, RLAIF_PAIRS_FILE: _PairRow,
     JUDGEMENTS_FILE: _JudgementRow, PROMPTS_FILE: _PromptRow, DONE_FILE: _DoneRow,
+    BEST_OF_N_PAIRS_FILE: _PairRow, SAMPLES_FILE: _SamplesRow,
 }
 
 
@@ -603,11 +696,13 @@ def write_card(folder: Path) -> None:
         f"{summary['done']} of {summary['prompts']} prompts are done.", "",
         "## Files", "",
         "| file | rows | what |", "|---|---|---|",
-        f"| {SFT_FILE} | {summary['rows'][SFT_FILE]} | Phase 1 SFT rows: the prompt and the final revision (`messages`) |",
+        f"| {SFT_FILE} | {summary['rows'][SFT_FILE]} | SFT rows: the prompt and the final revision, or the best-of-N answer (`messages`) |",
         f"| {TRACES_FILE} | {summary['rows'][TRACES_FILE]} | each SFT row's whole critique and revision trace |",
         f"| {REVISION_PAIRS_FILE} | {summary['rows'][REVISION_PAIRS_FILE]} | pairs: chosen = final revision, rejected = first answer |",
         f"| {RLAIF_PAIRS_FILE} | {summary['rows'][RLAIF_PAIRS_FILE]} | AI-judged pairs with the soft label `label` = P(chosen is better) |",
-        f"| {JUDGEMENTS_FILE} | {summary['rows'][JUDGEMENTS_FILE]} | every judged pair, kept or dropped |", "",
+        f"| {JUDGEMENTS_FILE} | {summary['rows'][JUDGEMENTS_FILE]} | every judged pair, kept or dropped |",
+        f"| {BEST_OF_N_PAIRS_FILE} | {summary['rows'][BEST_OF_N_PAIRS_FILE]} | pairs: a sample the refusal rule passes over one it fails |",
+        f"| {SAMPLES_FILE} | {summary['rows'][SAMPLES_FILE]} | every best-of-N sample with its verdict |", "",
     ]
     stats = summary["prompt_stats"]
     if stats:

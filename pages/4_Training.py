@@ -84,7 +84,8 @@ PLAYGROUND = "pages/2_Playground.py"
 DATA_PAGE = "pages/3_Data.py"
 PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
 METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
-PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions"}
+PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions",
+               "best_of_n": "best-of-N pairs (refusal rule)"}
 RESUMABLE = ("cancelled", "interrupted", "failed")
 # The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
 START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
@@ -293,8 +294,8 @@ def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str]
     if method == "sft":
         text = f"{name} · {plural(rows.get(SFT_FILE, 0), 'SFT row')}"
     else:
-        text = f"{name} · " + " + ".join(f"{rows.get(PAIR_FILES[p], 0)} {'RLAIF' if p == 'rlaif' else 'revision'}"
-                                        for p in pairs) + " pairs"
+        short = {"rlaif": "RLAIF", "revision": "revision", "best_of_n": "best-of-N"}
+        text = f"{name} · " + " + ".join(f"{rows.get(PAIR_FILES[p], 0)} {short[p]}" for p in pairs) + " pairs"
     return text + (" (still being generated)" if active else "")
 
 
@@ -426,7 +427,7 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
         base_override = start_inputs(method, runs, recipe_base)
 
         pairs_override = None
-        pairs = ["rlaif", "revision"]
+        pairs = list(PAIR_LABELS)
         if method == "dpo":
             if pairs_key(recipe) not in st.session_state:
                 try:
@@ -434,9 +435,10 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
                 except RecipeError:
                     st.session_state[pairs_key(recipe)] = pairs
             pairs = pairs_override = st.multiselect(
-                "Preference pairs", ["rlaif", "revision"], key=pairs_key(recipe), format_func=PAIR_LABELS.get,
+                "Preference pairs", list(PAIR_LABELS), key=pairs_key(recipe), format_func=PAIR_LABELS.get,
                 help="Which pairs of a dataset DPO trains on (the recipe's pairs setting, set here): the two samples "
-                     "ranked by the AI judge, and/or final revision (chosen) against first answer (rejected).")
+                     "ranked by the AI judge, final revision (chosen) against first answer (rejected), and a "
+                     "best-of-N sample the refusal rule passes against one it fails.")
             if not pairs:
                 st.warning("Choose at least one kind of pair.")
         data, rows = data_inputs(method, datasets, pairs)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, SFT_FILE, datasets_dir
+from ..data import BEST_OF_N_PAIRS_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, SFT_FILE, datasets_dir
 from ..textfiles import decode_text
 from ..constitution import ConstitutionError
 from .spec import RecipeError, TrainingSpec
 
-PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
+PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE, "best_of_n": BEST_OF_N_PAIRS_FILE}
 MAX_DATA_BYTES = 2_000_000_000
 ROLES = ("system", "user", "assistant", "tool")
 LINES_NAMED = 5  # bad lines listed by number before "and N more"
@@ -42,7 +42,8 @@ def data_files(spec: TrainingSpec) -> list[Path]:
                 raise TrainingDataError(f"there is no dataset named {entry!r} (see `cai datasets`) and no file of that name")
         if path.is_dir():
             wanted = [SFT_FILE] if spec.method == "sft" else [PAIR_FILES[p] for p in spec.pairs]
-            present = [path / name for name in wanted if (path / name).is_file()]
+            # A dataset made without some source still has its (empty) file: skip it, not fail on it.
+            present = [path / name for name in wanted if (path / name).is_file() and (path / name).stat().st_size]
             if not present:
                 raise TrainingDataError(f"dataset {path.name!r} has no {' or '.join(wanted)}, so it holds no "
                                         f"{'SFT rows' if spec.method == 'sft' else 'preference pairs'}")

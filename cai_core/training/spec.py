@@ -65,8 +65,9 @@ class TrainingSpec(BaseModel):
     # Dataset names from the Data page, or .jsonl files (SFT: messages, or prompt + completion;
     # DPO: prompt + chosen + rejected).
     data: list[str] = Field(default_factory=list)
-    # Which preference pairs of a dataset DPO trains on: the AI-judged ones, the revision ones, or both.
-    pairs: list[Literal["rlaif", "revision"]] = Field(default=["rlaif", "revision"], min_length=1)
+    # Which preference pairs of a dataset DPO trains on: the AI-judged ones, the revision ones, the
+    # best-of-N ones (refusal rule), or any mix.
+    pairs: list[Literal["rlaif", "revision", "best_of_n"]] = Field(default=["rlaif", "revision", "best_of_n"], min_length=1)
     limit: int | None = Field(default=None, ge=1, description="use at most this many rows (quick runs)")
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
