@@ -6,6 +6,9 @@ keeps its own files, progress and resume. ``state.json`` records which stages of
 finished; a stopped or killed loop starts again at the round and stage where it stopped, and the
 stage itself resumes from its own checkpoint.
 
+Each round generates from the training half of the prompt sets only, and the safety suites score
+the other half (cai_core.promptsets), so a round is measured on prompts it never trained on.
+
 Before round 1 the starting model is evaluated once ("round 0"). After each round the loop stops
 early when quality (the mean score of the quality suites, the capability suites by default) falls
 below ``stop_ratio`` x the previous round's: a round that costs more capability than that is not
@@ -62,6 +65,16 @@ def parse_loop_spec(data: dict) -> LoopSpec:
         check_suite_names(spec.eval_suites)
     except EvaluationError as error:
         raise LoopError(str(error)) from None
+    if spec.generation.get("prompt_split", "train") != "train":
+        raise LoopError("the loop always generates from the training half of the prompt sets (prompt_split: train), "
+                        "so that each round is scored on prompts it never trained on")
+    from ..data import GenerationSpec
+
+    try:  # a bad generation setting is one sentence now, not a failed round later
+        GenerationSpec.model_validate({"constitution": spec.constitution, "prompt_sources": spec.prompt_sources,
+                                       **spec.generation})
+    except ValidationError as error:
+        raise LoopError(f"generation settings: {first_error_message(error)[0]}") from None
     return spec
 
 
@@ -134,7 +147,7 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
             generation = GenerationSpec.model_validate({
                 "constitution": spec.constitution, "prompt_sources": spec.prompt_sources,
                 "limit": spec.prompts_per_round, "shuffle": True, "seed": spec.seed + round_number,
-                "policy_model": model, **spec.generation})
+                "policy_model": model, **spec.generation, "prompt_split": "train"})
             from ..data import prepare_dataset
 
             prepare_dataset(data_folder, generation)
