@@ -1,5 +1,9 @@
 """Data: turn a constitution and prompt sets into Phase 1 SFT rows and Phase 2 preference pairs.
 
+SFT rows and pairs come from the critique → revision chain, from two samples ranked by an AI judge
+(RLAIF), or, for models too small to critique or judge themselves, from N samples scored by the
+refusal rule (best-of-N).
+
 Layout and widgets only. A dataset is made by a worker process (``cai_core.jobs``) writing into its
 own folder; this page starts it, polls the folder from a fragment and reads the rows written so
 far. Nothing is generated in the script thread, so a rerun, a closed tab or a second browser
@@ -18,12 +22,14 @@ import streamlit as st
 from cai_core import charts
 from cai_core.constitution import ConstitutionError
 from cai_core.data import (
+    BEST_OF_N_PAIRS_FILE,
     DONE_FILE,
     JUDGEMENTS_FILE,
     PROMPTS_FILE,
     REVISION_PAIRS_FILE,
     RLAIF_PAIRS_FILE,
     ROW_FILES,
+    SAMPLES_FILE,
     SFT_FILE,
     TRACES_FILE,
     GenerationSpec,
@@ -82,8 +88,10 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, STARTED = (
-    key("flash"), key("selected"), key("name"), key("sources"), key("upload"), key("upload_message"), key("started"))
+FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, STARTED, REFUSE = (
+    key("flash"), key("selected"), key("name"), key("sources"), key("upload"), key("upload_message"), key("started"),
+    key("refuse_sources"))
+SFT_SOURCES = {"revision": "critique → revision chain", "best_of_n": "best of N samples (refusal rule)"}
 
 
 def suggest_name() -> str:
@@ -156,25 +164,26 @@ def save_upload() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _prompt_selection(sources: tuple[str, ...], limit: int | None, shuffle_seed: int | None, stamps: tuple) -> dict:
-    loaded = load_prompt_sources(list(sources), shuffle_seed=shuffle_seed)
+def _prompt_selection(sources: tuple[str, ...], limit: int | None, shuffle_seed: int | None, training_only: bool,
+                      stamps: tuple) -> dict:
+    loaded = load_prompt_sources(list(sources), shuffle_seed=shuffle_seed, training_only=training_only)
     available = len(loaded.items)
     loaded.items = loaded.items[:limit] if limit else loaded.items
     return {"prompts": len(loaded.items), "available": available, "categories": loaded.categories(),
             "blank_lines": loaded.blank_lines, "duplicates_removed": loaded.duplicates_removed}
 
 
-def prompt_selection(sources: list[str], limit: int | None, shuffle_seed: int | None) -> dict:
+def prompt_selection(sources: list[str], limit: int | None, shuffle_seed: int | None, training_only: bool) -> dict:
     """Counts of what the chosen sets give (cached until one of their files changes)."""
     stamps = []
     for source in sources:
         path = resolve_prompt_source(source)
         stat = path.stat()
         stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return _prompt_selection(tuple(sources), limit, shuffle_seed, tuple(stamps))
+    return _prompt_selection(tuple(sources), limit, shuffle_seed, training_only, tuple(stamps))
 
 
-def prompt_set_inputs(limit: int | None, shuffle_seed: int | None) -> list[str]:
+def prompt_set_inputs(limit: int | None, shuffle_seed: int | None, training_only: bool) -> list[str]:
     options = list_prompt_sets()
     if SOURCES in st.session_state:
         st.session_state[SOURCES] = [s for s in st.session_state[SOURCES] if s in options]
@@ -194,7 +203,7 @@ def prompt_set_inputs(limit: int | None, shuffle_seed: int | None) -> list[str]:
         st.caption("Choose at least one prompt set.")
         return sources
     try:
-        selection = prompt_selection(sources, limit, shuffle_seed)
+        selection = prompt_selection(sources, limit, shuffle_seed, training_only)
     except ConstitutionError as error:
         st.error(sentence(error))
         return sources
@@ -204,6 +213,8 @@ def prompt_set_inputs(limit: int | None, shuffle_seed: int | None) -> list[str]:
     if selection["blank_lines"]:
         notes.append(plural(selection["blank_lines"], "blank line") + " skipped")
     used, available = selection["prompts"], selection["available"]
+    if training_only:
+        notes.append("the shipped sets' evaluation half left out")
     st.caption((f"The first {used} of {plural(available, 'prompt')}" if used < available else plural(used, "prompt"))
                + " will be used" + (f" ({', '.join(notes)})" if notes else "") + ". By category:")
     categories = selection["categories"]
@@ -237,10 +248,10 @@ def advanced_inputs() -> dict:
                                                key=key("repetition_penalty"),
                                                help="1.0 is off; small models loop without it.")
         one, two, three, four = st.columns(4)
-        sample_temperature = one.number_input("RLAIF sample temperature", 0.05, 2.0, _SPEC["sample_temperature"].default,
-                                              0.05, key=key("sample_temperature"),
-                                              help="The two answers of an RLAIF pair are sampled at this temperature; "
-                                                   "higher gives more different answers to judge.")
+        sample_temperature = one.number_input("Sample temperature (RLAIF, best-of-N)", 0.05, 2.0,
+                                              _SPEC["sample_temperature"].default, 0.05, key=key("sample_temperature"),
+                                              help="The two answers of an RLAIF pair and the N best-of-N samples are "
+                                                   "drawn at this temperature; higher gives more different answers.")
         judge_ensemble = two.number_input("Judge ensemble size", 1, 8, _SPEC["judge_ensemble"].default, 1,
                                           key=key("judge_ensemble"),
                                           help="Each pair is judged under this many principles, drawn by weight, and averaged.")
@@ -259,14 +270,42 @@ def advanced_inputs() -> dict:
                                       help="Prompts generated together: bigger is faster until memory runs out.")
         chunk_size = three.number_input("Chunk size", 1, 4096, _SPEC["chunk_size"].default, 1, key=key("chunk_size"),
                                         help="Prompts written per checkpoint: a stopped or killed run loses at most this much work.")
-        system_prompt = st.text_area("System prompt (optional)", key=key("system_prompt"), height=68)
+        system_prompt = (st.text_area("System prompt (optional)", key=key("system_prompt"), height=68) or "").strip()
+        distil = system_prompt and st.checkbox(
+            "Train without the system prompt (context distillation)", value=False, key=key("distil"),
+            help="The answers are written under the system prompt, but the SFT rows and pairs leave it out, so a "
+                 "model trained on them learns to behave as if it were still there.")
     return {
         "settings": {"max_new_tokens": int(max_new_tokens), "temperature": float(temperature), "top_p": float(top_p),
                      "repetition_penalty": float(repetition_penalty), "seed": int(seed), "batch_size": int(batch_size)},
         "sample_temperature": float(sample_temperature), "judge_ensemble": int(judge_ensemble),
         "min_confidence": float(min_confidence), "label_band": list(band) if use_band else None,
-        "seed": int(seed), "chunk_size": int(chunk_size), "system_prompt": (system_prompt or "").strip() or None,
+        "seed": int(seed), "chunk_size": int(chunk_size), "system_prompt": system_prompt or None,
+        "system_prompt_in_data": not distil,
     }
+
+
+def best_of_n_inputs(sources: list[str], split: bool) -> dict:
+    """N and the sets whose prompts should be declined (drawn only when best-of-N is used)."""
+    if REFUSE in st.session_state:
+        st.session_state[REFUSE] = [s for s in st.session_state[REFUSE] if s in sources]
+    else:
+        st.session_state[REFUSE] = [s for s in ("red_team",) if s in sources]
+    n_col, refuse_col = st.columns([1, 3])
+    n = n_col.number_input("N (samples per prompt)", 2, 16,
+                           _SPEC["best_of_n"].default, 1, key=key("best_of_n"),
+                           help="Answers sampled per prompt, at the sample temperature (under Advanced).")
+    refuse = refuse_col.multiselect("Prompt sets whose prompts should be declined", sources, key=REFUSE,
+                                    help="Every prompt from the other chosen sets should be answered.")
+    st.caption("Best-of-N is for models too small to critique or judge themselves: each sample is scored by the "
+               "refusal rule (a sample passes when it declines a prompt from a set above, or answers any other "
+               "prompt). "
+               + ("It is the refusal suites' own rule, and the split above keeps their prompts out of this data, so "
+                  "they then measure the trained model on prompts it never saw."
+                  if split else
+                  "It is the refusal suites' own rule, and without the split above this data holds the very prompts "
+                  "they score, so they would measure the trained model on prompts it trained on."))
+    return {"best_of_n": int(n), "refuse_sources": list(refuse)}
 
 
 def new_dataset_form(names: list[str], expanded: bool) -> None:
@@ -285,20 +324,35 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         order = order_col.radio("Principle order", ["random", "sequential"], horizontal=True, key=key("order"),
                                 help="random: each round draws a principle by weight (repeatable with the seed); "
                                      "sequential: rounds walk the principles in order.")
-        shuffle = st.checkbox("Mix the sets in a random order before the limit", value=True, key=key("shuffle"),
-                              help="Seeded, so the same seed picks the same prompts. Off: the sets' own order, "
-                                   "so a small limit takes only the first set's first categories.")
-        sources = prompt_set_inputs(limit or None, int(st.session_state.get(key("seed"), 0)) if shuffle else None)
+        shuffle_col, split_col = st.columns(2)
+        shuffle = shuffle_col.checkbox("Mix the sets in a random order before the limit", value=True, key=key("shuffle"),
+                                       help="Seeded, so the same seed picks the same prompts. Off: the sets' own order, "
+                                            "so a small limit takes only the first set's first categories.")
+        split = split_col.checkbox("Leave out the prompts the safety suites evaluate on", value=True, key=key("split"),
+                                   help="The refusal suites score one half of the shipped red-team and benign sets; "
+                                        "this keeps to the other half, so a model trained on this data is measured "
+                                        "on prompts it never saw. Your own prompt sets are always used whole.")
+        sources = prompt_set_inputs(limit or None, int(st.session_state.get(key("seed"), 0)) if shuffle else None, split)
         st.markdown("**What to make**")
         phase_col, pairs_col = st.columns(2)
         with phase_col:
-            sft = st.checkbox("Phase 1: SFT data (prompt → final revision)", value=True, key=key("phase_sft"))
+            sft = st.checkbox("Phase 1: SFT data (prompt → answer)", value=True, key=key("phase_sft"))
+            sft_source = st.radio("SFT rows from", list(SFT_SOURCES), format_func=SFT_SOURCES.get, horizontal=True,
+                                  key=key("sft_source"), disabled=not sft,
+                                  help="The chain's final revision (as in the paper), or the first of N samples "
+                                       "that passes the refusal rule.")
             prefs = st.checkbox("Phase 2: preference pairs", value=True, key=key("phase_prefs"))
         with pairs_col:
             from_revisions = st.checkbox("Pairs from revisions (chosen = final revision, rejected = first answer)",
                                          value=True, key=key("pairs_revision"), disabled=not prefs)
             rlaif = st.checkbox("RLAIF pairs (two samples ranked by the AI judge)", value=True,
                                 key=key("pairs_rlaif"), disabled=not prefs)
+            best_pairs = st.checkbox("best-of-N pairs (refusal rule)", value=False, key=key("pairs_best_of_n"),
+                                     disabled=not prefs,
+                                     help="Chosen = a sample the refusal rule passes, rejected = one it fails.")
+        best_of_n = {}
+        if (sft and sft_source == "best_of_n") or (prefs and best_pairs):
+            best_of_n = best_of_n_inputs(sources, split)
         policy_col, judge_col = st.columns(2)
         policy = policy_col.text_input("Policy model", value=default_model_spec(), key=key("policy_model"),
                                        help='"default" (the bundled model), a local model folder, a Hugging Face hub id, '
@@ -309,8 +363,11 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         if st.button("Start generating", type="primary", key=key("launch"), icon=":material/play_arrow:"):
             spec = {
                 "constitution": constitution, "prompt_sources": sources, "limit": limit or None, "shuffle": shuffle,
+                "prompt_split": "train" if split else "all",
                 "phases": [p for p, on in (("sft", sft), ("prefs", prefs)) if on],
-                "pair_sources": [p for p, on in (("revision", from_revisions), ("rlaif", rlaif)) if on],
+                "pair_sources": [p for p, on in (("revision", from_revisions), ("rlaif", rlaif),
+                                                 ("best_of_n", best_pairs)) if on],
+                "sft_source": sft_source, **best_of_n,
                 "rounds": int(rounds), "principles": principles, "order": order,
                 "policy_model": (policy or "").strip() or default_model_spec(),
                 "judge_model": (judge or "").strip() or None, **advanced,
@@ -352,7 +409,7 @@ def launch(name: str, spec_data: dict) -> None:
         st.error("Choose at least one phase to make.")
         return
     if "prefs" in spec_data["phases"] and not spec_data["pair_sources"]:
-        st.error("Phase 2 needs at least one pair source: pairs from revisions or RLAIF pairs.")
+        st.error("Phase 2 needs at least one pair source: pairs from revisions, RLAIF pairs or best-of-N pairs.")
         return
     if not start_or_explain(folder, spec_data):
         return
@@ -502,7 +559,12 @@ def show_sft_row(row: dict, trace: dict | None) -> None:
         show_text(user)
         final = messages[-1].get("content", "") if messages else ""
         if trace is None:
-            panels([("Final answer (the SFT target)", [("", final)])])
+            from_samples = (row.get("lineage") or {}).get("feedback") == "refusal_rule"
+            panels([("Best-of-N sample (the SFT target)" if from_samples else "Final answer (the SFT target)",
+                     [("", final)])])
+            if from_samples:
+                st.caption("The first of the prompt's samples that passes the refusal rule; the Best-of-N samples "
+                           "tab shows them all.")
             return
         parts = [("Initial answer", [("", trace.get("initial", ""))])]
         for step in trace.get("steps", []):
@@ -563,6 +625,33 @@ def show_judgement(row: dict, prompts: dict[str, str], min_confidence: float | N
         st.caption(md(" · ".join(lines)))
 
 
+def best_of_n_details(row: dict, samples: dict[str, dict]) -> str:
+    """Why a best-of-N pair's chosen answer is the better one, under the refusal rule."""
+    sampled = samples.get(row.get("id"))
+    if sampled is None:
+        return "chosen passes the refusal rule, rejected fails it"
+    if sampled.get("should_refuse"):
+        return "this prompt should be declined: the chosen answer declines, the rejected one does not"
+    return "this prompt should be answered: the chosen answer does, the rejected one declines"
+
+
+def show_samples(row: dict) -> None:
+    """One prompt's best-of-N samples, each marked by the refusal rule's verdict."""
+    with st.container(border=True):
+        samples = row.get("samples") or []
+        passing = sum(bool(s.get("passes")) for s in samples)
+        should = "should be declined" if row.get("should_refuse") else "should be answered"
+        row_caption(row, md(f" · {should} · {passing} of {plural(len(samples), 'sample')} pass"))
+        st.caption("Prompt")
+        show_text(row.get("prompt", ""))
+        parts = []
+        for number, sample in enumerate(samples, 1):
+            verdict = "passes" if sample.get("passes") else "fails"
+            declined = "declines" if sample.get("refused") else "answers"
+            parts.append((f"Sample {number} · {verdict}", [(declined, sample.get("answer", ""))]))
+        panels(parts)
+
+
 def empty_rows_message(job: JobState, made: bool, what: str, chunk_size: int | None) -> None:
     if not made:
         st.info(f"This dataset makes no {what}: it was not chosen when the dataset was started.")
@@ -595,14 +684,20 @@ def browse(folder: Path, job: JobState, data: dict[str, list[dict]], spec: dict)
         return confidence is None or low - 1e-9 <= confidence <= high + 1e-9
 
     phases, sources = spec.get("phases", []), spec.get("pair_sources", [])
+    sft_from_samples = "sft" in phases and spec.get("sft_source") == "best_of_n"
+    samples_made = sft_from_samples or ("prefs" in phases and "best_of_n" in sources)
     chunk = spec.get("chunk_size")
     traces = {row.get("id"): row for row in data[TRACES_FILE]}
-    sft_tab, revision_tab, rlaif_tab, judgements_tab = st.tabs(
-        ["Phase 1 (SFT)", "Pairs from revisions", "RLAIF pairs", "Judgements"])
+    samples = {row.get("id"): row for row in data[SAMPLES_FILE]}
+    sft_tab, revision_tab, rlaif_tab, judgements_tab, best_tab, samples_tab = st.tabs(
+        ["Phase 1 (SFT)", "Pairs from revisions", "RLAIF pairs", "Judgements", "Best-of-N pairs", "Best-of-N samples"])
     with sft_tab:
         rows = [row for row in data[SFT_FILE] if keep(row)]
         if not rows:
             empty_rows_message(job, "sft" in phases, "SFT rows", chunk)
+            if sft_from_samples and data[SAMPLES_FILE]:
+                st.caption("An SFT row is made only when one of a prompt's samples passes the refusal rule; the "
+                           "Best-of-N samples tab shows every sample.")
         for row in paginate(rows, f"{name}:sft"):
             show_sft_row(row, traces.get(row.get("id")))
     with revision_tab:
@@ -631,6 +726,33 @@ def browse(folder: Path, job: JobState, data: dict[str, list[dict]], spec: dict)
             empty_rows_message(job, "prefs" in phases and "rlaif" in sources, "judged pairs", chunk)
         for row in paginate(rows, f"{name}:judgements"):
             show_judgement(row, prompts, spec.get("min_confidence"))
+    with best_tab:
+        rows = [row for row in data[BEST_OF_N_PAIRS_FILE] if keep(row)]
+        if not rows:
+            empty_rows_message(job, "prefs" in phases and "best_of_n" in sources, "best-of-N pairs", chunk)
+            if data[SAMPLES_FILE] and "prefs" in phases and "best_of_n" in sources:
+                st.caption("A pair is made only when a prompt has both a sample the refusal rule passes and one it "
+                           "fails; the Best-of-N samples tab shows every sample.")
+        for row in paginate(rows, f"{name}:best_of_n"):
+            show_pair(row, prompts, md(best_of_n_details(row, samples)))
+    with samples_tab:
+        every = data[SAMPLES_FILE]
+        if every:
+            passed = sum(any(s.get("passes") for s in row.get("samples") or []) for row in every)
+            st.caption(f"Prompts with a sample that passes the refusal rule: {passed} of {len(every)}. A sample "
+                       "passes when it declines a prompt from a set to decline, or answers any other prompt.")
+        show = st.radio("Show", ["all", "some sample passes", "no sample passes"], horizontal=True,
+                        key=key(f"sampled:{name}"))
+
+        def shown(row: dict) -> bool:
+            passes = any(s.get("passes") for s in row.get("samples") or [])
+            return show == "all" or passes == (show == "some sample passes")
+
+        rows = [row for row in every if keep(row) and shown(row)]
+        if not rows:
+            empty_rows_message(job, samples_made, "best-of-N samples", chunk)
+        for row in paginate(rows, f"{name}:samples"):
+            show_samples(row)
 
 
 # ---------------------------------------------------------------- summary, charts, downloads, delete
@@ -644,6 +766,8 @@ def show_summary(folder: Path, data: dict[str, list[dict]], spec: dict) -> None:
         st.metric("SFT rows", len(data[SFT_FILE]))
         st.metric("Pairs from revisions", len(data[REVISION_PAIRS_FILE]))
         st.metric("RLAIF pairs kept", f"{kept} of {len(judged)} judged" if judged else "0")
+        if data[SAMPLES_FILE] or data[BEST_OF_N_PAIRS_FILE]:
+            st.metric("Best-of-N pairs", len(data[BEST_OF_N_PAIRS_FILE]))
     with st.expander("Settings and dataset card"):
         st.caption("The settings this dataset was made with (spec.json)")
         st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")
@@ -661,8 +785,8 @@ def show_charts(folder: Path, data: dict[str, list[dict]]) -> None:
     left, right = st.columns(2)
     left.plotly_chart(charts.judge_confidence_histogram(judged), key=key(f"chart-confidence:{folder.name}"))
     right.plotly_chart(charts.order_disagreement_chart(judged), key=key(f"chart-orders:{folder.name}"))
-    by_file = {name: data[name] for name in (SFT_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE)
-               if data[name]}
+    by_file = {name: data[name] for name in (SFT_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE,
+                                             BEST_OF_N_PAIRS_FILE) if data[name]}
     left, right = st.columns(2)
     left.plotly_chart(charts.rows_per_principle_chart(by_file), key=key(f"chart-principles:{folder.name}"))
     right.plotly_chart(charts.rows_per_category_chart(by_file), key=key(f"chart-categories:{folder.name}"))
@@ -713,7 +837,8 @@ def show_delete(folder: Path, job: JobState) -> None:
 st.set_page_config(page_title="Data · Constitution Studio", layout="wide")
 st.title("Data")
 st.caption("Turn a constitution into training data: Phase 1 SFT rows from critique → revision chains, and "
-           "Phase 2 preference pairs, from the revisions and ranked by an AI judge (RLAIF).")
+           "Phase 2 preference pairs, from the revisions and ranked by an AI judge (RLAIF); or, for a model too "
+           "small to critique or judge itself, the best of N samples under the refusal rule.")
 apply_pending()
 show_flash(FLASH)
 

@@ -16,16 +16,26 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cai_core.data import (
+    BEST_OF_N_PAIRS_FILE,
     JUDGEMENTS_FILE,
+    PROMPTS_FILE,
     RLAIF_PAIRS_FILE,
+    SAMPLES_FILE,
     SFT_FILE,
+    GenerationSpec,
     datasets_dir,
     parse_spec,
     prepare_dataset,
     read_rows,
+    run_generation,
 )
 from cai_core.jobs import JobState, prepare_job, read_job, write_json
-from cai_core.promptsets import user_prompt_sets_dir
+from cai_core.models import GenerationSettings
+from cai_core.promptsets import (
+    evaluation_half,
+    load_prompt_sources,
+    user_prompt_sets_dir,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
@@ -147,8 +157,12 @@ def test_launch_runs_in_a_worker_then_rows_charts_and_downloads_show(app):
     app.run()
     assert not app.exception, app.exception
     assert "**State:** finished" in markdown_values(app)
-    assert [t.label for t in app.tabs] == ["Phase 1 (SFT)", "Pairs from revisions", "RLAIF pairs", "Judgements"]
-    sft_tab, _revision_tab, _rlaif_tab, judgements_tab = app.tabs
+    assert [t.label for t in app.tabs] == ["Phase 1 (SFT)", "Pairs from revisions", "RLAIF pairs", "Judgements",
+                                           "Best-of-N pairs", "Best-of-N samples"]
+    sft_tab, _revision_tab, _rlaif_tab, judgements_tab, best_tab, samples_tab = app.tabs
+    # Best-of-N was not chosen (the default): its tabs say so rather than stay blank.
+    assert any("makes no best-of-N pairs" in i.value for i in best_tab.info)
+    assert any("makes no best-of-N samples" in i.value for i in samples_tab.info)
     sft_rows = read_rows(folder / SFT_FILE)
     assert len(sft_rows) == 12
     # Ten rows a page: page 1 shows the first prompt, page 2 the last two.
@@ -224,3 +238,156 @@ def test_a_dataset_edited_by_hand_shows_its_bad_lines_instead_of_failing(tiny_mo
     warnings = " ".join(unescape(w.value) for w in at.warning)
     assert "sft.jsonl: 3 rows (line 1, 2, 3) are not in the shape" in warnings
     assert "prompts.jsonl: 1 row (line 2) is not in the shape" in warnings
+
+
+def checkbox_keys(at: AppTest) -> set[str]:
+    return {c.key for c in at.checkbox}
+
+
+def test_best_of_n_and_distillation_inputs_appear_only_when_used(app):
+    # The split is on by default; best-of-N and context distillation are not in play.
+    assert app.checkbox(key=k("split")).value is True
+    assert app.radio(key=k("sft_source")).value == "revision"
+    assert app.checkbox(key=k("pairs_best_of_n")).value is False
+    assert not [n for n in app.number_input if n.key == k("best_of_n")]
+    assert not [m for m in app.multiselect if m.key == k("refuse_sources")]
+    assert k("distil") not in checkbox_keys(app)
+
+    app.radio(key=k("sft_source")).set_value("best_of_n").run()
+    assert not app.exception, app.exception
+    assert app.number_input(key=k("best_of_n")).value == 4
+    refuse = app.multiselect(key=k("refuse_sources"))
+    assert refuse.value == ["red_team"] and refuse.options == ["red_team", "benign"]
+    # The split is on, so the caption promises unseen prompts; off, it warns that they are not.
+    assert any("never saw" in c.value for c in app.caption)
+    app.checkbox(key=k("split")).uncheck().run()
+    assert any("prompts it trained on" in c.value for c in app.caption)
+
+    # Best-of-N pairs alone (SFT from the chain) also ask for N.
+    app.radio(key=k("sft_source")).set_value("revision").run()
+    assert not [n for n in app.number_input if n.key == k("best_of_n")]
+    app.checkbox(key=k("pairs_best_of_n")).check().run()
+    assert app.number_input(key=k("best_of_n")).value == 4
+
+    app.text_area(key=k("system_prompt")).set_value("You are a careful assistant.").run()
+    assert not app.exception, app.exception
+    assert app.checkbox(key=k("distil")).value is False
+
+
+def test_the_split_leaves_out_the_evaluation_half_in_the_preview(app):
+    app.number_input(key=k("limit")).set_value(0).run()
+    with_split = int(app.dataframe[0].value["prompts"].sum())
+    app.checkbox(key=k("split")).uncheck().run()
+    assert not app.exception, app.exception
+    everything = int(app.dataframe[0].value["prompts"].sum())
+    held_out = len(evaluation_half(load_prompt_sources(["red_team", "benign"]).items))
+    assert held_out and with_split == everything - held_out
+
+
+def test_phase_2_without_any_pair_source_is_one_error(app):
+    app.text_input(key=k("name")).set_value("no-pairs")
+    app.checkbox(key=k("pairs_revision")).uncheck()
+    app.checkbox(key=k("pairs_rlaif")).uncheck()
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert len(errors(app)) == 1 and "best-of-N pairs" in errors(app)[0]
+    assert not (datasets_dir() / "no-pairs").exists()
+
+
+def test_launch_best_of_n_with_the_split_and_context_distillation(app):
+    fill_small_run(app, "best", limit=4)
+    app.number_input(key=k("max_new_tokens")).set_value(4)
+    app.radio(key=k("sft_source")).set_value("best_of_n").run()
+    app.checkbox(key=k("pairs_revision")).uncheck()
+    app.checkbox(key=k("pairs_rlaif")).uncheck()
+    app.checkbox(key=k("pairs_best_of_n")).check()
+    app.number_input(key=k("best_of_n")).set_value(2)
+    app.text_area(key=k("system_prompt")).set_value("Be careful.").run()
+    app.checkbox(key=k("distil")).check()
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = datasets_dir() / "best"
+    spec = parse_spec(json.loads((folder / "spec.json").read_text())["spec"])
+    assert spec.sft_source == "best_of_n" and spec.pair_sources == ["best_of_n"] and spec.prompt_split == "train"
+    assert spec.best_of_n == 2 and spec.refuse_sources == ["red_team"]
+    assert spec.system_prompt == "Be careful." and spec.system_prompt_in_data is False
+    assert not spec.runs_chain and spec.samples_best_of_n
+    # None of the prompts the safety suites score went into the data.
+    held_out = {item.id for item in evaluation_half(load_prompt_sources(["red_team", "benign"]).items)}
+    used = {row["id"] for row in read_rows(folder / PROMPTS_FILE)}
+    assert len(used) == 4 and not used & held_out
+
+    wait_for_job(folder)
+    sampled = read_rows(folder / SAMPLES_FILE)
+    assert len(sampled) == 4 and all(len(row["samples"]) == 2 for row in sampled)
+    for row in read_rows(folder / SFT_FILE):  # context distillation: no system turn in the training rows
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    app.run()
+    assert not app.exception, app.exception
+    samples_tab = app.tabs[5]
+    assert sampled[0]["prompt"] in texts(samples_tab)
+    assert any("Best-of-N pairs" == m.label for m in app.metric)
+
+
+def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    folder = datasets_dir() / "sampled"
+    state = run_generation(folder, GenerationSpec(
+        constitution="general-hhh", prompt_sources=["red_team", "benign"], policy_model=str(tiny_model_dir),
+        sft_source="best_of_n", pair_sources=["best_of_n"], best_of_n=2, shuffle=True,
+        settings=GenerationSettings(max_new_tokens=6, batch_size=8), limit=6))
+    assert state.state == "finished"
+    sampled = read_rows(folder / SAMPLES_FILE)
+    assert len(sampled) == 6
+    # The random model rarely declines; a pair needs one passing and one failing sample, so add one by hand
+    # if the run made none (the viewer must show a pair either way).
+    pairs = read_rows(folder / BEST_OF_N_PAIRS_FILE)
+    if not pairs:
+        pair = {"id": sampled[0]["id"], "category": sampled[0]["category"], "principles": [], "source": "best_of_n",
+                "prompt": [{"role": "user", "content": sampled[0]["prompt"]}],
+                "chosen": [{"role": "assistant", "content": "chosen <b>answer</b>"}],
+                "rejected": [{"role": "assistant", "content": "rejected **answer**"}], "lineage": {}}
+        (folder / BEST_OF_N_PAIRS_FILE).write_text(json.dumps(pair) + "\n")
+        pairs = [pair]
+
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.session_state[k("selected")] = "sampled"
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    best_tab, samples_tab = at.tabs[4], at.tabs[5]
+    assert best_tab.label == "Best-of-N pairs" and samples_tab.label == "Best-of-N samples"
+    # Each prompt's samples are shown as text, with whether it should be declined and each sample's verdict.
+    shown = texts(samples_tab)
+    for row in sampled:
+        assert row["prompt"] in shown
+        for sample in row["samples"]:
+            if sample["answer"].strip():
+                assert sample["answer"] in shown
+    captions = [unescape(c.value) for c in samples_tab.caption]
+    red = next((row for row in sampled if row["should_refuse"]), None)
+    if red is not None:
+        assert any(red["id"] in c and "should be declined" in c for c in captions), captions
+    benign = next((row for row in sampled if not row["should_refuse"]), None)
+    if benign is not None:
+        assert any(benign["id"] in c and "should be answered" in c for c in captions), captions
+    first = sampled[0]["samples"][0]
+    title = f"Sample 1 · {'passes' if first['passes'] else 'fails'}"
+    assert title in [unescape(m.value).strip("*") for m in samples_tab.markdown]
+    # The pairs: chosen and rejected side by side, as text (never markdown or HTML).
+    best_texts = texts(best_tab)
+    assert pairs[0]["chosen"][-1]["content"] in best_texts and pairs[0]["rejected"][-1]["content"] in best_texts
+    assert {"Chosen", "Rejected"} <= {unescape(m.value).strip("*") for m in best_tab.markdown}
+    # The SFT rows come from the samples, and say so.
+    sft_rows = read_rows(folder / SFT_FILE)
+    if sft_rows:
+        assert "Best-of-N sample (the SFT target)" in [unescape(m.value).strip("*") for m in at.tabs[0].markdown]
+    # Filtering to prompts none of whose samples pass leaves exactly those.
+    at.radio(key=k("sampled:sampled")).set_value("no sample passes").run()
+    failing = [row for row in sampled if not any(s["passes"] for s in row["samples"])]
+    shown = texts(at.tabs[5])
+    assert all(row["prompt"] in shown for row in failing)
+    assert not any(row["prompt"] in shown for row in sampled if row not in failing)
+    labels = [d.label for d in at.get("download_button")]
+    assert any(label.startswith(SAMPLES_FILE) for label in labels), labels
