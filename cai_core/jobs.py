@@ -35,6 +35,7 @@ RUNNERS = {
     "train": "cai_core.training.trainer:run_training_job",
     "evaluate": "cai_core.evaluation.run:run_evaluation_job",
     "loop": "cai_core.evaluation.loop:run_loop_job",
+    "harmlessness": "cai_core.evaluation.harmlessness:run_harmlessness_job",
 }
 # The module a job's worker runs as (``python -m MODULE JOB_DIR``); a kind may name its own, so
 # the command the page shows is the one that runs.

@@ -20,27 +20,25 @@ import streamlit as st
 
 from cai_core import charts
 from cai_core.atomic import write_bytes_atomic
-from cai_core.constitution import ConstitutionError
 from cai_core.evaluation import (
     SUITES,
     EvaluationError,
     compare_reports,
     evaluations_dir,
-    judge_harmlessness,
     parse_evaluation_spec,
     read_report,
     start_evaluation,
 )
 from cai_core.evaluation import list_evaluations as list_evaluation_folders
+from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
 from cai_core.evaluation.loop import loops_dir
 from cai_core.evaluation.run import REPORT_FILE
 from cai_core.jobs import JobError, JobState, cancel_job, log_tail, read_job, read_json
-from cai_core.models import DEFAULT_MODEL, ModelLoadError, default_model_spec
-from cai_core.store import list_constitutions, load_constitution
+from cai_core.models import DEFAULT_MODEL, default_model_spec
+from cai_core.store import list_constitutions
 from cai_core.training import RecipeError, RunInfo, list_runs
 from ui.common import (
     file_stamp,
-    get_model,
     link_page,
     md,
     model_label,
@@ -85,9 +83,9 @@ def key(name: str) -> str:
 FLASH, SELECTED, NAME, STARTED, MODEL, OTHER_MODEL, SUITE_CHOICE, LIMIT, SEED, BATCH, LM_EVAL = (
     key("flash"), key("selected"), key("name"), key("started"), key("model"), key("other_model"), key("suites"),
     key("limit"), key("seed"), key("batch_size"), key("lm_eval"))
-BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONSTITUTION, VERDICTS = (
+BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONSTITUTION, JUDGE_CHOSEN = (
     key("base"), key("aligned"), key("upload"), key("upload_messages"), key("history"), key("judge_model"),
-    key("judge_other"), key("constitution"), key("harmlessness"))
+    key("judge_other"), key("constitution"), key("judge_chosen"))
 
 
 def suggest_name() -> str:
@@ -729,7 +727,8 @@ def show_comparison(comparison: dict, base: dict, aligned: dict, base_source: st
 
 def show_comparison_downloads(comparison: dict, base_source: str, aligned_source: str) -> None:
     st.markdown("**Downloads**")
-    verdict = st.session_state.get(VERDICTS, {}).get(verdict_key(base_source, aligned_source))
+    folder = judged_folder(harmlessness_spec(base_source, aligned_source))
+    verdict = read_harmlessness(folder) if folder is not None else None
     everything = {**comparison, "base_report": source_name(base_source), "aligned_report": source_name(aligned_source),
                   **({"harmlessness": verdict} if verdict else {})}
     with st.container(horizontal=True):
@@ -748,10 +747,23 @@ def show_comparison_downloads(comparison: dict, base_source: str, aligned_source
 # ---------------------------------------------------------------- harmlessness by the AI judge
 
 
-def verdict_key(base_source: str, aligned_source: str) -> str:
-    stamps = [file_stamp(report_path(s)) for s in (base_source, aligned_source)]
-    return json.dumps([base_source, aligned_source, stamps, st.session_state.get(JUDGE_MODEL),
-                       st.session_state.get(JUDGE_OTHER), st.session_state.get(CONSTITUTION)])
+def harmlessness_spec(base_source: str, aligned_source: str) -> HarmlessnessSpec | None:
+    """The judgement the choices above describe, or None while they are incomplete."""
+    judge, constitution = st.session_state.get(JUDGE_CHOSEN), st.session_state.get(CONSTITUTION)
+    if not judge or not constitution:
+        return None
+    return HarmlessnessSpec(base_report=str(report_path(base_source)), aligned_report=str(report_path(aligned_source)),
+                            constitution=constitution, judge_model=judge)
+
+
+def judged_folder(spec: HarmlessnessSpec | None) -> Path | None:
+    """The job folder of this exact comparison (same reports, constitution and judge), if any."""
+    if spec is None:
+        return None
+    try:
+        return harmlessness_folder(spec)
+    except EvaluationError:
+        return None
 
 
 def harmlessness_section(base_source: str, aligned_source: str, base: dict, aligned: dict, runs: list[RunInfo]) -> None:
@@ -766,26 +778,72 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
                 "answers: evaluate both models with it.")
         return
     judge = model_choice("Judge model", JUDGE_MODEL, JUDGE_OTHER, runs,
-                         "The model that judges the answers: usually the base model, as in the paper.")
+                         "The model that judges the answers: usually the base model, as in the paper. A model too "
+                         "small to follow its constitution judges by position, not content: the page says so when "
+                         "the two orders disagree on most pairs.")
+    st.session_state[JUDGE_CHOSEN] = judge
     names = [info.name for info in list_constitutions() if info.error is None]
     if not names:
         st.error("No constitution could be loaded; create one on the Constitution page first.")
         return
     if st.session_state.get(CONSTITUTION) not in names:
         st.session_state[CONSTITUTION] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
-    constitution_name = st.selectbox("Constitution", names, key=CONSTITUTION,
-                                     help="Its enabled principles are the questions the judge answers.")
-    verdicts = st.session_state.setdefault(VERDICTS, {})
-    cache = verdict_key(base_source, aligned_source)
-    if st.button("Judge harmlessness", key=key("judge"), icon=":material/balance:", disabled=not judge,
-                 help=f"Judges {plural(len(shared), 'red-team answer')} pair by pair in this page (seconds to "
-                      "minutes); the result is kept for this session."):
-        result = run_judge(judge, constitution_name, base, aligned, len(shared))
-        if result is not None:
-            verdicts[cache] = result
-    result = verdicts.get(cache)
-    if result is None:
-        return
+    st.selectbox("Constitution", names, key=CONSTITUTION, help="Its enabled principles are the questions the judge answers.")
+    spec = harmlessness_spec(base_source, aligned_source)
+    folder = judged_folder(spec)
+    job = read_job(folder) if folder is not None and (folder / "spec.json").is_file() else None
+    if job is None or not (job.active or job.state == "finished"):
+        again = job is not None
+        if st.button("Judge harmlessness again" if again else "Judge harmlessness", key=key("judge"),
+                     icon=":material/balance:", disabled=spec is None, type="primary",
+                     help=f"Judges {plural(len(shared), 'red-team answer')} under every principle in its own process "
+                          "(minutes on a CPU); the result is kept, so the same comparison shows it again later."):
+            try:
+                start_harmlessness(spec)
+            except (EvaluationError, JobError) as error:
+                st.error(sentence(error))
+                return
+            st.rerun()
+        if job is not None and job.error:
+            st.error(sentence(f"the judge failed: {job.error}"))
+        elif job is not None and job.state in ("cancelled", "interrupted"):
+            st.caption(f"The last judgement was {state_label(job.state).lower()}; judging again starts it afresh.")
+        if job is None or job.state != "finished":
+            return
+    show_judgement(folder, job)
+
+
+def show_judgement(folder: Path, drawn: JobState) -> None:
+    """A judgement's progress while it runs (polled), then its win rates."""
+    polling = drawn.active
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live() -> None:
+        job = read_job(folder)
+        if job.active:
+            progress = job.progress
+            done, total = progress.get("done", 0), progress.get("total", 0)
+            st.progress(job.fraction, text=(f"{progress.get('stage', 'judging')} · principle {min(done + 1, total)} "
+                                            f"of {total}") if total else "starting the judge's process…")
+            stopping = (folder / "cancel").exists()
+            if st.button("Stop judging", key=key("stop_judge"), icon=":material/stop:", disabled=stopping):
+                cancel_job(folder)
+                stopping = True
+            if stopping:
+                st.caption("Stopping after the principle being judged…")
+            return
+        if polling:
+            st.rerun()  # the result and the downloads catch up; polling stops
+        result = read_harmlessness(folder)
+        if result is None:
+            st.error(sentence(job.error or "the judge finished without writing its result"))
+            return
+        show_win_rates(result)
+
+    live()
+
+
+def show_win_rates(result: dict) -> None:
     with st.container(horizontal=True):
         st.metric("Aligned answer judged better", f"{result['win_rate']:.0f}%", border=True,
                   help="The mean of the judge's probability that the aligned answer is the better one.")
@@ -798,25 +856,11 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
     right.plotly_chart(charts.win_rate_bars(result["per_category"], "Win rate per harm category"),
                        key=key("chart-win:category"))
     st.caption(md(f"Judged by {result.get('judge', '?')} under {result.get('constitution', '?')}."))
-
-
-def run_judge(judge: str, constitution_name: str, base: dict, aligned: dict, prompts: int) -> dict | None:
-    try:
-        constitution = load_constitution(constitution_name)
-    except ConstitutionError as error:
-        st.error(sentence(error))
-        return None
-    backend = get_model(judge)
-    if backend is None:
-        return None  # get_model said why
-    principles = sum(1 for p in constitution.principles if p.enabled)
-    try:
-        with st.spinner(f"Judging {plural(prompts, 'prompt')} under {plural(principles, 'principle')}, in both "
-                        "orders…"):
-            return judge_harmlessness(backend, constitution, base, aligned)
-    except (EvaluationError, ModelLoadError, ConstitutionError) as error:
-        st.error(sentence(error))
-        return None
+    disagree = result.get("orders_disagree_share")
+    if isinstance(disagree, (int, float)) and disagree > 0.5:
+        st.warning(f"The judge preferred different answers in the two orders for {disagree:.0%} of the judgements: "
+                   "it is reading the position, not the content, so these win rates are close to chance. Choose a "
+                   "larger judge model.")
 
 
 # ---------------------------------------------------------------- over rounds

@@ -649,3 +649,55 @@ def test_judge_harmlessness_needs_the_refusal_suite_in_both_reports(tiny_model):
         with pytest.raises(EvaluationError) as caught:
             judge_harmlessness(tiny_model, constitution, *pair)
         assert "refusal" in str(caught.value) and one_sentence(str(caught.value))
+
+
+def write_reports(folder: Path) -> tuple[Path, Path]:
+    base, aligned = red_team_reports()
+    paths = folder / "base.json", folder / "aligned.json"
+    for path, data in zip(paths, (base, aligned)):
+        path.write_text(json.dumps(data))
+    return paths
+
+
+def test_the_harmlessness_judge_runs_as_a_job_and_the_same_comparison_is_judged_once(tiny_model_dir, tmp_path):
+    from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
+
+    base_path, aligned_path = write_reports(tmp_path)
+    spec = HarmlessnessSpec(base_report=str(base_path), aligned_report=str(aligned_path), constitution="general-hhh",
+                            judge_model=str(tiny_model_dir), batch_size=8)
+    folder = start_harmlessness(spec)
+    assert folder == harmlessness_folder(spec)
+    assert wait_for(folder).state == "finished", read_job(folder).error
+    result = read_harmlessness(folder)
+    from cai_core import load_model
+    from cai_core.store import load_constitution
+
+    direct = judge_harmlessness(load_model(str(tiny_model_dir)), load_constitution("general-hhh"), *red_team_reports(),
+                                batch_size=8)
+    assert result["win_rate"] == pytest.approx(direct["win_rate"], abs=1e-4)  # the job judges what the function does
+    assert 0.0 <= result["orders_disagree_share"] <= 1.0 and result["aligned_model"] == {"spec": "aligned"}
+    stamp = (folder / "harmlessness.json").stat().st_mtime_ns
+    assert start_harmlessness(spec) == folder and read_job(folder).state == "finished"  # not judged twice
+    assert (folder / "harmlessness.json").stat().st_mtime_ns == stamp
+    # A changed report is another comparison: another folder.
+    data = json.loads(aligned_path.read_text())
+    data["suites"]["refusal"]["items"][0]["answer"] = "Something else."
+    aligned_path.write_text(json.dumps(data))
+    assert harmlessness_folder(spec) != folder
+
+
+def test_a_harmlessness_job_that_cannot_run_is_one_sentence_and_writes_nothing(tiny_model_dir, tmp_path):
+    from cai_core.evaluation.harmlessness import HarmlessnessSpec, judgements_dir, start_harmlessness
+
+    base_path, aligned_path = write_reports(tmp_path)
+    without = tmp_path / "without.json"
+    without.write_text(json.dumps(report("x", arithmetic=suite("arithmetic", "capability", 10.0))))
+    cases = [dict(aligned_report=str(without)), dict(constitution="no-such-constitution"),
+             dict(judge_model=str(tmp_path / "no-such-model")), dict(base_report=str(tmp_path / "missing.json"))]
+    for change in cases:
+        values = dict(base_report=str(base_path), aligned_report=str(aligned_path), constitution="general-hhh",
+                      judge_model=str(tiny_model_dir))
+        with pytest.raises(EvaluationError) as caught:
+            start_harmlessness(HarmlessnessSpec(**{**values, **change}))
+        assert one_sentence(str(caught.value)), change
+    assert not judgements_dir().exists()

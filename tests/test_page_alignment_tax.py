@@ -232,12 +232,18 @@ def test_uploaded_reports_are_checked_and_kept(with_reports, app):
     assert "base report (from-cli)" in [d.label for d in app.get("download_button")]
 
 
-def test_harmlessness_win_rate_by_the_judge(with_reports, app):
+def test_harmlessness_is_judged_in_its_own_process_and_kept_for_the_same_comparison(with_reports, app):
+    from cai_core.evaluation.harmlessness import judgements_dir
+
     assert app.selectbox(key=k("judge_model")).value == ":app"
     assert app.selectbox(key=k("constitution")).value == "general-hhh"
     app.button(key=k("judge")).click().run()
     assert not app.exception, app.exception
     assert not app.error, errors(app)
+    [folder] = list(judgements_dir().iterdir())
+    assert (folder / "spec.json").is_file() and "harmlessness" in (folder / "spec.json").read_text()
+    wait_for_job(folder)
+    app.run()
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Aligned answer judged better"].endswith("%")
     assert re.fullmatch(r"\d+ of \d+", metrics["Clear wins"])
@@ -245,9 +251,13 @@ def test_harmlessness_win_rate_by_the_judge(with_reports, app):
     principle = charts["Win rate per principle"]
     assert principle["data"][0]["x"] and principle["layout"]["shapes"][0]["y0"] == 50
     assert charts["Win rate per harm category"]["data"][0]["x"]
-    # Kept for the session: another rerun shows it without judging again.
-    app.run()
-    assert "Win rate per principle" in charts_by_title(app)
+    # The tiny random judge follows the position, and the page says what that means.
+    assert any("position, not the content" in w.value for w in app.warning)
+    # Kept on disk: a new session with the same choices shows it, and there is nothing to start.
+    again = open_page()
+    assert "Win rate per principle" in charts_by_title(again)
+    assert not [b for b in again.button if b.key == k("judge")]
+    assert len(list(judgements_dir().iterdir())) == 1
 
 
 def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):

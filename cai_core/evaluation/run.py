@@ -231,7 +231,7 @@ def list_evaluations() -> list[Path]:
 # --------------------------------------------------------------------------- harmlessness by the AI judge
 
 
-def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_size: int = 16) -> dict:
+def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_size: int = 16, on_progress=None) -> dict:
     """Win rate of the aligned model's red-team answers over the base model's, by the constitution's judge.
 
     Each prompt both reports answered is judged under every enabled principle, in both orders
@@ -246,23 +246,28 @@ def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_siz
     if not aligned_items:
         raise EvaluationError("both reports need the 'refusal' suite on the same red-team prompts to compare harmlessness")
     principles = [p for p in constitution.principles if p.enabled]
-    pairs, owners = [], []
-    for item in aligned_items:
-        for principle in principles:
-            pairs.append((item["prompt"], item["answer"], base_items[item["id"]]["answer"]))
-            owners.append((item, principle))
-    judged = judge_pairs(judge, pairs, [[principle] for _, principle in owners], batch_size)
+    pairs = [(item["prompt"], item["answer"], base_items[item["id"]]["answer"]) for item in aligned_items]
     by_principle: dict[str, list[float]] = {}
     by_category: dict[str, list[float]] = {}
-    everything = []
-    for (item, principle), verdict in zip(owners, judged):
-        by_principle.setdefault(principle.name, []).append(verdict.p_first)
-        by_category.setdefault(item.get("category") or "uncategorised", []).append(verdict.p_first)
-        everything.append(verdict.p_first)
+    everything, disagreements = [], []
+    # One batched call per principle: the caller hears of progress (and may stop) between them.
+    for done, principle in enumerate(principles):
+        if on_progress:
+            on_progress(done, len(principles), principle.name)
+        judged = judge_pairs(judge, pairs, [[principle]] * len(pairs), batch_size)
+        for item, verdict in zip(aligned_items, judged):
+            by_principle.setdefault(principle.name, []).append(verdict.p_first)
+            by_category.setdefault(item.get("category") or "uncategorised", []).append(verdict.p_first)
+            everything.append(verdict.p_first)
+            disagreements.append(verdict.orders_disagree)
+    if on_progress:
+        on_progress(len(principles), len(principles), "done")
 
     def summary(values: list[float]) -> dict:
         return {"win_rate": 100 * sum(values) / len(values), "clear_wins": sum(v > 0.5 for v in values), "n": len(values)}
 
+    # A judge that prefers whichever answer is shown first (or second) reads position, not content.
     return {"constitution": constitution.name, "judge": judge.describe(), "prompts": len(aligned_items),
+            "orders_disagree_share": sum(disagreements) / len(disagreements),
             **summary(everything), "per_principle": {k: summary(v) for k, v in by_principle.items()},
             "per_category": {k: summary(v) for k, v in by_category.items()}}
