@@ -52,6 +52,21 @@ def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_d
     labels = [label for label, _ in loop_reports(folder)]
     assert labels == ["start", "round 1", "round 2"]
     assert state["rounds"]["2"]["evaluate"]["previous_quality"] == state["rounds"]["1"]["evaluate"]["quality"]
+    # Each round trains on prompts the refusal suite never scores.
+    from cai_core.promptsets import evaluation_half, load_prompt_sources
+
+    scored = {i.id for i in evaluation_half(load_prompt_sources(["red_team", "benign"]).items)}
+    for round_number in (1, 2):
+        assert generation_ids(folder, round_number) and not generation_ids(folder, round_number) & scored
+    evaluated = {item["id"] for _, report in loop_reports(folder) for item in report["suites"]["refusal"]["items"]}
+    assert evaluated and evaluated <= scored
+
+
+def generation_ids(folder: Path, round_number: int) -> set[str]:
+    import json
+
+    lines = (folder / f"round-{round_number}" / "generate" / "prompts.jsonl").read_text().splitlines()
+    return {json.loads(line)["id"] for line in lines if line.strip()}
 
 
 def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home):
@@ -101,3 +116,17 @@ def test_bad_loop_settings_are_one_sentence():
         parse_loop_spec({"constitution": "general-hhh", "stop_ratio": 2})
     with pytest.raises(Exception, match="no-such"):
         start_loop(LoopSpec(constitution="no-such"), "x")
+    with pytest.raises(LoopError, match="training half"):
+        parse_loop_spec({"constitution": "general-hhh", "generation": {"prompt_split": "all"}})
+    with pytest.raises(LoopError, match="generation settings: best of n"):
+        parse_loop_spec({"constitution": "general-hhh", "generation": {"best_of_n": 1}})
+
+
+def test_the_shipped_small_model_settings_are_a_valid_loop():
+    import yaml
+
+    from cai_core.paths import SHIPPED_RECIPES_DIR
+
+    data = yaml.safe_load((SHIPPED_RECIPES_DIR / "loops" / "small-model.yaml").read_text())
+    spec = parse_loop_spec({"constitution": "general-hhh", **data})
+    assert spec.generation["sft_source"] == "best_of_n" and spec.generation["system_prompt_in_data"] is False
