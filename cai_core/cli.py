@@ -411,8 +411,9 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
     import yaml
 
-    from .evaluation.loop import loop_reports, loops_dir, parse_loop_spec, read_state, start_loop
-    from .jobs import prepare_job, run_job
+    from .evaluation.loop import loop_reports, loops_dir, parse_loop_spec, prepare_loop, read_state, start_loop
+    from .jobs import run_job
+    from .training.spec import check_run_name
 
     data = {"constitution": args.constitution, "rounds": args.rounds, "base_model": _model_or_run(args.base_model),
             "seed": args.seed, "stop_ratio": args.stop_ratio}
@@ -433,9 +434,8 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         folder = start_loop(spec, name)
         print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}")
         return 0
-    folder = loops_dir() / name
-    folder.mkdir(parents=True, exist_ok=True)
-    prepare_job(folder, "loop", spec.model_dump())
+    folder = loops_dir() / check_run_name(name)
+    prepare_loop(folder, spec)
     (folder / "cancel").unlink(missing_ok=True)
 
     def show(progress: dict) -> None:

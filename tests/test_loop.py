@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, quality, read_state, start_loop
+from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, prepare_loop, quality, read_state, start_loop
 from cai_core.jobs import prepare_job, read_job, read_json, run_job
 from cai_core.training import read_metrics, read_run
 
@@ -36,12 +36,20 @@ def wait(folder: Path, timeout: float = 240):
 
 
 def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_dir, cai_home):
-    spec = parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)})
     folder = cai_home / "loops" / "two"
-    prepare_job(folder, "loop", spec.model_dump())
+    one_round = parse_loop_spec({**SMALL, "rounds": 1, "base_model": str(tiny_model_dir)})
+    prepare_loop(folder, one_round)
     job = run_job(folder)
     assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
+    round_one = read_state(folder)["rounds"]["1"]
+    # A finished loop takes more rounds; any other change needs a new name.
+    with pytest.raises(Exception, match="other settings"):
+        prepare_loop(folder, parse_loop_spec({**SMALL, "rounds": 2, "seed": 5, "base_model": str(tiny_model_dir)}))
+    prepare_loop(folder, parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)}))
+    job = run_job(folder)
+    assert job.state == "finished", (job, (folder / "log.txt").read_text())
     state = read_state(folder)
+    assert state["rounds"]["1"] == round_one  # round 1 was kept, not made again
     assert set(state["rounds"]) == {"0", "1", "2"}
     assert all(set(state["rounds"][r]) == {"generate", "sft", "dpo", "evaluate"} for r in ("1", "2"))
     round_one_dpo, round_two_sft = folder / "round-1" / "dpo", folder / "round-2" / "sft"

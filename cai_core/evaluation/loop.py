@@ -169,7 +169,8 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
         if "evaluate" not in done:
             _run_stage(eval_folder, "evaluate", _eval_spec(spec, model).model_dump(), reporter, f"{label}: evaluate")
         current = quality(read_report(eval_folder / REPORT_FILE), spec.quality_suites)
-        _mark(folder, state, round_number, "evaluate", model=model, quality=current, previous_quality=previous)
+        if "evaluate" not in done:
+            _mark(folder, state, round_number, "evaluate", model=model, quality=current, previous_quality=previous)
         if previous is not None and current is not None and current < spec.stop_ratio * previous:
             state["stopped_early"] = {"round": round_number, "quality": current, "previous": previous,
                                       "why": f"quality {current:.1f} fell below {spec.stop_ratio:g} x {previous:.1f}"}
@@ -191,9 +192,25 @@ def start_loop(spec: LoopSpec, name: str) -> Path:
     load_recipe(spec.recipe, "sft", spec.sft_overrides)
     load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
     folder = loops_dir() / check_run_name(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_loop(folder, spec)
     start_job(folder, "loop", spec.model_dump())
     return folder
+
+
+def prepare_loop(folder: Path, spec: LoopSpec) -> None:
+    """Write a new loop's spec, or check a resume against it. A loop may be given more rounds later
+    (its finished rounds are kept and the next one starts from the last model); any other change
+    needs a new name, because the finished rounds were made under the old settings."""
+    from ..jobs import read_job
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = read_json(folder / "spec.json") or {}
+    old, new = existing.get("spec") or {}, spec.model_dump()
+    if (existing.get("kind") == "loop" and old.get("rounds") != new["rounds"] and not read_job(folder).active
+            and {**old, "rounds": new["rounds"]} == new):
+        write_json(folder / "spec.json", {"kind": "loop", "spec": new})
+    prepare_job(folder, "loop", new)
 
 
 def loop_reports(folder: Path) -> list[tuple[str, dict]]:
