@@ -683,6 +683,19 @@ def test_the_harmlessness_judge_runs_as_a_job_and_the_same_comparison_is_judged_
     stamp = (folder / "harmlessness.json").stat().st_mtime_ns
     assert start_harmlessness(spec) == folder and read_job(folder).state == "finished"  # not judged twice
     assert (folder / "harmlessness.json").stat().st_mtime_ns == stamp
+    enabled = [p.name for p in load_constitution("general-hhh").principles if p.enabled]
+    assert set(json.loads((folder / "judged_principles.json").read_text())) == set(enabled)  # kept as judged
+    # A resumed job keeps the principles judged before it stopped: a planted verdict is used, not redone.
+    again = spec.model_copy(update={"batch_size": 4})
+    planted = harmlessness_folder(again)
+    planted.mkdir(parents=True)
+    (planted / "judged_principles.json").write_text(json.dumps({enabled[0]: [[1.0, False]] * 3}))
+    start_harmlessness(again)
+    assert wait_for(planted).state == "finished", read_job(planted).error
+    resumed = read_harmlessness(planted)
+    assert resumed["per_principle"][enabled[0]]["win_rate"] == 100.0
+    for name in enabled[1:]:
+        assert resumed["per_principle"][name]["win_rate"] == pytest.approx(direct["per_principle"][name]["win_rate"], abs=1e-4)
     # A changed report is another comparison: another folder.
     data = json.loads(aligned_path.read_text())
     data["suites"]["refusal"]["items"][0]["answer"] = "Something else."

@@ -24,6 +24,8 @@ from .run import judge_harmlessness, read_report
 from .suites import EvaluationError
 
 RESULT_FILE = "harmlessness.json"
+# Each principle's verdicts as soon as it is judged, so a stopped or killed job resumes at the next.
+JUDGED_FILE = "judged_principles.json"
 BASE_FILE, ALIGNED_FILE, CONSTITUTION_FILE = "base_report.json", "aligned_report.json", "constitution.yaml"
 
 
@@ -111,7 +113,16 @@ def run_harmlessness_job(folder: Path, spec_data: dict, reporter: Reporter) -> N
         reporter.progress(done, total, f"judging under {principle}" if done < total else "done", force=True)
         reporter.check_stop()
 
-    result = judge_harmlessness(judge, constitution, base, aligned, spec.batch_size, on_progress=progress)
+    judged = read_json(folder / JUDGED_FILE) or {}
+    if judged:
+        reporter.note(f"resuming: {len(judged)} principle(s) judged before are kept")
+
+    def keep(principle: str, verdicts: list) -> None:
+        judged[principle] = verdicts
+        write_json(folder / JUDGED_FILE, judged)
+
+    result = judge_harmlessness(judge, constitution, base, aligned, spec.batch_size, on_progress=progress,
+                                judged_before=judged, on_principle_judged=keep)
     result["base_model"] = base.get("model", {})
     result["aligned_model"] = aligned.get("model", {})
     write_json(folder / RESULT_FILE, result)

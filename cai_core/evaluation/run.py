@@ -231,13 +231,18 @@ def list_evaluations() -> list[Path]:
 # --------------------------------------------------------------------------- harmlessness by the AI judge
 
 
-def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_size: int = 16, on_progress=None) -> dict:
+def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_size: int = 16, on_progress=None,
+                       judged_before: dict | None = None, on_principle_judged=None) -> dict:
     """Win rate of the aligned model's red-team answers over the base model's, by the constitution's judge.
 
     Each prompt both reports answered is judged under every enabled principle, in both orders
     (the judge of part 2). A pair's win is the judge's probability that the aligned answer is the
     better one; the win rate is its mean (0.5 = no difference), overall, per principle and per
     harm category, with the count of clear wins (p > 0.5).
+
+    ``judged_before`` maps a principle's name to its verdicts from an earlier, stopped run, as
+    [p_first, orders_disagree] per pair; those principles are not judged again. Each principle's
+    verdicts go to ``on_principle_judged(name, verdicts)`` as soon as they exist, to be kept.
     """
     from ..judge import judge_pairs
 
@@ -254,12 +259,17 @@ def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_siz
     for done, principle in enumerate(principles):
         if on_progress:
             on_progress(done, len(principles), principle.name)
-        judged = judge_pairs(judge, pairs, [[principle]] * len(pairs), batch_size)
-        for item, verdict in zip(aligned_items, judged):
-            by_principle.setdefault(principle.name, []).append(verdict.p_first)
-            by_category.setdefault(item.get("category") or "uncategorised", []).append(verdict.p_first)
-            everything.append(verdict.p_first)
-            disagreements.append(verdict.orders_disagree)
+        verdicts = (judged_before or {}).get(principle.name)
+        if verdicts is None or len(verdicts) != len(pairs):
+            verdicts = [[v.p_first, v.orders_disagree]
+                        for v in judge_pairs(judge, pairs, [[principle]] * len(pairs), batch_size)]
+            if on_principle_judged:
+                on_principle_judged(principle.name, verdicts)
+        for item, (p_first, orders_disagree) in zip(aligned_items, verdicts):
+            by_principle.setdefault(principle.name, []).append(p_first)
+            by_category.setdefault(item.get("category") or "uncategorised", []).append(p_first)
+            everything.append(p_first)
+            disagreements.append(bool(orders_disagree))
     if on_progress:
         on_progress(len(principles), len(principles), "done")
 
