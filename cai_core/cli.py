@@ -409,9 +409,8 @@ def _cmd_tax(args: argparse.Namespace) -> int:
 
 def _cmd_loop(args: argparse.Namespace) -> int:
     """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
-    import yaml
-
-    from .evaluation.loop import loop_reports, loops_dir, parse_loop_spec, prepare_loop, read_state, start_loop
+    from .evaluation.loop import (loop_reports, loops_dir, parse_loop_settings, parse_loop_spec, prepare_loop, read_state,
+                                  start_loop)
     from .jobs import run_job
     from .training.spec import check_run_name
 
@@ -424,10 +423,7 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     if args.suites:
         data["eval_suites"] = [p.strip() for v in args.suites for p in v.split(",") if p.strip()]
     if args.settings:
-        extra = yaml.safe_load(Path(args.settings).read_text(encoding="utf-8")) or {}
-        if not isinstance(extra, dict):
-            raise ConstitutionError("must be a mapping of loop settings", args.settings)
-        data.update(extra)
+        data.update(parse_loop_settings(Path(args.settings).read_text(encoding="utf-8"), args.settings))
     spec = parse_loop_spec(data)
     name = args.name or f"loop-{spec.constitution}"
     if args.background:

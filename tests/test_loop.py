@@ -130,6 +130,16 @@ def test_bad_loop_settings_are_one_sentence():
         parse_loop_spec({"constitution": "general-hhh", "generation": {"best_of_n": 1}})
 
 
+def test_a_settings_file_that_is_not_a_mapping_of_settings_is_one_sentence_with_its_line():
+    from cai_core.evaluation.loop import parse_loop_settings
+
+    with pytest.raises(LoopError, match=r"^loop\.yaml: not valid YAML \(line 2\)$"):
+        parse_loop_settings("rounds: 2\ngeneration: [unclosed\n", "loop.yaml")
+    with pytest.raises(LoopError, match="must be a mapping"):
+        parse_loop_settings("- rounds\n", "loop.yaml")
+    assert parse_loop_settings("", "loop.yaml") == {} and parse_loop_settings("rounds: 2", "x") == {"rounds": 2}
+
+
 def test_the_shipped_small_model_settings_are_a_valid_loop():
     import yaml
 

@@ -82,6 +82,42 @@ def loops_dir() -> Path:
     return cai_home() / "loops"
 
 
+# Loop settings for a policy too small to critique or judge itself (best-of-N under the refusal rule).
+SMALL_MODEL_SETTINGS = SHIPPED_RECIPES_DIR / "loops" / "small-model.yaml"
+
+
+def parse_loop_settings(text: str, source: str) -> dict:
+    """A YAML mapping of loop settings (a --settings file, the page's editor); a bad one is one sentence."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as error:
+        mark, opened = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+        if opened is not None and (mark is None or mark.index >= len(text.rstrip())):
+            mark = opened  # an unclosed bracket or quote shows at the end; where it opened is the line to fix
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise LoopError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise LoopError(f"{source}: must be a mapping of loop settings")
+    return data
+
+
+def list_loops() -> list[Path]:
+    """Every loop folder, newest first."""
+    root = loops_dir()
+    found = [p for p in root.iterdir() if (p / "spec.json").is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: (p / "spec.json").stat().st_mtime, reverse=True)
+
+
+def resume_loop(folder: Path) -> None:
+    """Start a stopped, killed or failed loop again under its own settings."""
+    spec = (read_json(Path(folder) / "spec.json") or {}).get("spec")
+    if spec is None:
+        raise LoopError(f"{Path(folder).name} holds no loop to resume")
+    start_job(Path(folder), "loop", spec)
+
+
 def quality(report: dict, suites: list[str] | None) -> float | None:
     """The mean score of the quality suites in a report (higher is better), None without any."""
     chosen = suites or [n for n, s in report["suites"].items() if s.get("kind") == CAPABILITY]
