@@ -20,6 +20,7 @@ import streamlit as st
 
 from cai_core import charts
 from cai_core.atomic import write_bytes_atomic
+from cai_core.constitution import ConstitutionError
 from cai_core.evaluation import (
     SUITES,
     EvaluationError,
@@ -31,7 +32,8 @@ from cai_core.evaluation import (
 )
 from cai_core.evaluation import list_evaluations as list_evaluation_folders
 from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
-from cai_core.evaluation.loop import loops_dir
+from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, LoopError, list_loops, loops_dir, parse_loop_settings,
+                                      parse_loop_spec, read_state, resume_loop, start_loop)
 from cai_core.evaluation.run import REPORT_FILE
 from cai_core.jobs import JobError, JobState, cancel_job, log_tail, read_job, read_json
 from cai_core.models import DEFAULT_MODEL, default_model_spec
@@ -86,6 +88,11 @@ FLASH, SELECTED, NAME, STARTED, MODEL, OTHER_MODEL, SUITE_CHOICE, LIMIT, SEED, B
 BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONSTITUTION, JUDGE_CHOSEN = (
     key("base"), key("aligned"), key("upload"), key("upload_messages"), key("history"), key("judge_model"),
     key("judge_other"), key("constitution"), key("judge_chosen"))
+
+
+LOOP_MODEL, LOOP_OTHER, LOOP_CONSTITUTION, LOOP_ROUNDS, LOOP_NAME, LOOP_SETTINGS, LOOP_SELECTED = (
+    key("loop_model"), key("loop_other"), key("loop_constitution"), key("loop_rounds"), key("loop_name"),
+    key("loop_settings"), key("loop_selected"))
 
 
 def suggest_name() -> str:
@@ -593,7 +600,10 @@ def save_uploaded_reports() -> None:
 
 
 def default_pair(sources: list[str]) -> tuple[str, str]:
-    """Aligned: the newest report of a model with adapters (else the newest); base: the newest without."""
+    """Aligned: the newest report of a model with adapters (else the newest); base: the newest without.
+    A loop's rounds are listed in round order, so its last round is its newest."""
+    sources = ([s for s in sources if not s.startswith(LOOP_PREFIX)]
+               + [s for s in reversed(sources) if s.startswith(LOOP_PREFIX)])
     reports = {source: load_report(source)[0] for source in sources}
     aligned = next((s for s in sources if has_adapters(reports[s])), sources[0])
     others = [s for s in sources if s != aligned]
@@ -780,7 +790,7 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
                          "small to follow its constitution judges by position, not content: the page says so when "
                          "the two orders disagree on most pairs.")
     st.session_state[JUDGE_CHOSEN] = judge
-    names = [info.name for info in list_constitutions() if info.error is None]
+    names = constitution_names()
     if not names:
         st.error("No constitution could be loaded; create one on the Constitution page first.")
         return
@@ -805,7 +815,8 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
         if job is not None and job.error:
             st.error(sentence(f"the judge failed: {job.error}"))
         elif job is not None and job.state in ("cancelled", "interrupted"):
-            st.caption(f"The last judgement was {state_label(job.state).lower()}; judging again starts it afresh.")
+            st.caption(f"The last judgement was {state_label(job.state).lower()}; judging again keeps the principles "
+                       "already judged and goes on from the next.")
         if job is None or job.state != "finished":
             return
     show_judgement(folder, job)
@@ -911,6 +922,128 @@ def history_section(sources: list[str], pair: tuple[str, str] | None) -> None:
                "Up and to the right is better; a step up and to the left bought safety with capability.")
 
 
+# ---------------------------------------------------------------- iterative loops
+
+
+def constitution_names() -> list[str]:
+    return [info.name for info in list_constitutions() if info.error is None]
+
+
+def new_loop_form(runs: list[RunInfo]) -> None:
+    with st.expander("Run an iterative loop", icon=":material/autorenew:"):
+        st.caption("Rounds of generate (the Data page's work), SFT then DPO (the Training page's) and evaluate, each "
+                   "round from the last round's model, in one process of its own. It stops early when capability "
+                   "falls below 0.95 x the previous round's. With the small-model settings a round takes about 40 "
+                   "minutes on a 2-core CPU.")
+        model = model_choice("Starting model", LOOP_MODEL, LOOP_OTHER, runs,
+                             "Round 1 makes its data with this model and trains on it; later rounds start from the "
+                             "last round's model.")
+        names = constitution_names()
+        if not names:
+            st.error("No constitution could be loaded; create one on the Constitution page first.")
+            return
+        if st.session_state.get(LOOP_CONSTITUTION) not in names:
+            st.session_state[LOOP_CONSTITUTION] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+        left, middle, right = st.columns(3)
+        constitution = left.selectbox("Constitution", names, key=LOOP_CONSTITUTION)
+        rounds = int(middle.number_input("Rounds", 1, 50, 1, 1, key=LOOP_ROUNDS,
+                                         help="A finished loop takes more rounds later: start it again under the "
+                                              "same name with a larger number."))
+        name = right.text_input("Loop name", key=LOOP_NAME, max_chars=80, placeholder=f"loop-{constitution}",
+                                help="The folder under loops/ in your CAI_HOME. The same name again resumes it.")
+        st.session_state.setdefault(LOOP_SETTINGS, SMALL_MODEL_SETTINGS.read_text(encoding="utf-8"))
+        text = st.text_area("Settings (YAML)", key=LOOP_SETTINGS, height=260,
+                            help="Any cai loop setting: eval_suites, eval_limit, prompts_per_round, generation, "
+                                 "sft_overrides, dpo_overrides, recipe, stop_ratio, seed.")
+        st.caption("Filled in with recipes/loops/small-model.yaml: best-of-N data under the refusal rule, for a model "
+                   "too small to critique and judge its own answers (docs/results.md says why). Empty it for the "
+                   "paper's pipeline: critique -> revision for SFT, AI-judged pairs for DPO.")
+        if st.button("Start loop", type="primary", key=key("start_loop"), icon=":material/play_arrow:",
+                     disabled=not model):
+            launch_loop(text, {"constitution": constitution, "rounds": rounds, "base_model": model},
+                        (name or "").strip() or f"loop-{constitution}")
+
+
+def launch_loop(text: str, chosen: dict, name: str) -> None:
+    try:
+        spec = parse_loop_spec({**parse_loop_settings(text, "the settings"), **chosen})
+        folder = start_loop(spec, name)
+    except RecipeError as error:  # the name check is shared with training runs, whose message says "run name"
+        st.error(sentence(str(error).replace("run name", "loop name", 1)))
+        return
+    except (LoopError, EvaluationError, JobError, ConstitutionError) as error:
+        st.error(sentence(error))
+        return
+    except OSError as error:
+        st.error(os_error_sentence("the loop folder could not be written", error))
+        return
+    st.session_state[LOOP_SELECTED] = folder.name
+    set_flash(FLASH, md(f"Started the loop {folder.name} in its own process: you may leave this page; each round's "
+                        "report joins the charts below as it is evaluated."))
+    st.rerun()
+
+
+def loops_section(runs: list[RunInfo]) -> None:
+    st.subheader("Iterative loops")
+    new_loop_form(runs)
+    folders = list_loops()
+    if not folders:
+        st.caption("No loop yet. Start one above, or from the command line: cai loop --constitution general-hhh "
+                   "--settings recipes/loops/small-model.yaml.")
+        return
+    names = [folder.name for folder in folders]
+    if st.session_state.get(LOOP_SELECTED) not in names:
+        active = [folder.name for folder in folders if read_job(folder).active]
+        st.session_state[LOOP_SELECTED] = (active or names)[0]
+    # The state is not in the option labels: a label that changes as the loop runs would lose the choice.
+    chosen = st.selectbox("Loop", names, key=LOOP_SELECTED)
+    show_loop(loops_dir() / chosen, read_job(loops_dir() / chosen))
+
+
+def show_loop(folder: Path, drawn: JobState) -> None:
+    """A loop's stage while it runs (polled), then how it ended, Stop and Resume."""
+    polling = drawn.active
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live() -> None:
+        job = read_job(folder)
+        spec = (read_json(folder / "spec.json") or {}).get("spec", {})
+        state = read_state(folder)
+        finished_rounds = sum("evaluate" in stages for number, stages in state["rounds"].items() if number != "0")
+        state_badge(job.state)
+        st.caption(f"{finished_rounds} of {plural(spec.get('rounds', 0), 'round')} done")
+        if job.active:
+            progress = job.progress
+            done, total = progress.get("done", 0), progress.get("total", 0)
+            st.progress(job.fraction if total else 0.0,
+                        text=f"{progress.get('stage') or 'starting the loop process…'}" + (f" · {done} of {total}" if total else ""))
+            stopping = (folder / "cancel").exists()
+            if st.button("Stop the loop", key=key("stop_loop"), icon=":material/stop:", disabled=stopping):
+                cancel_job(folder)
+                stopping = True
+            if stopping:
+                st.caption("Stopping at the current stage's next safe point; Resume carries on from there.")
+            return
+        if polling:
+            st.rerun()  # the new round's report joins the charts; polling stops
+        stopped = state.get("stopped_early")
+        if stopped:
+            st.info(f"Stopped early after round {stopped['round']}: {stopped['why']}.")
+        if job.error:
+            st.error(sentence(f"the loop {state_label(job.state).lower()}: {job.error}"))
+        if job.state in RESUMABLE:
+            st.caption("Resuming keeps every finished stage and carries on from the one that was interrupted.")
+            if st.button("Resume the loop", key=key("resume_loop"), icon=":material/play_arrow:"):
+                try:
+                    resume_loop(folder)
+                except (LoopError, JobError) as error:
+                    st.error(sentence(error))
+                    return
+                st.rerun()
+
+    live()
+
+
 # ---------------------------------------------------------------- the page
 
 
@@ -934,3 +1067,4 @@ if selected is not None:
 sources = report_sources(folders, jobs)
 pair = compare_section(sources, runs)
 history_section(sources, pair)
+loops_section(runs)

@@ -322,3 +322,36 @@ def test_a_loops_rounds_are_reports_to_follow_in_order(with_reports, app):
     app.selectbox(key=k("aligned")).set_value("loop:demo/1").run()
     assert not app.exception and not app.error, errors(app)
     assert "aligned report (demo · round 1)" in [d.label for d in app.get("download_button")]
+
+
+def test_a_loop_started_from_the_page_runs_in_its_own_process_and_joins_the_charts(app, tiny_model_dir):
+    import yaml
+
+    from cai_core.evaluation.loop import loops_dir
+
+    from tests.test_loop import SMALL
+
+    settings = app.text_area(key=k("loop_settings"))
+    assert "best_of_n" in settings.value  # filled in with the shipped small-model settings
+    # A bad edit is one sentence, and no loop folder is made.
+    settings.set_value("generation: [unclosed").run()
+    app.button(key=k("start_loop")).click().run()
+    assert not app.exception, app.exception
+    assert [e for e in errors(app) if "not valid YAML (line" in e], errors(app)
+    assert not loops_dir().exists()
+
+    small = {key: value for key, value in SMALL.items() if key != "constitution"}
+    app.text_area(key=k("loop_settings")).set_value(yaml.safe_dump(small)).run()
+    app.text_input(key=k("loop_name")).set_value("page-loop").run()
+    app.button(key=k("start_loop")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = loops_dir() / "page-loop"
+    spec = json.loads((folder / "spec.json").read_text())["spec"]
+    assert spec["base_model"] == str(tiny_model_dir) and spec["rounds"] == 1 and spec["eval_limit"] == 2
+    wait_for_job(folder, timeout=240)
+    app.run()
+    assert not app.exception, app.exception
+    assert app.session_state[k("loop_selected")] == "page-loop"
+    assert "1 of 1 round done" in [c.value for c in app.caption]
+    assert [b for b in app.button if b.label == "Loop page-loop: its 2 reports in order"]
