@@ -278,22 +278,27 @@ def new_evaluation_form(runs: list[RunInfo], expanded: bool) -> None:
             launch({"model": model, "suites": suites, "limit": limit or None, "seed": seed, "batch_size": batch}, name)
 
 
+def start_or_say(start, kind: str) -> Path | None:
+    """Run a job's ``start()`` and return its folder; any problem is one st.error sentence and None."""
+    try:
+        return start()
+    except RecipeError as error:  # the name check is shared with training runs, whose message says "run name"
+        st.error(sentence(str(error).replace("run name", f"{kind} name", 1)))
+    except (EvaluationError, LoopError, JobError, ConstitutionError) as error:
+        st.error(sentence(error))
+    except OSError as error:
+        st.error(os_error_sentence(f"the {kind} folder could not be written", error))
+    return None
+
+
 def launch(spec_data: dict, name: str) -> None:
     """Check the inputs and start the evaluation process; every problem is one st.error sentence."""
     name = (name or "").strip()
     if name and (evaluations_dir() / name).exists():
         st.error(md(f"An evaluation named {name} already exists; choose another name, or select it below to resume it."))
         return
-    try:
-        folder = start_evaluation(parse_evaluation_spec(spec_data), name)
-    except RecipeError as error:  # the name check is shared with training runs, whose message says "run name"
-        st.error(sentence(str(error).replace("run name", "evaluation name", 1)))
-        return
-    except (EvaluationError, JobError) as error:
-        st.error(sentence(error))
-        return
-    except OSError as error:
-        st.error(os_error_sentence("the evaluation folder could not be written", error))
+    folder = start_or_say(lambda: start_evaluation(parse_evaluation_spec(spec_data), name), "evaluation")
+    if folder is None:
         return
     st.session_state[STARTED] = folder.name
     set_flash(FLASH, md(f"Started {folder.name}. It runs in its own process: you may leave this "
@@ -822,6 +827,16 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
     show_judgement(folder, job)
 
 
+def stop_button(folder: Path, label: str, name: str, stopping_words: str) -> None:
+    """Stop for a running job (disabled once asked), and what happens next once it is asked."""
+    stopping = (folder / "cancel").exists()
+    if st.button(label, key=key(name), icon=":material/stop:", disabled=stopping):
+        cancel_job(folder)
+        stopping = True
+    if stopping:
+        st.caption(stopping_words)
+
+
 def show_judgement(folder: Path, drawn: JobState) -> None:
     """A judgement's progress while it runs (polled), then its win rates."""
     polling = drawn.active
@@ -834,12 +849,7 @@ def show_judgement(folder: Path, drawn: JobState) -> None:
             done, total = progress.get("done", 0), progress.get("total", 0)
             st.progress(job.fraction, text=(f"{progress.get('stage', 'judging')} · principle {min(done + 1, total)} "
                                             f"of {total}") if total else "starting the judge's process…")
-            stopping = (folder / "cancel").exists()
-            if st.button("Stop judging", key=key("stop_judge"), icon=":material/stop:", disabled=stopping):
-                cancel_job(folder)
-                stopping = True
-            if stopping:
-                st.caption("Stopping after the principle being judged…")
+            stop_button(folder, "Stop judging", "stop_judge", "Stopping after the principle being judged…")
             return
         if polling:
             st.rerun()  # the result and the downloads catch up; polling stops
@@ -965,17 +975,9 @@ def new_loop_form(runs: list[RunInfo]) -> None:
 
 
 def launch_loop(text: str, chosen: dict, name: str) -> None:
-    try:
-        spec = parse_loop_spec({**parse_loop_settings(text, "the settings"), **chosen})
-        folder = start_loop(spec, name)
-    except RecipeError as error:  # the name check is shared with training runs, whose message says "run name"
-        st.error(sentence(str(error).replace("run name", "loop name", 1)))
-        return
-    except (LoopError, EvaluationError, JobError, ConstitutionError) as error:
-        st.error(sentence(error))
-        return
-    except OSError as error:
-        st.error(os_error_sentence("the loop folder could not be written", error))
+    folder = start_or_say(lambda: start_loop(parse_loop_spec({**parse_loop_settings(text, "the settings"), **chosen}),
+                                             name), "loop")
+    if folder is None:
         return
     st.session_state[LOOP_SELECTED] = folder.name
     set_flash(FLASH, md(f"Started the loop {folder.name} in its own process: you may leave this page; each round's "
@@ -1017,12 +1019,8 @@ def show_loop(folder: Path, drawn: JobState) -> None:
             done, total = progress.get("done", 0), progress.get("total", 0)
             st.progress(job.fraction if total else 0.0,
                         text=f"{progress.get('stage') or 'starting the loop process…'}" + (f" · {done} of {total}" if total else ""))
-            stopping = (folder / "cancel").exists()
-            if st.button("Stop the loop", key=key("stop_loop"), icon=":material/stop:", disabled=stopping):
-                cancel_job(folder)
-                stopping = True
-            if stopping:
-                st.caption("Stopping at the current stage's next safe point; Resume carries on from there.")
+            stop_button(folder, "Stop the loop", "stop_loop",
+                        "Stopping at the current stage's next safe point; Resume carries on from there.")
             return
         if polling:
             st.rerun()  # the new round's report joins the charts; polling stops
