@@ -409,10 +409,8 @@ def _cmd_tax(args: argparse.Namespace) -> int:
 
 def _cmd_loop(args: argparse.Namespace) -> int:
     """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
-    from .evaluation.loop import (loop_reports, loops_dir, parse_loop_settings, parse_loop_spec, prepare_loop, read_state,
-                                  start_loop)
+    from .evaluation.loop import loop_reports, parse_loop_settings, parse_loop_spec, prepare_loop, read_state, start_loop
     from .jobs import run_job
-    from .training.spec import check_run_name
 
     data = {"constitution": args.constitution, "rounds": args.rounds, "base_model": _model_or_run(args.base_model),
             "seed": args.seed, "stop_ratio": args.stop_ratio}
@@ -430,8 +428,7 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         folder = start_loop(spec, name)
         print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}")
         return 0
-    folder = loops_dir() / check_run_name(name)
-    prepare_loop(folder, spec)
+    folder = prepare_loop(spec, name)
     (folder / "cancel").unlink(missing_ok=True)
 
     def show(progress: dict) -> None:

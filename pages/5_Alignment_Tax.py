@@ -34,7 +34,7 @@ from cai_core.evaluation import list_evaluations as list_evaluation_folders
 from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
 from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, LoopError, list_loops, loops_dir, parse_loop_settings,
                                       parse_loop_spec, read_state, resume_loop, start_loop)
-from cai_core.evaluation.run import REPORT_FILE
+from cai_core.evaluation.run import REPORT_FILE, shared_refusal_ids
 from cai_core.jobs import JobError, JobState, cancel_job, log_tail, read_job, read_json
 from cai_core.models import DEFAULT_MODEL, default_model_spec
 from cai_core.store import list_constitutions
@@ -784,8 +784,7 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
     st.caption("The constitution's judge compares the two models' answers to each red-team prompt under every "
                "principle, in both orders. The win rate is how often it preferred the aligned answer: 50% means no "
                "difference, above 50% the aligned model is the more harmless.")
-    ids = [{item.get("id") for item in report["suites"].get("refusal", {}).get("items") or []} for report in (base, aligned)]
-    shared = ids[0] & ids[1]
+    shared = shared_refusal_ids(base, aligned)
     if not shared:
         st.info("Both reports need the refusal suite, on the same red-team prompts, for the judge to compare their "
                 "answers: evaluate both models with it.")
@@ -795,13 +794,8 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
                          "small to follow its constitution judges by position, not content: the page says so when "
                          "the two orders disagree on most pairs.")
     st.session_state[JUDGE_CHOSEN] = judge
-    names = constitution_names()
-    if not names:
-        st.error("No constitution could be loaded; create one on the Constitution page first.")
+    if constitution_choice(CONSTITUTION, "Its enabled principles are the questions the judge answers.") is None:
         return
-    if st.session_state.get(CONSTITUTION) not in names:
-        st.session_state[CONSTITUTION] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
-    st.selectbox("Constitution", names, key=CONSTITUTION, help="Its enabled principles are the questions the judge answers.")
     spec = harmlessness_spec(base_source, aligned_source)
     folder = judged_folder(spec)
     job = read_job(folder) if folder is not None and (folder / "spec.json").is_file() else None
@@ -811,10 +805,7 @@ def harmlessness_section(base_source: str, aligned_source: str, base: dict, alig
                      icon=":material/balance:", disabled=spec is None, type="primary",
                      help=f"Judges {plural(len(shared), 'red-team answer')} under every principle in its own process "
                           "(minutes on a CPU); the result is kept, so the same comparison shows it again later."):
-            try:
-                start_harmlessness(spec)
-            except (EvaluationError, JobError) as error:
-                st.error(sentence(error))
+            if start_or_say(lambda: start_harmlessness(spec), "judgement") is None:
                 return
             st.rerun()
         if job is not None and job.error:
@@ -935,8 +926,15 @@ def history_section(sources: list[str], pair: tuple[str, str] | None) -> None:
 # ---------------------------------------------------------------- iterative loops
 
 
-def constitution_names() -> list[str]:
-    return [info.name for info in list_constitutions() if info.error is None]
+def constitution_choice(state_key: str, help: str, where=st) -> str | None:
+    """A constitution that loads (general-hhh first), or None after saying there is none."""
+    names = [info.name for info in list_constitutions() if info.error is None]
+    if not names:
+        st.error("No constitution could be loaded; create one on the Constitution page first.")
+        return None
+    if st.session_state.get(state_key) not in names:
+        st.session_state[state_key] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+    return where.selectbox("Constitution", names, key=state_key, help=help)
 
 
 def new_loop_form(runs: list[RunInfo]) -> None:
@@ -948,14 +946,10 @@ def new_loop_form(runs: list[RunInfo]) -> None:
         model = model_choice("Starting model", LOOP_MODEL, LOOP_OTHER, runs,
                              "Round 1 makes its data with this model and trains on it; later rounds start from the "
                              "last round's model.")
-        names = constitution_names()
-        if not names:
-            st.error("No constitution could be loaded; create one on the Constitution page first.")
-            return
-        if st.session_state.get(LOOP_CONSTITUTION) not in names:
-            st.session_state[LOOP_CONSTITUTION] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
         left, middle, right = st.columns(3)
-        constitution = left.selectbox("Constitution", names, key=LOOP_CONSTITUTION)
+        constitution = constitution_choice(LOOP_CONSTITUTION, "Its principles steer the data each round makes.", left)
+        if constitution is None:
+            return
         rounds = int(middle.number_input("Rounds", 1, 50, 1, 1, key=LOOP_ROUNDS,
                                          help="A finished loop takes more rounds later: start it again under the "
                                               "same name with a larger number."))

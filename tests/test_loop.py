@@ -36,16 +36,16 @@ def wait(folder: Path, timeout: float = 240):
 
 
 def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_dir, cai_home):
-    folder = cai_home / "loops" / "two"
     one_round = parse_loop_spec({**SMALL, "rounds": 1, "base_model": str(tiny_model_dir)})
-    prepare_loop(folder, one_round)
+    folder = prepare_loop(one_round, "two")
+    assert folder == cai_home / "loops" / "two"
     job = run_job(folder)
     assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
     round_one = read_state(folder)["rounds"]["1"]
     # A finished loop takes more rounds; any other change needs a new name.
     with pytest.raises(Exception, match="other settings"):
-        prepare_loop(folder, parse_loop_spec({**SMALL, "rounds": 2, "seed": 5, "base_model": str(tiny_model_dir)}))
-    prepare_loop(folder, parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)}))
+        prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "seed": 5, "base_model": str(tiny_model_dir)}), "two")
+    prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)}), "two")
     job = run_job(folder)
     assert job.state == "finished", (job, (folder / "log.txt").read_text())
     state = read_state(folder)

@@ -20,7 +20,7 @@ from ..atomic import write_text_atomic
 from ..constitution import ConstitutionError
 from ..jobs import FINISHED, Reporter, read_job, read_json, start_job, write_json
 from ..paths import cai_home
-from .run import judge_harmlessness, read_report
+from .run import NO_SHARED_REFUSAL, judge_harmlessness, read_report, shared_refusal_ids
 from .suites import EvaluationError
 
 RESULT_FILE = "harmlessness.json"
@@ -41,11 +41,6 @@ class HarmlessnessSpec(BaseModel):
 
 def judgements_dir() -> Path:
     return cai_home() / "harmlessness"
-
-
-def _shared_refusal_items(base: dict, aligned: dict) -> int:
-    ids = [{item.get("id") for item in report["suites"].get("refusal", {}).get("items") or []} for report in (base, aligned)]
-    return len(ids[0] & ids[1])
 
 
 def _inputs(spec: HarmlessnessSpec) -> tuple[dict, dict, str, Path]:
@@ -75,8 +70,8 @@ def start_harmlessness(spec: HarmlessnessSpec) -> Path:
     from ..store import parse_constitution
 
     base, aligned, constitution_text, folder = _inputs(spec)
-    if not _shared_refusal_items(base, aligned):
-        raise EvaluationError("both reports need the 'refusal' suite on the same red-team prompts to compare harmlessness")
+    if not shared_refusal_ids(base, aligned):
+        raise EvaluationError(NO_SHARED_REFUSAL)
     if not any(p.enabled for p in parse_constitution(constitution_text, spec.constitution).principles):
         raise EvaluationError(f"the constitution {spec.constitution!r} has no enabled principle to judge by")
     from ..models import ModelLoadError

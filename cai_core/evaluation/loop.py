@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..constitution import first_error_message
-from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_json, run_job, start_job, write_json
+from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read_json, run_job, start_job, write_json
 from ..paths import SHIPPED_RECIPES_DIR, cai_home
 from .run import REPORT_FILE, EvaluationSpec, read_report
 from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
@@ -221,25 +221,26 @@ def _eval_spec(spec: LoopSpec, model: str) -> EvaluationSpec:
 
 
 def start_loop(spec: LoopSpec, name: str) -> Path:
-    from ..store import load_constitution
-    from ..training.spec import check_run_name, load_recipe
-
-    load_constitution(spec.constitution)  # a missing constitution is one sentence before anything starts
-    load_recipe(spec.recipe, "sft", spec.sft_overrides)
-    load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
-    folder = loops_dir() / check_run_name(name)
-    prepare_loop(folder, spec)
+    """Start (or resume, or extend) the loop NAME in its own process; returns its folder."""
+    folder = prepare_loop(spec, name)
     start_job(folder, "loop", spec.model_dump())
     return folder
 
 
-def prepare_loop(folder: Path, spec: LoopSpec) -> None:
-    """Write a new loop's spec, or check a resume against it. A loop may be given more rounds later
-    (its finished rounds are kept and the next one starts from the last model); any other change
-    needs a new name, because the finished rounds were made under the old settings."""
-    from ..jobs import read_job
+def prepare_loop(spec: LoopSpec, name: str) -> Path:
+    """Check the loop's inputs, then write its spec or check a resume against it; returns its folder.
 
-    folder = Path(folder)
+    A missing constitution, a bad recipe or name is one sentence before anything is written. A loop
+    may be given more rounds later (its finished rounds are kept and the next one starts from the
+    last model); any other change needs a new name, because the finished rounds were made under
+    the old settings."""
+    from ..store import load_constitution
+    from ..training.spec import check_run_name, load_recipe
+
+    load_constitution(spec.constitution)
+    load_recipe(spec.recipe, "sft", spec.sft_overrides)
+    load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
+    folder = loops_dir() / check_run_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     existing = read_json(folder / "spec.json") or {}
     old, new = existing.get("spec") or {}, spec.model_dump()
@@ -247,6 +248,7 @@ def prepare_loop(folder: Path, spec: LoopSpec) -> None:
             and {**old, "rounds": new["rounds"]} == new):
         write_json(folder / "spec.json", {"kind": "loop", "spec": new})
     prepare_job(folder, "loop", new)
+    return folder
 
 
 def loop_reports(folder: Path) -> list[tuple[str, dict]]:

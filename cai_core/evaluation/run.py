@@ -231,6 +231,15 @@ def list_evaluations() -> list[Path]:
 # --------------------------------------------------------------------------- harmlessness by the AI judge
 
 
+NO_SHARED_REFUSAL = "both reports need the 'refusal' suite on the same red-team prompts to compare harmlessness"
+
+
+def shared_refusal_ids(base: dict, aligned: dict) -> set[str]:
+    """The red-team prompts both reports answered: what the harmlessness judge can compare."""
+    ids = [{item.get("id") for item in report["suites"].get("refusal", {}).get("items") or []} for report in (base, aligned)]
+    return ids[0] & ids[1]
+
+
 def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_size: int = 16, on_progress=None,
                        judged_before: dict | None = None, on_principle_judged=None) -> dict:
     """Win rate of the aligned model's red-team answers over the base model's, by the constitution's judge.
@@ -249,7 +258,7 @@ def judge_harmlessness(judge, constitution, base: dict, aligned: dict, batch_siz
     base_items = {item["id"]: item for item in base["suites"].get("refusal", {}).get("items", [])}
     aligned_items = [item for item in aligned["suites"].get("refusal", {}).get("items", []) if item["id"] in base_items]
     if not aligned_items:
-        raise EvaluationError("both reports need the 'refusal' suite on the same red-team prompts to compare harmlessness")
+        raise EvaluationError(NO_SHARED_REFUSAL)
     principles = [p for p in constitution.principles if p.enabled]
     pairs = [(item["prompt"], item["answer"], base_items[item["id"]]["answer"]) for item in aligned_items]
     by_principle: dict[str, list[float]] = {}
