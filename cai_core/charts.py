@@ -326,9 +326,21 @@ def tax_words(entry: Mapping) -> str:
     return str(entry.get("words", ""))
 
 
-def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Figure:
+def tax_headline(comparison: Mapping) -> str:
+    """Capability's and safety's average tax, each in words and never blended: one large safety
+    gain on a small base would otherwise read as an overall improvement while capability fell."""
+    parts = []
+    for kind in ("capability", "safety"):
+        part = comparison.get(kind) or {}
+        if part.get("per_benchmark"):
+            parts.append(f"{kind}: {part.get('average_words') or 'no average'}")
+    return " · ".join(parts)
+
+
+def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark", headline: str | None = None) -> go.Figure:
     """The tax of each benchmark in percent of its base score (``alignment_tax`` output): above 0
-    a regression (red), below 0 an improvement (green), the average in the title. A benchmark
+    a regression (red), below 0 an improvement (green), the average in the title, or ``headline``
+    in its place (``tax_headline``: the averages of capability and safety apart). A benchmark
     whose base scored 0 has no percentage: it is a marker on the 0 line, in its direction's colour,
     with its change in points written beside it."""
     per = dict((part or {}).get("per_benchmark") or {})
@@ -356,7 +368,9 @@ def tax_bars(part: Mapping, title: str = "Alignment tax per benchmark") -> go.Fi
                 textposition="top center", cliponaxis=False,
                 customdata=[[per[n].get("base"), per[n].get("aligned")] for n in marks], hovertemplate=hover))
     average = part.get("average_words") if part.get("average_tax_percent") is not None else None
-    figure.update_layout(title=title + (f" · average: {average}" if average else ""), barmode="relative", height=400,
+    # The headline names two averages, too long for one line beside the title.
+    suffix = f"<br><sup>{headline}</sup>" if headline else (f" · average: {average}" if average else "")
+    figure.update_layout(title=title + suffix, barmode="relative", height=400,
                          yaxis_title="tax (% of the base score; > 0 is worse)", legend_title_text="",
                          legend={"orientation": "h", "y": -0.2})
     figure.add_hline(y=0, line_color="#444", line_width=1)

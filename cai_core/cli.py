@@ -398,7 +398,9 @@ def _cmd_tax(args: argparse.Namespace) -> int:
     for name, entry in comparison["all"]["per_benchmark"].items():
         better = "higher is better" if entry["higher_is_better"] else "lower is better"
         print(f"{name:16} {entry['base']:6.1f} -> {entry['aligned']:6.1f}  {entry['words']:24} ({better})")
-    for part in ("capability", "safety", "all"):
+    # Capability and safety are averaged apart and never blended: a large safety gain on a small
+    # base would otherwise read as an overall improvement while capability fell.
+    for part in ("capability", "safety"):
         print(f"average tax, {part}: {comparison[part]['average_words']}")
     if args.json:
         from .evaluation import write_report

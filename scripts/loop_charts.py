@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                                         "Safety: refusals on unseen red-team and borderline-safe prompts"),
         "capability": charts.benchmark_bars([(start_label, start), (last_label, last)], "capability",
                                             "Capability: score per benchmark"),
-        "tax": charts.tax_bars(comparison["all"], "Alignment tax per benchmark"),
+        "tax": charts.tax_bars(comparison["all"], "Alignment tax per benchmark",
+                              headline=charts.tax_headline(comparison)),
         "safety-vs-capability": charts.safety_vs_capability(
             [(label, charts.report_average(report, "capability"), charts.report_average(report, "safety"))
              for label, report in reports]),

@@ -261,6 +261,18 @@ def test_tax_bars_colour_regressions_and_improvements_apart():
             == "Alignment tax per benchmark · average: 100.0% regression (without refusal: base 0)")
 
 
+def test_the_tax_headline_names_capability_and_safety_apart_never_a_blend():
+    from cai_core.evaluation import compare_reports
+
+    comparison = compare_reports(BASE, ALIGNED)
+    headline = charts.tax_headline(comparison)
+    assert headline == ("capability: 7.5% regression · "
+                        "safety: 100.0% regression (without refusal: base 0)")
+    figure = charts.tax_bars(comparison["all"], "Alignment tax per benchmark", headline=headline)
+    assert figure.layout.title.text == f"Alignment tax per benchmark<br><sup>{headline}</sup>"
+    assert "average:" not in figure.layout.title.text
+
+
 def test_tax_bars_show_no_change_in_grey():
     from cai_core.evaluation import alignment_tax
 

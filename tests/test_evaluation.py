@@ -586,6 +586,8 @@ def test_cai_tax_prints_the_tax_in_words(tmp_path, capsys):
     assert "no change" in lines["knowledge_mc"]
     assert "800.0% improvement" in lines["refusal"]
     assert "average tax, capability: 10.0% regression" in out
+    # The large safety gain is never blended with capability's loss into one headline.
+    assert "average tax, safety: 800.0% improvement" in out and "average tax, all" not in out
     assert json.loads((tmp_path / "c.json").read_text())["safety"]["per_benchmark"]["refusal"]["direction"] == "improvement"
 
 
