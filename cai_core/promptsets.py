@@ -18,14 +18,15 @@ from pathlib import Path
 
 from .atomic import write_bytes_atomic
 from .constitution import ConstitutionError
-from .paths import SHIPPED_PROMPTS_DIR, cai_home
+from .paths import SHIPPED_PROMPTS_DIR, cai_home, is_explicit_path
 from .textfiles import decode_text, read_text_file
 
 MAX_PROMPT_FILE_BYTES = 50 * 1024 * 1024
 MAX_PROMPT_CHARS = 20_000
 MAX_FIELD_CHARS = 200
 SUFFIXES = (".txt", ".jsonl", ".csv")
-_SET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+MAX_SET_NAME_LENGTH = 64
+_SET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,%d}$" % (MAX_SET_NAME_LENGTH - 1))
 DEFAULT_CATEGORY = "uncategorised"
 
 
@@ -64,24 +65,34 @@ def list_prompt_sets() -> list[str]:
     names = [p.stem for p in sorted(SHIPPED_PROMPTS_DIR.glob("*.jsonl"))]
     folder = user_prompt_sets_dir()
     if folder.is_dir():
-        names += [p.name for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.is_file()]
+        # A dot-name would read as a path (see resolve_prompt_source), so it is not listed as a set.
+        names += [p.name for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")]
     return names
 
 
 def resolve_prompt_source(source: str) -> Path:
-    """A shipped set's name, a saved set's file name, or a path to a file."""
+    """A saved set's file name, a shipped set's name, or a path that is clearly one.
+
+    Names resolve among the user's saved sets, then the shipped ones, and never in the current
+    directory (see ``paths.is_explicit_path``): ``README.md`` is not a prompt set because a file
+    of that name happens to lie where the command runs; ``./mine.txt`` is that file.
+    """
     source = source.strip()
-    shipped = SHIPPED_PROMPTS_DIR / f"{source}.jsonl"
-    if _SET_NAME_PATTERN.match(source) and shipped.is_file():
-        return shipped
-    saved = user_prompt_sets_dir() / source
-    if _SET_NAME_PATTERN.match(source) and saved.is_file():
-        return saved
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path
+    if is_explicit_path(source):
+        path = Path(source).expanduser()
+        if path.is_file():
+            return path
+        raise PromptFileError("file not found" if not path.exists() else "is not a file", str(path))
+    if source:
+        saved = user_prompt_sets_dir() / source
+        if saved.is_file():
+            return saved
+        for shipped in (SHIPPED_PROMPTS_DIR / f"{source}.jsonl", SHIPPED_PROMPTS_DIR / source):
+            if shipped.suffix == ".jsonl" and shipped.is_file():
+                return shipped
     known = ", ".join(list_prompt_sets()) or "none"
-    raise PromptFileError(f"prompt set {source!r} is neither a shipped or saved set ({known}) nor a file")
+    hint = f"; a file is given by its path, such as ./{source}" if source else ""
+    raise PromptFileError(f"prompt set {source!r} is neither a shipped or saved set ({known}){hint}")
 
 
 # The shipped red-team and benign sets are cut in two halves, alternating within each category in
@@ -216,16 +227,34 @@ def parse_prompt_text(text: str, file_name: str, source: str) -> PromptSet:
 
 
 def save_prompt_set(file_name: str, data: bytes) -> tuple[str, PromptSet]:
-    """Validate an uploaded file and keep it among the user's sets; nothing is written if it is bad."""
+    """Validate an uploaded file and keep it among the user's sets; nothing is written if it is bad.
+
+    The saved name is always one ``check_prompt_set_name`` accepts, so it can be used as a source:
+    other characters become '-', a leading '_' or '.' is dropped, and the stem is cut so that a
+    numbered name (``stem-12.jsonl``) still fits in 64 characters.
+    """
     name = Path(file_name).name
     stem, suffix = Path(name).stem, Path(name).suffix.lower()
     if suffix not in SUFFIXES:
         raise PromptFileError(f"has the extension {suffix or '(none)'!r}; use .txt (one prompt a line), .jsonl or .csv", name)
-    safe_stem = re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-.")[:56] or "prompts"
+    safe_stem = re.sub(r"^[^A-Za-z0-9]+", "", re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem)) or "prompts"
     parsed = parse_prompt_bytes(data, name)
-    target = _free_name(safe_stem, suffix, data)
+    target = check_prompt_set_name(_free_name(safe_stem, suffix, data))
     write_bytes_atomic(user_prompt_sets_dir() / target, data)
     return target, parsed
+
+
+def check_prompt_set_name(name: str) -> str:
+    """A saved set's file name: a letter or digit first, then letters, digits, '_', '.', '-', at most 64."""
+    if not _SET_NAME_PATTERN.match(name) or Path(name).suffix.lower() not in SUFFIXES:
+        raise PromptFileError(f"prompt set name {name!r} must start with a letter or digit, use only letters, "
+                              "digits, '_', '.' and '-', end in .txt, .jsonl or .csv and be at most 64 characters")
+    return name
+
+
+def _numbered_name(stem: str, suffix: str, number: int) -> str:
+    tail = suffix if number == 1 else f"-{number}{suffix}"
+    return stem[:MAX_SET_NAME_LENGTH - len(tail)].rstrip("-.") + tail
 
 
 def _free_name(stem: str, suffix: str, data: bytes) -> str:
@@ -234,8 +263,8 @@ def _free_name(stem: str, suffix: str, data: bytes) -> str:
     shipped = {p.stem for p in SHIPPED_PROMPTS_DIR.glob("*.jsonl")}
     folder = user_prompt_sets_dir()
     for number in range(1, 1000):
-        candidate = f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}"
-        if f"{stem}" in shipped and number == 1:
+        candidate = _numbered_name(stem, suffix, number)
+        if number == 1 and Path(candidate).stem in shipped:
             continue
         existing = folder / candidate
         if not existing.exists() or existing.read_bytes() == data:

@@ -28,7 +28,7 @@ from .constitution import (
     first_error_message,
 )
 from . import textfiles
-from .paths import SHIPPED_CONSTITUTIONS_DIR, user_constitutions_dir
+from .paths import SHIPPED_CONSTITUTIONS_DIR, is_explicit_path, user_constitutions_dir
 from .textfiles import child_node, line_of, parse_yaml, read_text_file
 
 MAX_FILE_BYTES = 256 * 1024
@@ -189,22 +189,31 @@ def _find_file(folder: Path, name: str) -> Path | None:
 
 
 def resolve_constitution_path(path_or_name: str | Path, directory: Path | str | None = None) -> Path:
-    """A path to an existing file as given, else a name in the user's store, else a shipped one."""
-    candidate = Path(path_or_name)
-    if candidate.suffix.lower() in CONSTITUTION_SUFFIXES or candidate.exists():
+    """The file for a constitution name (the user's store first, then the shipped ones) or a path.
+
+    A name never reads the current directory: ``general-hhh`` is the store's or the shipped one
+    even where a file of that name lies about. Only what is clearly a path is read as one (see
+    ``paths.is_explicit_path``: a separator, a leading ``.`` or ``~``, or a ``Path`` object).
+    Whatever ``check_constitution_name`` accepts at save is found here: ``v1.yaml`` is first the
+    constitution named ``v1.yaml`` (saved as ``v1.yaml.yaml``), then the one saved as ``v1.yaml``.
+    """
+    if is_explicit_path(path_or_name):
+        candidate = Path(path_or_name).expanduser()
         if not candidate.is_file():
-            raise ConstitutionError("file not found", str(candidate))
+            raise ConstitutionError("file not found" if not candidate.exists() else "is not a file", str(candidate))
         return candidate
     name = check_constitution_name(str(path_or_name))
+    with_suffix = Path(name).suffix.lower() in CONSTITUTION_SUFFIXES
     for folder in (_directory(directory), SHIPPED_CONSTITUTIONS_DIR):
-        found = _find_file(folder, name)
+        found = _find_file(folder, name) or (folder / name if with_suffix and (folder / name).is_file() else None)
         if found:
             return found
-    raise ConstitutionError(f"no constitution named {name!r}; `cai constitutions` lists what is available")
+    hint = f", and a file in this folder is given as ./{name}" if with_suffix else ""
+    raise ConstitutionError(f"no constitution named {name!r}; `cai constitutions` lists what is available{hint}")
 
 
 def load_constitution(path_or_name: str | Path, directory: Path | str | None = None) -> Constitution:
-    """Load and validate a constitution by file path or by name (user's store first, then shipped)."""
+    """Load and validate a constitution by name (user's store first, then shipped) or by clear path."""
     path = resolve_constitution_path(path_or_name, directory)
     return parse_constitution(_read_text(path), str(path))
 

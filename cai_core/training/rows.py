@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..data import BEST_OF_N_PAIRS_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, SFT_FILE, datasets_dir
+from ..paths import is_explicit_path
 from ..textfiles import decode_text
 from ..constitution import ConstitutionError
 from .spec import RecipeError, TrainingSpec
@@ -30,16 +31,23 @@ class TrainingDataError(RecipeError):
 
 
 def data_files(spec: TrainingSpec) -> list[Path]:
-    """The JSONL files ``spec.data`` names: dataset names resolve to that dataset's files."""
+    """The JSONL files ``spec.data`` names: dataset names resolve to that dataset's files.
+
+    A bare entry is a dataset name in ``$CAI_HOME/datasets``, never something in the current
+    directory (a dataset named ``docs`` is the dataset even beside a ``docs`` folder); only what
+    is clearly a path (see ``paths.is_explicit_path``) is read as a file or dataset folder.
+    """
     if not spec.data:
         raise TrainingDataError("no training data chosen: give a dataset name from the Data page or a .jsonl file")
     files: list[Path] = []
     for entry in spec.data:
-        path = Path(entry).expanduser()
-        if not path.exists() and "/" not in entry and not entry.endswith(".jsonl"):
-            path = datasets_dir() / entry
-            if not path.is_dir():
-                raise TrainingDataError(f"there is no dataset named {entry!r} (see `cai datasets`) and no file of that name")
+        if is_explicit_path(entry):
+            path = Path(entry).expanduser()
+        else:
+            path = datasets_dir() / entry.strip()
+            if not entry.strip() or not path.is_dir():
+                raise TrainingDataError(f"there is no dataset named {entry!r} (see `cai datasets`); "
+                                        f"a file is given by its path, such as ./{entry}")
         if path.is_dir():
             wanted = [SFT_FILE] if spec.method == "sft" else [PAIR_FILES[p] for p in spec.pairs]
             # A dataset made without some source still has its (empty) file: skip it, not fail on it.

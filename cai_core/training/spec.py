@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..constitution import ConstitutionError, first_error_message
-from ..paths import SHIPPED_RECIPES_DIR, user_recipes_dir
+from ..paths import SHIPPED_RECIPES_DIR, is_explicit_path, user_recipes_dir
 from ..textfiles import child_node, decode_text, line_of, parse_yaml
 
 METHODS = ("sft", "dpo")
@@ -184,8 +184,30 @@ def parse_recipe(text: str, method: str, source: str = "recipe", overrides: dict
         raise RecipeError(message, source, line) from None
 
 
+def resolve_recipe(path_or_name: str | Path) -> Path:
+    """The file for a recipe name (the user's saved recipes first, then the shipped ones) or a path.
+
+    As with constitutions, a name never reads the current directory, and only what is clearly a
+    path is read as one (see ``paths.is_explicit_path``): ``cpu-demo`` and ``cpu-demo.yaml`` are
+    the shipped recipe, ``recipes/cpu-demo.yaml`` and ``./mine.yaml`` are files. A name is found
+    exactly as ``save_recipe`` stores it, so whatever it accepts loads by the same name.
+    """
+    if is_explicit_path(path_or_name):
+        return Path(path_or_name).expanduser()
+    text = str(path_or_name).strip()
+    name = text.removesuffix(".yaml")
+    if name:
+        for folder in (user_recipes_dir(), SHIPPED_RECIPES_DIR):
+            if (folder / f"{name}.yaml").is_file():
+                return folder / f"{name}.yaml"
+    known = ", ".join(path.stem for path in list_recipes()) or "none"
+    hint = f"; a file is given by its path, such as ./{text}" if text else ""
+    raise RecipeError(f"there is no recipe named {text!r} among yours or the shipped ones ({known}){hint}")
+
+
 def load_recipe(path: str | Path, method: str, overrides: dict[str, Any] | None = None) -> TrainingSpec:
-    path = Path(path)
+    """The ``method`` spec from a recipe named or given by path (see ``resolve_recipe``)."""
+    path = resolve_recipe(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
