@@ -286,3 +286,16 @@ def test_humaneval_is_refused_without_a_working_sandbox(bwrap_script, monkeypatc
 def test_a_broken_sandbox_run_is_a_sandbox_error_not_a_failure(sandbox_tmp):
     result = sandbox_module._run("/usr/bin/false", "x = 1\n", 5.0, 256, None)
     assert result.status == SANDBOX_ERROR, result
+
+
+@pytest.mark.slow
+def test_every_canonical_humaneval_solution_passes_in_the_sandbox(sandbox_tmp):
+    """The boundary takes nothing a real solution needs (hashlib, math, the helpers its prompt defines)."""
+    from cai_core.evaluation.suites import humaneval_problems
+
+    failing = {}
+    for problem in humaneval_problems():
+        result = check_humaneval(problem, problem["canonical_solution"], timeout_s=10)
+        if not result.passed:
+            failing[problem["task_id"]] = result
+    assert failing == {}
