@@ -12,7 +12,7 @@ INSTALL_STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: install model browser run test test-fast bench clean
+.PHONY: install model browser sandbox run test test-fast bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,14 +38,20 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; fi; }
 
-run: model
+# HumanEval runs model-written code only inside bubblewrap (see cai_core/evaluation/sandbox.py).
+sandbox:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap; \
+	  else echo "Install bubblewrap, the sandbox HumanEval needs: sudo apt-get install bubblewrap"; fi; }
+
+run: model sandbox
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-test: model browser
+test: model browser sandbox
 	$(PY) -m pytest
 
 # Unit and page tests only (no bundled model, no browser): the quick loop while editing.
-test-fast: install
+test-fast: install sandbox
 	$(PY) -m pytest -m "not slow and not browser"
 
 # Each prints a ratio measured side by side in one run; the figures are kept in docs/benchmarks.md.

@@ -5,7 +5,6 @@ tiny random model (no mocks)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -17,11 +16,11 @@ import pytest
 from cai_core import prompts as templates
 from cai_core.cli import main
 from cai_core.evaluation import (EvaluationError, EvaluationSpec, alignment_tax, arithmetic_problems, bootstrap_interval,
-                                 compare_reports, describe, evaluate, final_number, humaneval_program, is_refusal,
-                                 judge_harmlessness, read_report, run_untrusted, start_evaluation, tax_percent)
+                                 check_humaneval, compare_reports, describe, evaluate, final_number,
+                                 is_refusal, judge_harmlessness, read_report, start_evaluation, tax_percent)
 from cai_core.evaluation import suites as suites_module
 from cai_core.evaluation.run import REPORT_FILE, SUITES_DIR
-from cai_core.evaluation.sandbox import FAILED, OUT_OF_MEMORY, PASSED, TIMEOUT
+from cai_core.evaluation.sandbox import FAILED, PASSED
 from cai_core.evaluation.suites import REFUSAL_WINDOW, run_knowledge_mc
 from cai_core.jobs import Reporter, read_job
 
@@ -65,7 +64,7 @@ def test_canonical_humaneval_completions_pass_as_body_or_as_whole_function(task_
     body_only = problem["canonical_solution"]
     fenced = f"Here is the function:\n\n```python\n{whole_function(problem)}```\n\nIt checks every case."
     for reply in (body_only, fenced):
-        result = run_untrusted(humaneval_program(problem, reply), timeout_s=10)
+        result = check_humaneval(problem, reply, timeout_s=10)
         assert result.status == PASSED, (reply, result)
 
 
@@ -74,7 +73,7 @@ def test_wrong_humaneval_completions_fail(sandbox_tmp):
     wrong_body = "    return False\n"
     wrong_function = f"```python\n{whole_function(problem).split(chr(34) * 3 + chr(10), 2)[0]}\"\"\"\n    return True\n```"
     for reply in (wrong_body, wrong_function, "I don't know.", ""):
-        result = run_untrusted(humaneval_program(problem, reply), timeout_s=10)
+        result = check_humaneval(problem, reply, timeout_s=10)
         assert result.status == FAILED and result.detail, (reply, result)
 
 
@@ -85,7 +84,7 @@ def test_a_whole_function_reply_keeps_the_helpers_its_prompt_defines(task_id, sa
     whole entry function, humaneval_program keeps only the prompt's import lines, so a correct
     answer fails with NameError."""
     problem = humaneval(task_id)
-    result = run_untrusted(humaneval_program(problem, f"```python\n{whole_function(problem)}```"), timeout_s=10)
+    result = check_humaneval(problem, f"```python\n{whole_function(problem)}```", timeout_s=10)
     assert result.status == PASSED, result
 
 
@@ -246,114 +245,7 @@ def test_the_average_of_nothing_in_common_does_not_blame_a_zero_base():
     assert "base score is 0" not in result["average_words"]
 
 
-# --------------------------------------------------------------------------- 4. the sandbox
-
-
-def test_an_infinite_loop_times_out_quickly(sandbox_tmp):
-    for program in ("while True:\n    pass\n", "import time\nwhile True:\n    time.sleep(0.05)\n"):
-        began = time.monotonic()
-        result = run_untrusted(program, timeout_s=1.0)
-        assert result.status == TIMEOUT, (program, result)
-        assert time.monotonic() - began < 3.0
-
-
-def test_a_huge_allocation_runs_out_of_memory(sandbox_tmp):
-    for program in ("x = bytearray(8 * 1024 ** 3)\n", "chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))\n"):
-        result = run_untrusted(program, timeout_s=10, memory_mb=256)
-        assert result.status == OUT_OF_MEMORY, (program, result)
-
-
-def test_deleting_files_outside_the_sandbox_does_not_work(tmp_path, sandbox_tmp):
-    victim_dir = tmp_path / "precious"
-    victim_dir.mkdir()
-    victim = victim_dir / "data.txt"
-    victim.write_text("keep me")
-    attempts = [
-        f"import os\nos.remove({str(victim)!r})\n",
-        f"import os\nos.unlink({str(victim)!r})\n",
-        f"import pathlib\npathlib.Path({str(victim)!r}).unlink()\n",
-        f"import shutil\nshutil.rmtree({str(victim_dir)!r})\n",
-        f"import os\nos.system('rm -rf {victim_dir}')\n",
-        f"import subprocess\nsubprocess.run(['rm', '-rf', {str(victim_dir)!r}])\n",
-        f"import os\nos.rename({str(victim)!r}, {str(victim) + '.gone'!r})\n",
-    ]
-    for program in attempts:
-        result = run_untrusted(program, timeout_s=5)
-        assert result.status == FAILED, (program, result)
-        assert victim.read_text() == "keep me", program
-        # Swallowing the error makes the program "pass", but still nothing is deleted.
-        quiet = "try:\n" + "".join(f"    {line}\n" for line in program.splitlines()) + "except Exception:\n    pass\n"
-        assert run_untrusted(quiet, timeout_s=5).status == PASSED
-        assert victim.read_text() == "keep me", quiet
-
-
-def test_a_fork_bomb_is_contained(sandbox_tmp):
-    began = time.monotonic()
-    result = run_untrusted("import os\nwhile True:\n    os.fork()\n", timeout_s=2)
-    assert result.status == FAILED and time.monotonic() - began < 4.0
-    result = run_untrusted("import multiprocessing\nwhile True:\n    multiprocessing.Process(target=print).start()\n",
-                           timeout_s=2)
-    assert result.status != PASSED and time.monotonic() - began < 8.0
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-def test_processes_forked_past_the_guard_die_with_a_timed_out_program(tmp_path, sandbox_tmp):
-    """posix.fork is not switched off by the guard; the wall-clock timeout kills the whole group."""
-    pids = tmp_path / "pids.txt"
-    program = (
-        "import posix, time\nchildren = []\nfor _ in range(3):\n    pid = posix.fork()\n    if pid == 0:\n"
-        "        time.sleep(60)\n        raise SystemExit\n    children.append(pid)\n"
-        f"open({str(pids)!r}, 'w').write(' '.join(map(str, children)))\ntime.sleep(60)\n"
-    )
-    result = run_untrusted(program, timeout_s=1.5)
-    assert result.status == TIMEOUT
-    children = [int(p) for p in pids.read_text().split()]
-    assert len(children) == 3
-    deadline = time.monotonic() + 3
-    while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(process_alive(pid) for pid in children)
-
-
-def test_a_forked_process_does_not_outlive_a_program_that_exits_normally(tmp_path, sandbox_tmp):
-    """ENGINE BUG: the process group is only killed on a timeout. A program that forks a child
-    which lets go of stderr, then exits 0, "passes" and leaves the child running (60 s here)."""
-    pids = tmp_path / "pid.txt"
-    program = (
-        "import posix, time\npid = posix.fork()\nif pid == 0:\n    posix.close(1)\n    posix.close(2)\n"
-        "    time.sleep(60)\n    raise SystemExit\n"
-        f"open({str(pids)!r}, 'w').write(str(pid))\n"
-    )
-    result = run_untrusted(program, timeout_s=5)
-    child = int(pids.read_text())
-    try:
-        assert result.status == PASSED
-        time.sleep(0.5)
-        assert not process_alive(child), "a child of the sandboxed program is still running after it returned"
-    finally:
-        if process_alive(child):  # we started it (through the sandbox): end it by its id
-            os.kill(child, 9)
-
-
-def test_writing_a_10_mb_file_fails(sandbox_tmp):
-    result = run_untrusted("with open('big.bin', 'wb') as f:\n    f.write(b'x' * 10 * 1024 * 1024)\n", timeout_s=5)
-    assert result.status == FAILED and "too large" in result.detail.lower(), result
-
-
-def test_the_program_runs_in_a_temporary_folder_that_is_removed(sandbox_tmp):
-    # os.getcwd is switched off inside; the candidate's own path is the runner's argv[1].
-    result = run_untrusted("import sys\nraise SystemExit(sys.argv[1])\n", timeout_s=5)
-    assert result.status == FAILED
-    where = Path(result.detail)
-    assert where.name == "candidate.py" and where.parent.name.startswith("cai-sandbox-")
-    assert where.parent.parent == sandbox_tmp and not where.parent.exists()
+# --------------------------------------------------------------------------- 4. the sandbox: tests/test_sandbox.py
 
 
 # --------------------------------------------------------------------------- 5. bootstrap intervals

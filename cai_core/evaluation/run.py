@@ -118,6 +118,7 @@ def run_evaluation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
 def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
     from ..training.spec import RecipeError, check_run_name
 
+    check_suite_names(spec.suites)  # a spec made in code is checked too: HumanEval without a sandbox stops here
     try:
         folder = evaluations_dir() / check_run_name(name)
     except RecipeError as error:

@@ -31,7 +31,7 @@ from ..models import GenerationBackend, GenerationSettings, LogprobsUnavailable
 from ..paths import REPO_ROOT
 from ..promptsets import evaluation_half, interleave_categories, load_prompt_sources
 from ..refusals import REFUSAL_WINDOW, is_refusal  # noqa: F401  (re-exported: the suites score with it)
-from .sandbox import run_untrusted
+from .sandbox import SandboxResult, SandboxUnavailable, require_sandbox, run_untrusted
 from .stats import bootstrap_interval
 
 CAPABILITY, SAFETY = "capability", "safety"
@@ -90,7 +90,8 @@ _CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
 
 def humaneval_program(problem: dict, reply: str) -> str:
     """The program to execute: the model's function (or, when it wrote only a body, the prompt
-    plus that body), then the problem's tests and the call that runs them."""
+    plus that body), then the problem's tests. The call that runs them is not part of it: the
+    sandbox's runner makes it (``check_humaneval``), so a pass means that call returned."""
     blocks = _CODE_BLOCK.findall(reply)
     code = max(blocks, key=len) if blocks else reply
     entry = problem["entry_point"]
@@ -100,7 +101,13 @@ def humaneval_program(problem: dict, reply: str) -> str:
         body = problem["prompt"] + "\n    pass\n\n" + code
     else:
         body = problem["prompt"] + code
-    return f"{body}\n\n{problem['test']}\n\ncheck({entry})\n"
+    return f"{body}\n\n{problem['test']}\n"
+
+
+def check_humaneval(problem: dict, reply: str, timeout_s: float = 5.0) -> SandboxResult:
+    """Run a reply against its problem's tests in the sandbox: passed only when check(entry) returned."""
+    return run_untrusted(humaneval_program(problem, reply), timeout_s=timeout_s,
+                         check=("check", problem["entry_point"]))
 
 
 def humaneval_problems() -> list[dict]:
@@ -113,12 +120,13 @@ def humaneval_problems() -> list[dict]:
 
 def run_humaneval(backend: GenerationBackend, limit: int | None, seed: int, batch_size: int,
                   on_progress: Progress | None = None, timeout_s: float = 5.0) -> SuiteScore:
+    _require_sandbox()  # before any generation: without a sandbox nothing of this suite can run
     problems = humaneval_problems()[:limit] if limit else humaneval_problems()
     conversations = [templates.humaneval_conversation(p["prompt"]) for p in problems]
     replies = _in_chunks(backend, conversations, _greedy(384, batch_size), on_progress)
     hits, items = [], []
     for problem, reply in zip(problems, replies):
-        result = run_untrusted(humaneval_program(problem, reply), timeout_s=timeout_s)
+        result = check_humaneval(problem, reply, timeout_s=timeout_s)
         hits.append(1.0 if result.passed else 0.0)
         items.append({"id": problem["task_id"], "answer": reply, "passed": result.passed, "status": result.status,
                       "detail": result.detail})
@@ -282,4 +290,13 @@ def check_suite_names(names: list[str]) -> list[str]:
                               "(or lm-eval:TASK with the lm-eval extra installed)")
     if not names:
         raise EvaluationError(f"choose at least one suite: {', '.join(SUITES)}")
+    if "humaneval" in names:
+        _require_sandbox()
     return names
+
+
+def _require_sandbox() -> None:
+    try:
+        require_sandbox()
+    except SandboxUnavailable as error:
+        raise EvaluationError(str(error)) from None
