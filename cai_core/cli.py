@@ -79,12 +79,12 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .data import dataset_summary, parse_spec, run_generation
-    from .jobs import FINISHED, read_json
+    from .jobs import FINISHED, is_job_folder, read_json
 
     folder = Path(args.out)
-    stored = read_json(folder / "spec.json")
+    stored = read_json(folder / "spec.json") if is_job_folder(folder) else None
     if args.constitution is None and args.prompts is None:
-        if not stored:
+        if not stored or stored["kind"] != "generate":
             raise ConstitutionError("give --constitution and --prompts (or an --out folder that holds a run to resume)")
         spec = parse_spec(stored["spec"])
         print(f"resuming the run in {folder}", file=sys.stderr)
@@ -350,7 +350,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .evaluation import evaluate, parse_evaluation_spec, write_report
-    from .jobs import Reporter
+    from .evaluation.run import check_report_path
+    from .jobs import Reporter, check_output_folder
 
     model = _model_or_run(args.model)
     if args.adapter:
@@ -362,6 +363,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     spec = parse_evaluation_spec(data)
     out = Path(args.out)
     work = out.with_name(f".{out.name}.work")
+    # Before any work: a file at --out is replaced only by the same evaluation run again.
+    check_report_path(out, spec.model_dump())
+    check_output_folder(work)
     bars: list = []
 
     def show(progress: dict) -> None:
@@ -392,7 +396,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_tax(args: argparse.Namespace) -> int:
     from .evaluation import compare_reports, read_report
+    from .evaluation.run import check_comparison_path
 
+    if args.json:
+        check_comparison_path(Path(args.json))
     comparison = compare_reports(read_report(args.base), read_report(args.aligned))
     print(f"base: {comparison['base']}\naligned: {comparison['aligned']}")
     for name, entry in comparison["all"]["per_benchmark"].items():
