@@ -486,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="make SFT data and preference pairs from a constitution and prompt sets (again on the same --out: resume)")
     generate.add_argument("--constitution", help="a name from `cai constitutions` or a file path")
     generate.add_argument("--prompts", action="append", help="a set from `cai prompt-sets` or a .txt/.jsonl/.csv file (repeatable)")
-    generate.add_argument("--out", required=True, help="the dataset folder; running again on it resumes")
+    generate.add_argument("--out", required=True, help="the dataset folder: new, empty, or one this tool made (running again on it resumes)")
     generate.add_argument("--phase", choices=["sft", "prefs", "both"], default="both")
     generate.add_argument("--pairs", default="revision,rlaif", help="Phase 2 pair sources: revision, rlaif or both (comma-separated)")
     generate.add_argument("--rounds", type=int, default=1)
@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="merge a run's adapter into its base model and save a plain model folder")
     export.add_argument("run", help="a run name from `cai runs` or its folder")
-    export.add_argument("--out", required=True, help="a new folder for the merged model")
+    export.add_argument("--out", required=True, help="a new or empty folder for the merged model")
     export.set_defaults(handler=_cmd_export)
 
     evaluation = commands.add_parser("eval", help="score a model (or base + adapter) on capability and safety suites")
@@ -549,13 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--limit", type=int, help="at most N items per suite (a quick run)")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--batch-size", type=int, default=16)
-    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes")
+    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes, and no other file there is replaced")
     evaluation.set_defaults(handler=_cmd_eval)
 
     tax = commands.add_parser("tax", help="the alignment tax between two evaluation reports")
     tax.add_argument("base", help="the base model's report (JSON)")
     tax.add_argument("aligned", help="the aligned model's report (JSON)")
-    tax.add_argument("--json", help="also write the comparison to this file")
+    tax.add_argument("--json", help="also write the comparison to this file (a new one, or a comparison written before)")
     tax.set_defaults(handler=_cmd_tax)
 
     loop = commands.add_parser("loop", help="rounds of generate -> SFT -> DPO -> evaluate (again: resumes)")
