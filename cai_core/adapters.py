@@ -11,6 +11,7 @@ Anywhere a model is asked for, a finished run's folder or an adapter folder may 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import tempfile
@@ -122,8 +123,11 @@ def export_merged(spec: str, out_dir: str | Path) -> Path:
     import torch
 
     out_dir = Path(out_dir).expanduser()
-    if out_dir.exists():
-        raise AdapterError(f"{out_dir} already exists; choose a new folder for the merged model")
+    # An empty folder (made beforehand with mkdir) is replaced by the rename below; anything else
+    # there is the user's and is never written over.
+    if out_dir.is_symlink() or (out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir()))):
+        raise AdapterError(f"{out_dir} already exists and is not an empty folder, so it was left as it is; "
+                           "choose a new or empty folder for the merged model")
     if adapter_stack(spec) is None:
         raise AdapterError(f"{spec} is not a finished run or an adapter folder, so there is nothing to merge")
     network, tokenizer, _ = load_merged(spec, torch.float32)
@@ -132,7 +136,15 @@ def export_merged(spec: str, out_dir: str | Path) -> Path:
     try:
         network.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        staging.rename(out_dir)  # the folder appears complete or not at all
+        # The folder appears complete or not at all; rename replaces an empty folder only, so
+        # files put there during the merge make it fail rather than vanish.
+        try:
+            staging.rename(out_dir)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+            raise AdapterError(f"{out_dir} was filled while the model was merged, so it was left as it is; "
+                               "choose a new or empty folder for the merged model") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -79,12 +79,12 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .data import dataset_summary, parse_spec, run_generation
-    from .jobs import FINISHED, read_json
+    from .jobs import FINISHED, is_job_folder, read_json
 
     folder = Path(args.out)
-    stored = read_json(folder / "spec.json")
+    stored = read_json(folder / "spec.json") if is_job_folder(folder) else None
     if args.constitution is None and args.prompts is None:
-        if not stored:
+        if not stored or stored["kind"] != "generate":
             raise ConstitutionError("give --constitution and --prompts (or an --out folder that holds a run to resume)")
         spec = parse_spec(stored["spec"])
         print(f"resuming the run in {folder}", file=sys.stderr)
@@ -350,7 +350,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .evaluation import evaluate, parse_evaluation_spec, write_report
-    from .jobs import Reporter
+    from .evaluation.run import check_report_path
+    from .jobs import Reporter, check_output_folder
 
     model = _model_or_run(args.model)
     if args.adapter:
@@ -362,6 +363,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     spec = parse_evaluation_spec(data)
     out = Path(args.out)
     work = out.with_name(f".{out.name}.work")
+    # Before any work: a file at --out is replaced only by the same evaluation run again.
+    check_report_path(out, spec.model_dump())
+    check_output_folder(work)
     bars: list = []
 
     def show(progress: dict) -> None:
@@ -392,7 +396,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_tax(args: argparse.Namespace) -> int:
     from .evaluation import compare_reports, read_report
+    from .evaluation.run import check_comparison_path
 
+    if args.json:
+        check_comparison_path(Path(args.json))
     comparison = compare_reports(read_report(args.base), read_report(args.aligned))
     print(f"base: {comparison['base']}\naligned: {comparison['aligned']}")
     for name, entry in comparison["all"]["per_benchmark"].items():
@@ -481,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", help="make SFT data and preference pairs from a constitution and prompt sets (again on the same --out: resume)")
     generate.add_argument("--constitution", help="a name from `cai constitutions` or a file path")
     generate.add_argument("--prompts", action="append", help="a set from `cai prompt-sets` or a .txt/.jsonl/.csv file (repeatable)")
-    generate.add_argument("--out", required=True, help="the dataset folder; running again on it resumes")
+    generate.add_argument("--out", required=True, help="the dataset folder: new, empty, or one this tool made (running again on it resumes)")
     generate.add_argument("--phase", choices=["sft", "prefs", "both"], default="both")
     generate.add_argument("--pairs", default="revision,rlaif", help="Phase 2 pair sources: revision, rlaif or both (comma-separated)")
     generate.add_argument("--rounds", type=int, default=1)
@@ -533,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="merge a run's adapter into its base model and save a plain model folder")
     export.add_argument("run", help="a run name from `cai runs` or its folder")
-    export.add_argument("--out", required=True, help="a new folder for the merged model")
+    export.add_argument("--out", required=True, help="a new or empty folder for the merged model")
     export.set_defaults(handler=_cmd_export)
 
     evaluation = commands.add_parser("eval", help="score a model (or base + adapter) on capability and safety suites")
@@ -544,13 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--limit", type=int, help="at most N items per suite (a quick run)")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--batch-size", type=int, default=16)
-    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes")
+    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes, and no other file there is replaced")
     evaluation.set_defaults(handler=_cmd_eval)
 
     tax = commands.add_parser("tax", help="the alignment tax between two evaluation reports")
     tax.add_argument("base", help="the base model's report (JSON)")
     tax.add_argument("aligned", help="the aligned model's report (JSON)")
-    tax.add_argument("--json", help="also write the comparison to this file")
+    tax.add_argument("--json", help="also write the comparison to this file (a new one, or a comparison written before)")
     tax.set_defaults(handler=_cmd_tax)
 
     loop = commands.add_parser("loop", help="rounds of generate -> SFT -> DPO -> evaluate (again: resumes)")

@@ -2,7 +2,8 @@
 
 A dataset is a folder (``$CAI_HOME/datasets/NAME`` or any ``--out``):
 
-    spec.json            what was asked (written by ``jobs``)
+    spec.json            what was asked; written first, it marks the folder as this tool's
+                         (``jobs.is_job_folder``): a non-empty folder without it is never written in
     constitution.yaml    the constitution as it was when the run began
     prompts.jsonl        the prompts, resolved once, so a resume never sees an edited file
     sft.jsonl            Phase 1: TRL conversational rows, {"messages": [user, final revision]}
@@ -200,9 +201,12 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     Runs in the caller, so a missing constitution or a malformed prompt file is reported before
     any process starts, and nothing is written when it fails.
     """
+    from .jobs import check_output_folder, prepare_job
+
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
+    check_output_folder(folder)  # a resume rewrites the row files it finds: never someone else's
     if (folder / "spec.json").is_file() and (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
         return
     check_model_specs(spec)
@@ -213,6 +217,9 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source}, ensure_ascii=False)
              for i in prompt_set.items]
     folder.mkdir(parents=True, exist_ok=True)
+    # spec.json first: it marks the folder as this tool's, so a run killed before its snapshot
+    # is complete still finds a folder it may resume in.
+    prepare_job(folder, "generate", spec.model_dump(mode="json"))
     write_text_atomic(folder / CONSTITUTION_FILE, constitution_to_yaml(constitution))
     write_json(folder / "prompt_stats.json", {"prompts": len(prompt_set.items), "blank_lines": prompt_set.blank_lines,
                                               "duplicates_removed": prompt_set.duplicates_removed,
@@ -254,11 +261,12 @@ def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
 
 
 def _prepare(folder: Path, spec: GenerationSpec) -> dict:
-    """Refuse other settings in a folder that holds a run, then snapshot the inputs; nothing is
-    written when either fails. Returns the spec as stored."""
-    from .jobs import prepare_job
+    """Refuse a folder this tool did not make, or one that holds a run with other settings, then
+    snapshot the inputs; nothing is written when any of it fails. Returns the spec as stored."""
+    from .jobs import check_output_folder, prepare_job
 
     spec_data = spec.model_dump(mode="json")
+    check_output_folder(folder)
     prepare_job(folder, "generate", spec_data, write=False)
     prepare_dataset(folder, spec)
     return spec_data

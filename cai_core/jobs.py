@@ -190,6 +190,27 @@ def holding_lock(folder: Path) -> Iterator[None]:
         handle.close()
 
 
+def is_job_folder(folder: Path) -> bool:
+    """True when ``folder`` was made by this tool: its ``spec.json`` names one of our job kinds.
+
+    That spec.json is the one marker of a job folder (``list_datasets`` and ``run_job`` read it
+    too); a job writes it before any other file, so every folder a job has written in carries it.
+    """
+    recorded = read_json(Path(folder) / "spec.json")
+    return recorded is not None and recorded.get("kind") in RUNNERS and isinstance(recorded.get("spec"), dict)
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before anything is written, a folder a job may not write in: one that holds
+    anything and was not made by this tool, since a job rewrites the files it finds there."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise JobError(f"{folder} is a file; give a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not is_job_folder(folder):
+        raise JobError(f"{folder} already holds files that this tool did not make, so nothing was written "
+                       "there; give a new or empty folder")
+
+
 def prepare_job(folder: Path, kind: str, spec: dict, write: bool = True) -> None:
     """Write the spec of a new job, or check that it matches the one already there (a resume)."""
     if kind not in RUNNERS:

@@ -19,7 +19,6 @@ import pandas as pd
 import streamlit as st
 
 from cai_core import charts
-from cai_core.atomic import write_bytes_atomic
 from cai_core.constitution import ConstitutionError
 from cai_core.evaluation import (
     SUITES,
@@ -34,7 +33,7 @@ from cai_core.evaluation import list_evaluations as list_evaluation_folders
 from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
 from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, LoopError, list_loops, loops_dir, parse_loop_settings,
                                       parse_loop_spec, read_state, resume_loop, start_loop)
-from cai_core.evaluation.run import REPORT_FILE, shared_refusal_ids
+from cai_core.evaluation.run import REPORT_FILE, keep_uploaded_report, shared_refusal_ids
 from cai_core.jobs import JobError, JobState, cancel_job, log_tail, read_job, read_json
 from cai_core.models import DEFAULT_MODEL, default_model_spec
 from cai_core.store import list_constitutions
@@ -595,11 +594,14 @@ def save_uploaded_reports() -> None:
                 continue
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file_name).stem).strip("-.") or "report"
         try:
-            write_bytes_atomic(uploaded_reports_dir() / f"{stem}.json", data)
+            kept = keep_uploaded_report(uploaded_reports_dir(), stem, data)
         except OSError as error:
             messages.append(("error", os_error_sentence(f"{file_name} could not be saved", error)))
             continue
-        messages.append(("success", md(f"Added {file_name} as {stem}: {plural(len(report['suites']), 'suite')}; "
+        except EvaluationError as error:
+            messages.append(("error", sentence(error)))
+            continue
+        messages.append(("success", md(f"Added {file_name} as {kept.stem}: {plural(len(report['suites']), 'suite')}; "
                                        "choose it as base or aligned below.")))
     st.session_state[UPLOAD_MESSAGES] = messages
 

@@ -27,6 +27,8 @@ from .tax import alignment_tax
 
 REPORT_FILE, SUITES_DIR = "report.json", "suites"
 REPORT_VERSION = 1
+# What every comparison (compare_reports) holds, so `cai tax --json` knows one it may replace.
+COMPARISON_KEYS = frozenset({"base", "aligned", "all", "capability", "safety"})
 
 
 class EvaluationSpec(BaseModel):
@@ -152,6 +154,76 @@ def read_report(path: Path) -> dict:
         if not isinstance(suite, dict) or not isinstance(suite.get("score"), (int, float)) or isinstance(suite.get("score"), bool):
             raise EvaluationError(f"{path}: suite {name!r} has no numeric score")
     return data
+
+
+def check_report_path(path: Path, settings: dict) -> None:
+    """Refuse, before any work, a report file that ``write_report`` would replace and should not.
+
+    A file already at ``path`` is replaced only when it is this tool's report of the same
+    evaluation (the same command run again, which resumes); any other file, a report of other
+    settings included, is someone's result and is left alone.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise EvaluationError(f"{path} is a folder; give a file name for the report")
+    if not path.exists():
+        return
+    try:
+        existing = read_report(path)
+    except EvaluationError:
+        existing = None
+    if existing is None or "report_version" not in existing:
+        raise EvaluationError(f"{path} already exists and is not a report this tool wrote, so it was left as it is; "
+                              "give a new file name for the report")
+    if existing.get("settings") != settings:
+        old = existing.get("settings") if isinstance(existing.get("settings"), dict) else {}
+        changed = sorted(k for k in set(settings) | set(old) if settings.get(k) != old.get(k))
+        raise EvaluationError(f"{path} holds the report of an evaluation with other settings ({', '.join(changed)}), "
+                              "so it was left as it is; give a new file name, or move it away to replace it")
+
+
+def check_comparison_path(path: Path) -> None:
+    """A file ``cai tax --json`` would replace: only a comparison this tool wrote, never another file."""
+    path = Path(path)
+    if path.is_dir():
+        raise EvaluationError(f"{path} is a folder; give a file name for the comparison")
+    if not path.exists():
+        return
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        existing = None
+    if not isinstance(existing, dict) or not COMPARISON_KEYS <= set(existing):
+        raise EvaluationError(f"{path} already exists and is not a comparison this tool wrote, so it was left as it is; "
+                              "give a new file name")
+
+
+def keep_uploaded_report(folder: Path, stem: str, data: bytes) -> Path:
+    """Save an uploaded report as ``STEM.json``, or ``STEM-2.json``...: a report already kept
+    under that name with other content is never replaced (the same content again reuses its file).
+
+    Each name is claimed with an exclusive hard link, so two uploads at the same moment cannot
+    take the same name either.
+    """
+    import os
+
+    from ..atomic import write_bytes_atomic
+
+    folder = Path(folder)
+    staged = folder / f".staged-{os.getpid()}-{time.time_ns()}.upload"
+    write_bytes_atomic(staged, data)
+    try:
+        for number in range(1, 1000):
+            target = folder / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json")
+            try:
+                os.link(staged, target)
+                return target
+            except FileExistsError:
+                if target.is_file() and target.read_bytes() == data:
+                    return target
+    finally:
+        staged.unlink(missing_ok=True)
+    raise EvaluationError(f"too many uploaded reports are named {stem}.json; rename the file")
 
 
 def write_report(path: Path, report: dict) -> None:
