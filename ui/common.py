@@ -62,7 +62,7 @@ def upload_size_problem(kind: str, file_name: str, size: int) -> str | None:
     """One markdown-safe sentence when an uploaded file is over its uploader's limit, else None."""
     if size <= UPLOAD_LIMITS[kind]:
         return None
-    return md(f"{file_name} is {_size_words(size)}; this upload takes files up to {_size_words(UPLOAD_LIMITS[kind])}.")
+    return md(f"{file_name} is larger than {_size_words(UPLOAD_LIMITS[kind])}, the most this upload takes.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
