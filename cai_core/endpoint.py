@@ -3,6 +3,10 @@
 A model spec ``http://host:port/v1#model-name`` (or without ``#model-name``: the first model the server
 lists) names the endpoint; ``load_model`` hands such specs to ``load_endpoint``.
 
+An API key ($CAI_ENDPOINT_API_KEY, else $OPENAI_API_KEY) is sent only to the hosts named in
+$CAI_API_KEY_HOSTS (unset: api.openai.com), and over plain http only to this machine; it is never
+put in an error message or a URL.
+
 Why httpx2 rather than the ``openai`` SDK or ``requests``: it is already in the stack (huggingface_hub
 depends on it), it is well kept, and its ``Client`` gives per-request timeouts and a thread-safe
 connection pool, which is all a few hundred concurrent chat calls need. The retry policy (which
@@ -13,6 +17,8 @@ exception types, for a heavier dependency.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import random
 import re
@@ -27,6 +33,11 @@ import httpx2
 from .models import Generation, GenerationBackend, GenerationSettings, LogprobsUnavailable, ModelLoadError
 
 API_KEY_VARIABLES = ("CAI_ENDPOINT_API_KEY", "OPENAI_API_KEY")
+# A key goes only to the hosts named here (comma- or space-separated). The endpoint is whatever URL
+# was typed in, so without this a key would go to any server that was named, and to whoever listens
+# on the way when the URL is plain http.
+API_KEY_HOSTS_VARIABLE = "CAI_API_KEY_HOSTS"
+DEFAULT_API_KEY_HOSTS = ("api.openai.com",)  # where OPENAI_API_KEY is meant to go, when the variable is unset
 MAX_RETRY_DELAY = 60.0  # seconds; also caps a Retry-After, so a bad header cannot stall a run for hours
 ERROR_MESSAGE_CHARS = 200
 # What a judge's option token may carry before the letter: "(A", "*A", "\"A".
@@ -56,10 +67,53 @@ def parse_endpoint_spec(spec: str) -> tuple[str, str | None]:
     """``http://host:port/v1#model`` -> (base URL without a trailing slash, model name or None)."""
     base_url, _, model = spec.strip().partition("#")
     base_url = base_url.strip().rstrip("/")
-    parsed = urlparse(base_url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urlparse(base_url)
+        parsed.port  # noqa: B018 - reading it checks that a port is a number in range
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ModelLoadError(f"endpoint {spec!r} is not a URL like http://host:port/v1 or http://host:port/v1#model-name")
+    if parsed.username is not None or parsed.password is not None:
+        # The URL is shown on pages, kept in lineage and written to logs; a secret in it would be too.
+        raise ModelLoadError(f"the endpoint URL for {parsed.hostname} holds a user name or password; give an API key in "
+                             f"{API_KEY_VARIABLES[0]} instead, with the host named in {API_KEY_HOSTS_VARIABLE}")
     return base_url, model.strip() or None
+
+
+def api_key_hosts() -> tuple[str, ...]:
+    """The host names an API key may be sent to: $CAI_API_KEY_HOSTS, else api.openai.com."""
+    listed = os.environ.get(API_KEY_HOSTS_VARIABLE)
+    if listed is None:
+        return DEFAULT_API_KEY_HOSTS
+    return tuple(_host_name(name) for name in re.split(r"[\s,]+", listed) if name.strip())
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address, by the name itself: a DNS answer is not trusted for this."""
+    host = _host_name(host)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key_refusal(base_url: str) -> str | None:
+    """Why an API key may not be sent to ``base_url`` (the end of a sentence), or None when it may."""
+    parsed = urlparse(base_url)
+    host = _host_name(parsed.hostname or "")
+    if host not in api_key_hosts():
+        unset = "" if API_KEY_HOSTS_VARIABLE in os.environ else f" (unset, so only {', '.join(DEFAULT_API_KEY_HOSTS)})"
+        return f"a key goes only to the hosts named in {API_KEY_HOSTS_VARIABLE}{unset} and {host} is not one of them"
+    if parsed.scheme != "https" and not is_loopback_host(host):
+        return f"a key goes over plain http only to this machine; use https://{parsed.netloc}"
+    return None
+
+
+def _host_name(host: str) -> str:
+    return host.strip().lower().rstrip(".")
 
 
 def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = 8, timeout: float = 120.0,
@@ -80,7 +134,8 @@ def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = 8
         listing = {}
     if not model:
         entries = listing.get("data") if isinstance(listing, dict) else None
-        listed = [entry["id"] for entry in entries or [] if isinstance(entry, dict) and entry.get("id")]
+        listed = [entry["id"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                  and entry["id"].strip()] if isinstance(entries, list) else []
         if not listed:
             raise ModelLoadError(f"the endpoint {base_url} lists no models; name one as {base_url}#model-name")
         backend.model = listed[0]
@@ -98,7 +153,10 @@ class OpenAIEndpointBackend(GenerationBackend):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.concurrency, self.timeout = max(1, concurrency), timeout
         self.max_retries, self.retry_base_delay = max(0, max_retries), retry_base_delay
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Why a key that was given is not sent here, for the error a server that wants one will answer.
+        self._key_withheld = api_key_refusal(self.base_url) if api_key else None
+        self._secret = api_key if api_key and not self._key_withheld else None
+        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._client = httpx2.Client(timeout=timeout, headers=headers,
                                      limits=httpx2.Limits(max_connections=max(self.concurrency, 10)))
 
@@ -121,11 +179,13 @@ class OpenAIEndpointBackend(GenerationBackend):
                 "model": self.model, "messages": conversation, "max_tokens": settings.max_new_tokens,
                 "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
             })
-            usage = answer.get("usage") or {}
-            message = _first_choice(answer, self.base_url).get("message") or {}
-            return Generation(text=(message.get("content") or "").strip(),
-                              prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                              completion_tokens=int(usage.get("completion_tokens") or 0),
+            url = f"{self.base_url}/chat/completions"
+            usage = answer.get("usage")
+            if usage is not None and not isinstance(usage, dict):
+                raise _malformed(url, f"its usage is not an object: {_trim(str(usage))}")
+            return Generation(text=_message_text(_first_choice(answer, self.base_url), url).strip(),
+                              prompt_tokens=_token_count(usage, "prompt_tokens", url),
+                              completion_tokens=_token_count(usage, "completion_tokens", url),
                               seconds=time.perf_counter() - began)
 
         return self._map(complete, conversations)
@@ -149,14 +209,23 @@ class OpenAIEndpointBackend(GenerationBackend):
                 if error.status in (400, 422) and "logprob" in error.detail.lower():
                     raise self._no_logprobs() from None
                 raise
-            tokens = (_first_choice(answer, self.base_url).get("logprobs") or {}).get("content") or []
+            url = f"{self.base_url}/chat/completions"
+            logprobs = _first_choice(answer, self.base_url).get("logprobs") or {}
+            tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
+            if tokens is not None and not isinstance(tokens, list):
+                raise _malformed(url, f"its logprobs content is not a list: {_trim(str(tokens))}")
             if not tokens or not isinstance(tokens[0], dict) or "logprob" not in tokens[0]:
                 raise self._no_logprobs()
+            alternatives = tokens[0].get("top_logprobs") or []
+            if not isinstance(alternatives, list):
+                raise _malformed(url, f"its top_logprobs is not a list: {_trim(str(alternatives))}")
             scores = dict.fromkeys(options, float("-inf"))
-            for candidate in [tokens[0], *(tokens[0].get("top_logprobs") or [])]:
+            for candidate in [tokens[0], *alternatives]:
+                if not isinstance(candidate, dict):
+                    raise _malformed(url, f"a top_logprobs entry is not an object: {_trim(str(candidate))}")
                 text = str(candidate.get("token", "")).strip().lstrip(OPTION_TOKEN_DECORATION).strip()
                 if text in scores and candidate.get("logprob") is not None:
-                    scores[text] = max(scores[text], float(candidate["logprob"]))
+                    scores[text] = max(scores[text], _logprob(candidate["logprob"], url))
             return scores
 
         return self._map(score, conversations)
@@ -195,10 +264,16 @@ class OpenAIEndpointBackend(GenerationBackend):
                 status = response.status_code
                 if status < 400:
                     try:
-                        return response.json()
+                        body = response.json()
                     except ValueError:
-                        raise EndpointError(url, f"the body is not JSON: {_trim(response.text)}", status=status) from None
-                detail = _server_message(response)
+                        raise EndpointError(url, f"the body is not JSON: {self._redact(_trim(response.text))}",
+                                            status=status) from None
+                    if not isinstance(body, dict):
+                        raise _malformed(url, f"it is not a JSON object: {self._redact(_trim(response.text))}")
+                    return body
+                detail = self._redact(_server_message(response))
+                if status in (401, 403) and self._key_withheld:
+                    detail += f"; an API key is set but was not sent, because {self._key_withheld}"
                 if status != 429 and status < 500:
                     raise EndpointError(url, detail, status=status, attempts=attempt + 1)
                 wait = _retry_after_seconds(response.headers.get("retry-after"))
@@ -208,11 +283,67 @@ class OpenAIEndpointBackend(GenerationBackend):
         raise EndpointError(url, detail, status=status, attempts=retries + 1, timed_out=timed_out)
 
 
+    def _redact(self, text: str) -> str:
+        """A server's words with the key taken out: some echo the key they were sent."""
+        return text.replace(self._secret, "[API key]") if self._secret else text
+
+
+def _malformed(url: str, what: str) -> EndpointError:
+    return EndpointError(url, f"the answer is not a chat completion: {what}", status=200)
+
+
 def _first_choice(answer: dict, base_url: str) -> dict:
     choices = answer.get("choices") if isinstance(answer, dict) else None
-    if not choices or not isinstance(choices[0], dict):
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         raise EndpointError(f"{base_url}/chat/completions", f"the answer has no choices: {_trim(str(answer))}", status=200)
     return choices[0]
+
+
+def _message_text(choice: dict, url: str) -> str:
+    """The text of a choice's message: a string, or (as some servers send it) a list of parts such as
+    ``{"type": "text", "text": ...}``, whose text parts are joined; other parts (images) are left out."""
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _malformed(url, f"its first choice has no message: {_trim(str(choice))}")
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise _malformed(url, f"its content is neither text nor a list of parts: {_trim(str(content))}")
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif not isinstance(part, dict):
+            raise _malformed(url, f"a part of its content is not an object: {_trim(str(part))}")
+    if content and not texts:
+        raise _malformed(url, f"its content has no text part: {_trim(str(content))}")
+    return "".join(texts)
+
+
+def _token_count(usage: dict | None, name: str, url: str) -> int:
+    """A usage count as a whole number; 0 when the server does not say."""
+    value = (usage or {}).get(name)
+    if value is None:
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or value != int(value):
+        raise _malformed(url, f"its usage.{name} is {_trim(repr(value))}, not a whole number")
+    return int(value)
+
+
+def _logprob(value, url: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or math.isnan(number):
+        raise _malformed(url, f"a logprob is {_trim(repr(value))}, not a number")
+    return number
 
 
 def _transport_problem(error: Exception) -> str:

@@ -39,7 +39,7 @@ from cai_core.store import (
     restore_version,
     save_constitution,
 )
-from ui.common import page_key
+from ui.common import md, page_key, upload_limit_words, upload_max_mb
 
 PAGE = "constitution"
 
@@ -57,7 +57,6 @@ FIELDS = {
 }
 _WIDGET_KEY = re.compile(rf"^{re.escape(key(''))}({'|'.join(FIELDS.values())})_(\d+)$")
 FIRST_CHOICE = "general-hhh"  # the general baseline is the natural place to start
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
 
 
 def wkey(field: str, index: int) -> str:
@@ -70,11 +69,6 @@ def draft_key(name: str) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def md(text: str) -> str:
-    """Escape user text for places Streamlit renders as markdown (labels, captions)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 # ---------------------------------------------------------------- session state
@@ -157,7 +151,7 @@ def show_flash(where: str) -> bool:
     message = st.session_state.get(FLASH)
     if message and message[0] == where:
         del st.session_state[FLASH]
-        getattr(st, message[1])(message[2])
+        getattr(st, message[1])(md(message[2]))  # flashes carry file names and engine errors
         return True
     return False
 
@@ -306,11 +300,11 @@ def render_sidebar(name: str, info, saved: Constitution, dirty: bool, problem: s
 
 def render_checks(edited: Constitution | None, problem: str | None, saved: Constitution) -> None:
     if problem:
-        st.error(problem)
+        st.error(md(problem))
         return
     warnings = lint_constitution(edited)
     for warning in warnings:
-        st.warning(str(warning))
+        st.warning(md(str(warning)))
     if not warnings:
         st.caption("Valid, and no lint warnings.")
     changes = diff_texts(export_constitution(saved), export_constitution(edited), "saved", "edited")
@@ -392,7 +386,8 @@ def render_import_export(name: str, edited: Constitution | None) -> None:
     st.subheader("Import a file")
     st.file_uploader("Constitution file", type=["yaml", "yml", "json"], key=key("upload"),
                      help="Our YAML or JSON format, llm-swarm's critic/revision JSON list, or a list of "
-                          "critique_request/revision_request pairs.")
+                          "critique_request/revision_request pairs. " + upload_limit_words("constitution"),
+                     max_upload_size=upload_max_mb("constitution"))
     st.text_input("Save as name (optional; default: the name in the file, else the file name)", key=key("import_name"))
     st.checkbox("Overwrite my constitution of the same name (it keeps its versions)", key=key("import_overwrite"))
     st.button("Import", key=key("import"), on_click=import_upload)
@@ -454,7 +449,7 @@ def main() -> None:
     try:
         saved = load_constitution(name)
     except ConstitutionError as error:
-        st.error(str(error))
+        st.error(md(str(error)))
         return
     draft = current_draft(name, saved)
     edited, problem = form_to_constitution(name, draft)

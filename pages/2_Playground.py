@@ -21,7 +21,7 @@ from cai_core.preview import PreviewJob, start_preview
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from cai_core.training import RunInfo, list_runs, read_run
-from ui.common import get_model, page_key
+from ui.common import get_model, md, page_key
 
 PAGE = "playground"
 POLL_SECONDS = 0.5
@@ -181,7 +181,7 @@ def prompt_input() -> str:
     try:
         examples = load_playground_examples()
     except ConstitutionError as error:
-        st.warning(f"The example prompts could not be loaded: {error}")
+        st.warning(md(f"The example prompts could not be loaded: {error}"))
         examples = []
     by_id = {e.id: e for group in examples_by_category(examples).values() for e in group}
     if by_id:
@@ -219,13 +219,13 @@ def configuration_inputs(index: int, names: list[str], runs: list[RunInfo], comp
         spec, label = model_input(index, runs)
         config = Configuration(letter, name, spec, label, model_error=run_model_problem(spec))
         if config.model_error:
-            st.error(config.model_error)
+            st.error(md(config.model_error))
     with areas[1]:
         try:
             config.constitution = load_constitution(name)
         except ConstitutionError as error:
             config.error = str(error)
-            st.error(config.error)
+            st.error(md(config.error))
             return config
         enabled = [p.name for p in config.constitution.enabled_principles]
         # The key carries the constitution's name so switching constitutions starts from "all".
@@ -322,7 +322,7 @@ def show_preset_note(area, configs: list[Configuration]) -> None:
     if [c.model_spec for c in configs] != comparing["models"]:
         del st.session_state[key("comparing")]
         return
-    area.info(comparing["note"], icon=":material/compare_arrows:")
+    area.info(md(comparing["note"]), icon=":material/compare_arrows:")
 
 
 # ---------------------------------------------------------------- starting a run
@@ -337,7 +337,7 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
     try:
         text = check_prompts([prompt])[0]
     except ConstitutionError as error:
-        st.error(str(error))
+        st.error(md(str(error)))
         return None
     several = len(configs) > 1
     for config in configs:
@@ -480,7 +480,7 @@ def show_job(run: dict, index: int) -> None:
     st.caption(status_line(stage, state.round, rounds, state.elapsed))
     st.progress(state.steps_done / state.steps_total, text=f"{state.steps_done} of {state.steps_total} steps")
     if error:
-        st.error(f"The chain stopped: {error.strip().splitlines()[0] if error.strip() else 'unknown error'}")
+        st.error(md(f"The chain stopped: {error.strip().splitlines()[0] if error.strip() else 'unknown error'}"))
     # While a stage is being written, its text so far is shown where the finished text will go.
     partial = state.partial_text if not state.finished else None
     if trace is None:
@@ -500,7 +500,7 @@ def show_job(run: dict, index: int) -> None:
         if partial:
             show_model_text(partial)
     for warning in trace.warnings:
-        st.warning(warning)
+        st.warning(md(warning))
     if stage == "done":
         show_outcome(trace, job)
 

@@ -49,7 +49,6 @@ from cai_core.models import (
     default_model_spec,
 )
 from cai_core.promptsets import (
-    MAX_PROMPT_FILE_BYTES,
     list_prompt_sets,
     load_prompt_sources,
     resolve_prompt_source,
@@ -69,6 +68,8 @@ from ui.common import (
     show_text,
     state_label,
     stored_spec,
+    upload_limit_words,
+    upload_max_mb,
 )
 
 PAGE = "data"
@@ -195,7 +196,7 @@ def prompt_set_inputs(limit: int | None, shuffle_seed: int | None, training_only
                                   "Duplicates across sets are removed.")
     st.file_uploader("Add your own prompts (.txt: one a line; .jsonl or .csv with a 'prompt' field, "
                      "optional 'id' and 'category')", type=["txt", "jsonl", "csv"], key=UPLOAD, on_change=save_upload,
-                     max_upload_size=MAX_PROMPT_FILE_BYTES // (1024 * 1024))
+                     help=upload_limit_words("prompts"), max_upload_size=upload_max_mb("prompts"))
     message = st.session_state.get(UPLOAD_MESSAGE)
     if message:
         (st.success if message[0] == "success" else st.error)(message[1])

@@ -71,13 +71,15 @@ from ui.common import (
     show_notes,
     state_badge,
     state_label,
+    upload_limit_words,
+    upload_max_mb,
+    upload_size_problem,
 )
 
 PAGE = "training"
 POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
 LOG_LINES = 40
 MAX_NOTES = 5
-MAX_UPLOAD_MB = 200  # a training file is held in memory once while its rows are checked
 PREFERRED_RECIPE = "cpu-demo"
 OVERLAY_DEFAULT_RUNS = 4  # the compare chart starts with this many of the newest runs of the selected run's method
 PLAYGROUND = "pages/2_Playground.py"
@@ -222,6 +224,10 @@ def save_uploaded_file() -> None:
         st.session_state.pop(UPLOAD_MESSAGE, None)
         return
     method = st.session_state.get(METHOD, "sft")
+    too_large = upload_size_problem("training", uploaded.name, uploaded.size)
+    if too_large:  # the browser checks first; a client that skips it is refused here
+        st.session_state[UPLOAD_MESSAGE] = ("error", too_large)
+        return
     try:
         saved = save_upload(uploaded.name, uploaded.getvalue(), method)
     except RecipeError as error:  # TrainingDataError: the file, the bad lines and the first reason
@@ -331,7 +337,8 @@ def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[li
     shape = ('{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, or "prompt" and "completion"'
              if method == "sft" else '"prompt", "chosen" and "rejected" (text or lists of messages)')
     st.file_uploader(f"Add your own {what} (.jsonl, one row a line: {shape})", type=["jsonl"], key=UPLOAD,
-                     on_change=save_uploaded_file, max_upload_size=MAX_UPLOAD_MB)
+                     on_change=save_uploaded_file, help=upload_limit_words("training"),
+                     max_upload_size=upload_max_mb("training"))
     message = st.session_state.get(UPLOAD_MESSAGE)
     if message:
         (st.success if message[0] == "success" else st.error)(message[1])

@@ -55,6 +55,9 @@ from ui.common import (
     state_badge,
     state_label,
     stored_spec,
+    upload_limit_words,
+    upload_max_mb,
+    upload_size_problem,
 )
 
 PAGE = "tax"
@@ -63,7 +66,6 @@ DEFAULT_LIMIT = 20  # items per suite: a first look in minutes on a laptop CPU; 
 ITEMS_PER_PAGE = 5
 LOG_LINES = 40
 MAX_NOTES = 5
-MAX_UPLOAD_MB = 50
 PREFERRED_CONSTITUTION = "general-hhh"
 TRAINING_PAGE = "pages/4_Training.py"
 KINDS = ("capability", "safety")
@@ -580,6 +582,10 @@ def save_uploaded_reports() -> None:
     """on_change of the uploader: keep each file that reads as a report; say why the others do not."""
     messages = []
     for uploaded in st.session_state.get(UPLOAD) or []:
+        too_large = upload_size_problem("reports", Path(uploaded.name).name, uploaded.size)
+        if too_large:  # the browser checks first; a client that skips it is refused here
+            messages.append(("error", too_large))
+            continue
         data = uploaded.getvalue()
         file_name = Path(uploaded.name).name
         with tempfile.TemporaryDirectory() as folder:
@@ -679,7 +685,7 @@ def compare_section(sources: list[str], runs: list[RunInfo]) -> tuple[str, str] 
                "0 the aligned model got worse, below 0 it got better.")
     st.file_uploader("Add reports (report.json from an evaluation or `cai eval --out`)", type=["json"],
                      accept_multiple_files=True, key=UPLOAD, on_change=save_uploaded_reports,
-                     max_upload_size=MAX_UPLOAD_MB)
+                     help=upload_limit_words("reports"), max_upload_size=upload_max_mb("reports"))
     for kind, text in st.session_state.get(UPLOAD_MESSAGES) or []:
         (st.success if kind == "success" else st.error)(text)
     if len(sources) < 2:

@@ -162,8 +162,8 @@ Script = Callable[[int, dict], "tuple[int, dict | str, dict]"]
 
 
 @contextmanager
-def scripted_endpoint(script: Script) -> Iterator[tuple[str, list[dict]]]:
-    """(base URL, requests seen) of a server answering request n (from 1) with ``script(n, request)``:
+def scripted_endpoint(script: Script, host: str = "127.0.0.1") -> Iterator[tuple[str, list[dict]]]:
+    """(base URL, requests seen) of a server on ``host`` answering request n (from 1) with ``script(n, request)``:
     (status, JSON body or raw text, headers). Each seen request is {method, path, headers, body}."""
     seen: list[dict] = []
     lock = threading.Lock()
@@ -193,12 +193,12 @@ def scripted_endpoint(script: Script) -> Iterator[tuple[str, list[dict]]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads, server.block_on_close = True, False  # a sleeping handler must not hold up teardown
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+        yield f"http://{host}:{server.server_address[1]}/v1", seen
     finally:
         server.shutdown()
         server.server_close()
@@ -303,6 +303,7 @@ def test_an_unreachable_endpoint_is_one_sentence():
 def test_load_endpoint_discovers_models_and_sends_the_api_key(monkeypatch):
     models = {"object": "list", "data": [{"id": "first-model"}, {"id": "second-model"}]}
     monkeypatch.setenv("CAI_ENDPOINT_API_KEY", "secret-123")
+    monkeypatch.setenv("CAI_API_KEY_HOSTS", "127.0.0.1")
     with scripted_endpoint(lambda number, request: (200, models, {})) as (base_url, seen):
         assert load_endpoint(base_url).model == "first-model"
         assert load_endpoint(base_url + "#second-model").model == "second-model"
@@ -336,3 +337,136 @@ def test_a_response_without_logprobs_is_unavailable():
         with pytest.raises(LogprobsUnavailable) as caught:
             fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])
     assert base_url in str(caught.value) and "top_logprobs" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- where an API key goes
+
+KEY = "sk-test-0123456789"
+MODELS = {"object": "list", "data": [{"id": "tiny"}]}
+
+
+def authorizations(seen: list[dict]) -> list[str | None]:
+    return [request["headers"].get("Authorization") for request in seen]
+
+
+def this_machines_network_address() -> str | None:
+    """An address of this machine that is not loopback, or None where it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: connecting a UDP socket only picks the route
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_an_api_key_goes_only_to_the_hosts_named_for_it(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("CAI_ENDPOINT_API_KEY", raising=False)
+    with scripted_endpoint(lambda number, request: (200, MODELS, {})) as (base_url, seen):
+        monkeypatch.delenv("CAI_API_KEY_HOSTS", raising=False)  # by default: api.openai.com only
+        load_endpoint(base_url)
+        monkeypatch.setenv("CAI_API_KEY_HOSTS", "api.openai.com, my-vllm.example")
+        load_endpoint(base_url)
+        monkeypatch.setenv("CAI_API_KEY_HOSTS", "my-vllm.example 127.0.0.1")  # loopback: plain http is fine
+        load_endpoint(base_url)
+    assert authorizations(seen) == [None, None, f"Bearer {KEY}"]
+
+
+def test_a_key_is_never_sent_over_plain_http_to_another_machine(monkeypatch):
+    address = this_machines_network_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CAI_API_KEY_HOSTS", f"{address},127.0.0.1")
+    with scripted_endpoint(lambda number, request: (200, MODELS, {}), host=address) as (base_url, seen):
+        load_endpoint(base_url)
+    assert authorizations(seen) == [None]
+
+
+def test_a_server_that_wants_the_withheld_key_says_why_it_was_not_sent(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("CAI_API_KEY_HOSTS", raising=False)
+    unauthorized = {"error": {"message": "missing bearer token"}}
+    with scripted_endpoint(lambda number, request: (401, unauthorized, {})) as (base_url, seen):
+        with pytest.raises(ModelLoadError) as caught:
+            load_endpoint(base_url + "#m")
+    message = str(caught.value)
+    assert "HTTP 401: missing bearer token" in message and "not sent" in message and "CAI_API_KEY_HOSTS" in message
+    assert KEY not in message and "\n" not in message and authorizations(seen) == [None]
+
+
+def test_a_key_the_server_echoes_back_is_not_repeated_in_the_error(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CAI_API_KEY_HOSTS", "127.0.0.1")
+    echo = {"error": {"message": f"Incorrect API key provided: {KEY}"}}
+    with scripted_endpoint(lambda number, request: (401, echo, {})) as (base_url, seen):
+        with pytest.raises(ModelLoadError) as caught:
+            load_endpoint(base_url + "#m")
+    assert authorizations(seen) == [f"Bearer {KEY}"]
+    assert KEY not in str(caught.value) and "Incorrect API key provided: [API key]" in str(caught.value)
+
+
+def test_a_secret_in_the_endpoint_url_is_refused():
+    with pytest.raises(ModelLoadError) as caught:
+        parse_endpoint_spec("https://user:sk-in-the-url@api.example/v1#m")
+    assert "sk-in-the-url" not in str(caught.value) and "CAI_ENDPOINT_API_KEY" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- answers that are not what they should be
+
+def test_list_valued_content_is_read_as_its_text_parts():
+    parts = [{"type": "text", "text": "Hello, "}, {"type": "image_url", "image_url": {"url": "x"}},
+             {"type": "text", "text": "world."}]
+    answer = chat_completion()
+    answer["choices"][0]["message"]["content"] = parts
+    with scripted_endpoint(lambda number, request: (200, answer, {})) as (base_url, _):
+        [generation] = fast_backend(base_url).generate([conversation("Hi")], GREEDY)
+    assert generation.text == "Hello, world."
+
+
+def _malformed_answer_error(answer) -> str:
+    with scripted_endpoint(lambda number, request: (200, answer, {})) as (base_url, seen):
+        with pytest.raises(EndpointError) as caught:
+            fast_backend(base_url).generate([conversation("Hi")], GREEDY)
+    assert len(seen) == 1  # a malformed answer is not retried
+    message = str(caught.value)
+    assert message.startswith(f"the endpoint {base_url}/chat/completions answered HTTP 200") and "\n" not in message
+    return message
+
+
+def _with(path: tuple, value) -> dict:
+    answer = chat_completion()
+    target = answer
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return answer
+
+
+@pytest.mark.parametrize("answer, words", [
+    ([chat_completion()], "not a JSON object"),
+    ("[1, 2, 3]", "not a JSON object"),
+    (_with(("usage", "completion_tokens"), "three"), "usage.completion_tokens is 'three', not a whole number"),
+    (_with(("usage", "prompt_tokens"), 2.5), "usage.prompt_tokens is 2.5"),
+    (_with(("usage",), [7, 3]), "usage is not an object"),
+    (_with(("choices", 0, "message"), "Hello"), "first choice has no message"),
+    (_with(("choices", 0, "message", "content"), {"text": "Hello"}), "neither text nor a list of parts"),
+    (_with(("choices", 0, "message", "content"), [["Hello"]]), "a part of its content is not an object"),
+    (_with(("choices", 0, "message", "content"), [{"type": "image_url"}]), "no text part"),
+    (_with(("choices",), {"0": {}}), "has no choices"),
+], ids=["list-body", "list-body-text", "word-count", "fraction-count", "list-usage", "text-message",
+        "object-content", "nested-list-content", "no-text-part", "choices-object"])
+def test_a_malformed_answer_is_one_endpoint_sentence(answer, words):
+    assert words in _malformed_answer_error(answer)
+
+
+def test_malformed_logprobs_are_one_endpoint_sentence():
+    top = {"content": [{"token": "A", "logprob": "high", "top_logprobs": []}]}
+    with scripted_endpoint(lambda number, request: (200, chat_completion("A", top), {})) as (base_url, _):
+        with pytest.raises(EndpointError, match="a logprob is 'high', not a number"):
+            fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])
+    listed = {"content": [{"token": "A", "logprob": -0.1, "top_logprobs": {"A": -0.1}}]}
+    with scripted_endpoint(lambda number, request: (200, chat_completion("A", listed), {})) as (base_url, _):
+        with pytest.raises(EndpointError, match="top_logprobs is not a list"):
+            fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])

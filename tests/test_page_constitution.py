@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cai_core.paths import SHIPPED_CONSTITUTIONS_DIR
 from cai_core.store import list_versions, load_constitution
+from page_util import shown
 from ui.common import page_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def test_save_writes_user_copy_and_first_version(page, cai_home):
     pick(page, "general-hhh")
     set_critique(page, NEW_CRITIQUE)
     save(page)
-    assert page.success[0].value == "Saved version 1 of general-hhh."
+    assert shown(page.success[0].value) == "Saved version 1 of general-hhh."
     assert not any(c.value == "You have unsaved changes." for c in page.sidebar.caption)
     assert page.sidebar.caption[0].value.startswith("Yours")
     target = user_file(cai_home, "general-hhh")
@@ -132,9 +133,9 @@ def test_invalid_edit_shows_error_and_leaves_file_alone(page, cai_home):
     save(page)
     before = user_file(cai_home, "general-hhh").read_bytes()
     set_critique(page, "   ")
-    assert any("principle 1" in e.value and "must not be empty" in e.value for e in page.error)
+    assert any("principle 1" in shown(e.value) and "must not be empty" in shown(e.value) for e in page.error)
     save(page)
-    assert any(e.value.startswith("Not saved:") for e in page.error)
+    assert any(shown(e.value).startswith("Not saved:") for e in page.error)
     assert user_file(cai_home, "general-hhh").read_bytes() == before
     assert [v.number for v in list_versions("general-hhh")] == [1]
     assert all(d.disabled for d in page.get("download_button"))
@@ -234,7 +235,7 @@ def test_creating_an_existing_name_is_one_sentence(page):
     page.text_input(key=k("new_name")).input("general-hhh")
     page.button(key=k("create")).click()
     run_ok(page)
-    assert [e.value for e in page.error] == ["a constitution named 'general-hhh' already exists; pick another name"]
+    assert [shown(e.value) for e in page.error] == ["a constitution named 'general-hhh' already exists; pick another name"]
 
 
 def test_upload_llm_swarm_json(page, cai_home):
@@ -255,7 +256,7 @@ def test_bad_upload_is_one_sentence_and_writes_nothing(page, cai_home):
     run_ok(page)
     page.button(key=k("import")).click()
     run_ok(page)
-    errors = [e.value for e in page.error]
+    errors = [shown(e.value) for e in page.error]
     assert len(errors) == 1 and errors[0].startswith("broken.yaml, line ") and "\n" not in errors[0]
     assert not (cai_home / "constitutions").exists() or not list((cai_home / "constitutions").iterdir())
 

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from cai_core.models import Generation, GenerationBackend, GenerationSettings
 from cai_core.textdiff import render_wdiff, word_diff
+from page_util import shown
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
@@ -164,7 +165,7 @@ def test_broken_examples_file_is_one_warning(app, monkeypatch, tmp_path):
     monkeypatch.setattr(cai_core.examples, "SHIPPED_PROMPTS_DIR", tmp_path)
     app.run()
     assert not app.exception
-    assert any("required key 'prompt' is missing" in w.value for w in app.warning)
+    assert any("required key 'prompt' is missing" in shown(w.value) for w in app.warning)
     assert len(app.text_area) == 1  # the prompt box is still there
 
 
@@ -192,7 +193,7 @@ def test_unloadable_model_is_one_sentence(app, tmp_path):
     choose_another_model(app).set_value(str(tmp_path))  # a folder without config.json
     app.button(key=k("run-button")).click().run()
     assert len(app.error) == 1
-    assert "has no config.json" in app.error[0].value and "Traceback" not in app.error[0].value
+    assert "has no config.json" in shown(app.error[0].value) and "Traceback" not in app.error[0].value
     assert current_run(app) is None
 
 
@@ -330,7 +331,7 @@ def test_a_failing_chain_is_one_error(app, scripted):
     fast_settings(app, rounds=1)
     app.button(key=k("run-button")).click().run()
     wait_until(app, lambda at: bool(at.error))
-    assert [e.value for e in app.error] == ["The chain stopped: the scripted model broke"]
+    assert [shown(e.value) for e in app.error] == ["The chain stopped: the scripted model broke"]
     assert not app.button(key=k("run-button")).disabled
 
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
     sys.path.insert(0, str(ROOT))
 
+from page_util import shown  # noqa: E402
 from test_page_playground import current_run, fast_settings, finals_shown, k, markdown_values, wait_until  # noqa: E402
 
 PAGE = ROOT / "pages" / "2_Playground.py"
@@ -75,7 +76,7 @@ def with_preset(at: AppTest, before: str, after: str) -> AppTest:
 
 
 def infos(at: AppTest) -> list[str]:
-    return [i.value for i in at.info]
+    return [shown(i.value) for i in at.info]
 
 
 def no_traceback(at: AppTest) -> None:
@@ -208,13 +209,13 @@ def test_preset_with_a_run_whose_adapter_was_deleted_is_one_sentence(page, run_f
     assert page.text_input(key=k("model-1")).value == str(run_folder)
     expected = (f"Run '{RUN_NAME}' has no trained adapter (it did not finish, or its adapter folder was deleted), "
                 "so it cannot be used as a model; choose another.")
-    assert [e.value for e in page.error] == [expected]
+    assert [shown(e.value) for e in page.error] == [expected]
 
     fast_settings(page, rounds=1)
     page.button(key=k("run-button")).click().run()
     no_traceback(page)
     assert current_run(page) is None
-    errors = [e.value for e in page.error]
+    errors = [shown(e.value) for e in page.error]
     assert errors == [expected, "Choose another model for configuration B: the one chosen cannot be loaded."]
     assert not any("Traceback" in e for e in errors)
 
@@ -230,5 +231,5 @@ def test_a_chosen_run_whose_adapter_goes_is_one_sentence(page, run_folder):
     assert page.selectbox(key=k("model-choice-0")).value == ":other"
     assert page.text_input(key=k("model-0")).value == str(run_folder)
     assert current_run(page) is None
-    assert len(page.error) == 2 and all(e.value.count(". ") == 0 for e in page.error)
-    assert page.error[0].value.startswith(f"Run '{RUN_NAME}' has no trained adapter")
+    assert len(page.error) == 2 and all(shown(e.value).count(". ") == 0 for e in page.error)
+    assert shown(page.error[0].value).startswith(f"Run '{RUN_NAME}' has no trained adapter")

@@ -17,6 +17,8 @@ from cai_core.models import (
     default_model_spec,
     load_model,
 )
+from cai_core.promptsets import MAX_PROMPT_FILE_BYTES
+from cai_core.store import MAX_FILE_BYTES
 from cai_core.training import runs_dir
 
 # How the pages that start background jobs (data, training, evaluation) name and colour a job's state.
@@ -26,6 +28,41 @@ STATE_LABELS = {
 }
 STATE_COLORS = {"new": "gray", "queued": "violet", "running": "blue", "finished": "green", "failed": "red",
                 "cancelled": "orange", "interrupted": "orange"}
+
+
+MB = 1024 * 1024  # as Streamlit counts an upload's megabytes
+# What each uploader takes, in bytes. The browser refuses a larger file before sending it (the widget's
+# max_upload_size), the widget's help says the limit, and the page checks it again on arrival.
+UPLOAD_LIMITS = {
+    "constitution": MAX_FILE_BYTES,  # the store reads no larger constitution file
+    "prompts": MAX_PROMPT_FILE_BYTES,
+    "training": 200 * MB,  # a training file is held in memory once while its rows are checked
+    "reports": 50 * MB,
+}
+# server.maxUploadSize in .streamlit/config.toml: the server answers anything larger with a bare HTTP 413
+# before a page can say why, so it is the largest limit above (a test keeps the two in step).
+SERVER_MAX_UPLOAD_MB = 200
+
+
+def _size_words(size: int) -> str:
+    return f"{size / MB:.3g} MB" if size >= MB else f"{max(1, size // 1024)} KB"
+
+
+def upload_max_mb(kind: str) -> int:
+    """The uploader's max_upload_size: whole megabytes, the least that holds the limit."""
+    return -(-UPLOAD_LIMITS[kind] // MB)
+
+
+def upload_limit_words(kind: str) -> str:
+    """The sentence an uploader's help ends with."""
+    return f"Files up to {_size_words(UPLOAD_LIMITS[kind])}."
+
+
+def upload_size_problem(kind: str, file_name: str, size: int) -> str | None:
+    """One markdown-safe sentence when an uploaded file is over its uploader's limit, else None."""
+    if size <= UPLOAD_LIMITS[kind]:
+        return None
+    return md(f"{file_name} is larger than {_size_words(UPLOAD_LIMITS[kind])}, the most this upload takes.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
@@ -39,10 +76,10 @@ def get_model(spec: str | None = None, trust_remote_code: bool = False) -> Gener
     showing the load error as one sentence."""
     spec = (spec or default_model_spec()).strip()
     try:
-        with st.spinner(f"Loading model {spec}…"):
+        with st.spinner(md(f"Loading model {spec}…")):
             return _cached_model(spec, trust_remote_code)
     except ModelLoadError as error:
-        st.error(str(error))
+        st.error(md(str(error)))
         return None
 
 
@@ -51,11 +88,15 @@ def page_key(page: str, name: str) -> str:
     return f"{page}:{name}"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$])")
+# Every character that markdown, Streamlit's own extensions (":red[...]", ":material/x:", "$math$") or
+# inline HTML give a meaning: a backslash makes each one literal. "=" and "-" underline a heading,
+# "&" starts an entity such as "&lt;".
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$=&])")
 
 
 def md(text: str) -> str:
-    """Escape text for the places Streamlit renders as markdown (captions, alerts, labels)."""
+    """Escape text for the places Streamlit renders as markdown (captions, alerts, labels), so file
+    names, error texts and anything else a user or a file supplied show literally."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
