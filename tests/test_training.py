@@ -590,3 +590,10 @@ def test_a_two_process_cpu_run_finishes_with_one_metrics_row_per_step(tmp_path, 
     # One process alone would take 2 rows a step (an eighth).
     assert rows[0]["epoch"] == pytest.approx(0.25), (
         f"epoch {rows[0]['epoch']} after one step: the run trained in one process, not 2")
+    # The job's share of the cores is split between its two processes, and each says what it uses.
+    from cai_core.threads import available_cores, choose_threads
+    log = (folder / "log.txt").read_text()
+    per_rank = max(1, choose_threads(available_cores(), 0) // 2)
+    assert f"each of the 2 processes uses {per_rank} threads" in log
+    for rank in (0, 1):
+        assert f"rank {rank}: using {per_rank} of {available_cores()} cores" in log, log[-2000:]
