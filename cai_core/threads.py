@@ -270,10 +270,11 @@ def use_rank_share(log_path: Path | None, rank: int) -> int | None:
 
 @contextmanager
 def preview_share() -> Iterator[ThreadShare]:
-    """For a preview in the app process: set torch's threads for the calling thread only.
+    """For a preview in the app process: set torch's threads from the preview's own thread.
 
-    torch's thread count is kept per thread, so the share applies to the preview's own thread and
-    the app's other threads keep theirs; the app's environment is left alone (see ``apply``).
+    torch applies a new count to the calling thread and to threads started after it (each takes
+    it up on its first parallel work); threads that have already computed keep theirs. The app's
+    environment is left alone (see ``apply``).
     """
     with computing():
         share = decide()

@@ -79,13 +79,18 @@ def test_an_explicit_setting_wins_and_is_said(monkeypatch):
 
 
 def test_a_share_the_engine_put_in_omp_num_threads_is_not_taken_for_the_users(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
     share = threads.ThreadShare(threads=1, cores=2, other_jobs=1)
     threads.apply(share)  # what a job process does for its children
     try:
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ[threads.CHOSEN_ENV] == "1"
         assert threads.decide(other_jobs=0).setting is None  # a child decides afresh
     finally:
-        threads.apply(threads.ThreadShare(threads=threads.available_cores(), cores=2, other_jobs=0), for_children=False)
+        torch.set_num_threads(before)
+        for name in (threads.CHOSEN_ENV, *threads.CHILD_ENVS):
+            os.environ.pop(name, None)  # the fixture then puts back whatever was there before
 
 
 def test_a_setting_that_is_not_a_number_is_ignored_and_said(monkeypatch):
@@ -140,3 +145,20 @@ def test_the_users_setting_wins_in_a_job_process(tmp_path, tiny_model_dir, monke
         folder = _generation(tmp_path, tiny_model_dir, "set")
     used, cores, why = _logged_share(folder)
     assert used == 3 and why == "set by CAI_THREADS=3"
+
+
+def test_a_preview_is_counted_and_takes_its_share_without_changing_what_jobs_inherit():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        with threads.preview_share() as share:
+            assert torch.get_num_threads() == share.threads == threads.choose_threads(threads.available_cores(), 0)
+            seen = subprocess.run([sys.executable, "-c", "from cai_core.threads import count_other_computing\n"
+                                   "print(count_other_computing())"], capture_output=True, text=True, timeout=120,
+                                  env=os.environ.copy(), cwd=Path(__file__).parents[1])
+            assert seen.stdout.strip() == "1", seen.stderr[-2000:]
+            assert not any(name in os.environ for name in (threads.CHOSEN_ENV, *threads.CHILD_ENVS))
+    finally:
+        torch.set_num_threads(before)
+    assert threads.count_other_computing() == 0 and not list(threads.registry_dir().iterdir())
