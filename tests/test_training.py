@@ -341,6 +341,9 @@ def test_a_second_run_waits_queued_while_the_first_trains(tmp_path, tiny_model_d
         assert logged_steps(folder) == list(range(1, 17))
     spans = sorted((read_metrics(f)[0]["time"], read_metrics(f)[-1]["time"]) for f in folders)
     assert spans[0][1] < spans[1][0], f"the two runs trained at the same time: {spans}"
+    # The one that waited chose its share of the cores again once the other had finished training.
+    logs = [(f / "log.txt").read_text() for f in folders]
+    assert sum("after waiting its turn: using " in log for log in logs) == 1, logs
 
 
 def test_a_run_killed_after_its_final_checkpoint_resumes_without_training_past_max_steps(tmp_path, tiny_model_dir):
