@@ -65,8 +65,11 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             label = "revision" if step.revised else "revision skipped (the critique found nothing to change)"
             print(f"--- round {step.round}: {label}\n{step.revision if step.revised else ''}\n", flush=True)
 
-    traces = run_chain(model, constitution, [args.prompt], rounds=args.rounds, seed=args.seed,
-                       principles=args.principle or None, order=args.order, settings=settings, on_event=show)
+    from .threads import preview_share
+
+    with preview_share():  # beside running jobs, a preview takes its share of the cores, not all
+        traces = run_chain(model, constitution, [args.prompt], rounds=args.rounds, seed=args.seed,
+                           principles=args.principle or None, order=args.order, settings=settings, on_event=show)
     trace = traces[0]
     if args.json:
         print(json.dumps(trace_summary(trace), ensure_ascii=False))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .atomic import write_text_atomic
+from .threads import job_share
 
 # Which function runs each kind of job: "module:function", imported only in the worker.
 RUNNERS = {
@@ -302,7 +303,8 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
         previous_handler = _stop_on_sigterm(reporter)
         try:
             runner = getattr(importlib.import_module(module_name), function_name)
-            runner(folder, spec, reporter)
+            with job_share(folder / "log.txt"):  # a fair share of the cores, said in the log
+                runner(folder, spec, reporter)
             final, error = FINISHED, None
         except (JobCancelled, KeyboardInterrupt):
             final, error = CANCELLED, None

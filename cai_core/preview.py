@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .chain import ChainCancelled, ChainEvent, Trace, run_chain
+from .threads import preview_share
 
 FINISHED_STAGES = ("done", "failed", "cancelled")
 # After the initial answers, each round is two stages (critique, revision).
@@ -91,8 +92,9 @@ class PreviewJob:
 
     def _work(self) -> None:
         try:
-            traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set, on_partial=self._on_partial,
-                               **self.chain_kwargs)
+            with preview_share():  # beside running jobs, a preview takes its share of the cores, not all
+                traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set,
+                                   on_partial=self._on_partial, **self.chain_kwargs)
             with self._lock:
                 self._traces, self.stage, self.steps_done = traces, "done", self.steps_total
                 self._partial_text = None

@@ -341,6 +341,9 @@ def test_a_second_run_waits_queued_while_the_first_trains(tmp_path, tiny_model_d
         assert logged_steps(folder) == list(range(1, 17))
     spans = sorted((read_metrics(f)[0]["time"], read_metrics(f)[-1]["time"]) for f in folders)
     assert spans[0][1] < spans[1][0], f"the two runs trained at the same time: {spans}"
+    # The one that waited chose its share of the cores again once the other had finished training.
+    logs = [(f / "log.txt").read_text() for f in folders]
+    assert sum("after waiting its turn: using " in log for log in logs) == 1, logs
 
 
 def test_a_run_killed_after_its_final_checkpoint_resumes_without_training_past_max_steps(tmp_path, tiny_model_dir):
@@ -590,3 +593,10 @@ def test_a_two_process_cpu_run_finishes_with_one_metrics_row_per_step(tmp_path, 
     # One process alone would take 2 rows a step (an eighth).
     assert rows[0]["epoch"] == pytest.approx(0.25), (
         f"epoch {rows[0]['epoch']} after one step: the run trained in one process, not 2")
+    # The job's share of the cores is split between its two processes, and each says what it uses.
+    from cai_core.threads import available_cores, choose_threads
+    log = (folder / "log.txt").read_text()
+    per_rank = max(1, choose_threads(available_cores(), 0) // 2)
+    assert f"each of the 2 processes uses {per_rank} threads" in log
+    for rank in (0, 1):
+        assert f"rank {rank}: using {per_rank} of {available_cores()} cores" in log, log[-2000:]

@@ -228,9 +228,12 @@ def _flow(value, yaml) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False) -> list[str]:
+def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False,
+                       threads_per_process: int | None = None) -> list[str]:
     """``accelerate launch`` running one rank of this run per process."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(spec.num_processes)]
+    if threads_per_process:
+        command += ["--num_cpu_threads_per_process", str(threads_per_process)]
     if spec.accelerate_config:
         command += ["--config_file", spec.accelerate_config]
     elif cpu:

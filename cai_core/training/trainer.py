@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 
 from ..adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
 from ..jobs import QUEUED, RUNNING, JobCancelled, Reporter, write_json
+from .. import threads
 from .runs import (CHECKPOINTS_DIR, METRICS_FILE, RESULT_FILE, TrainingError, accelerate_command, checkpoint_step,
                    last_checkpoint, read_metrics, read_snapshot, runs_dir, trim_metrics)
 from .spec import TrainingSpec, parse_spec
@@ -41,7 +42,9 @@ QUEUE_POLL_SECONDS = 1.0
 def run_training_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
     """The job runner (see cai_core.jobs): wait for the machine, then train in one or more processes."""
     spec = parse_spec(spec_data, str(folder / "spec.json"))
-    with _turn_on_this_machine(folder, reporter):
+    with _turn_on_this_machine(folder, reporter) as turn:
+        if turn.waited:  # what else runs has changed while it waited
+            threads.use_share(folder / "log.txt", prefix="after waiting its turn: ")
         if spec.num_processes > 1:
             _train_distributed(folder, spec, reporter)
         else:
@@ -54,6 +57,7 @@ class _turn_on_this_machine:
     def __init__(self, folder: Path, reporter: Reporter):
         self.folder, self.reporter = folder, reporter
         self.handle = None
+        self.waited = False
 
     def __enter__(self):
         lock_path = runs_dir() / ".trainer.lock"
@@ -73,6 +77,7 @@ class _turn_on_this_machine:
                 time.sleep(QUEUE_POLL_SECONDS)
         if waiting:
             self.reporter.set_state(RUNNING)
+        self.waited = waiting
         self.handle.seek(0)
         self.handle.truncate()
         self.handle.write(str(self.folder))
@@ -280,11 +285,14 @@ def _cuda_available() -> bool:
 
 
 def _train_distributed(folder: Path, spec: TrainingSpec, reporter: Reporter) -> None:
-    command = accelerate_command(folder, spec, cpu=not _cuda_available())
+    # The job's share of the cores is split between its processes, or they would each take all of it.
+    per_rank = threads.rank_threads(threads.current_share(), spec.num_processes)
+    command = accelerate_command(folder, spec, cpu=not _cuda_available(), threads_per_process=per_rank)
+    print(f"each of the {spec.num_processes} processes uses {per_rank} threads", flush=True)
     print("launching: " + " ".join(command), flush=True)
     # The ranks write to this process's stdout, which is the run's log.
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[2]),
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", threads.RANK_ENV: str(per_rank)})
     while process.poll() is None:
         if reporter.stop_requested:
             (folder / "cancel").touch()  # the ranks see it at their next step boundary
@@ -326,7 +334,9 @@ def run_rank(folder: Path) -> int:
     recorded = read_json(folder / "spec.json") or {}
     spec = parse_spec(recorded.get("spec") or {}, str(folder / "spec.json"))
     # Without cpu=True, ranks on a machine with no GPU would each form a group of one.
-    is_main = PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    state = PartialState(cpu=not torch.cuda.is_available())
+    is_main = state.is_main_process
+    threads.use_rank_share(folder / "log.txt", state.process_index)
     try:
         train(folder, spec, RankReporter(folder, is_main), is_main)
     except JobCancelled:
