@@ -149,3 +149,47 @@ def export_merged(spec: str, out_dir: str | Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def content_key(spec: str | Path) -> str:
+    """A short key that changes whenever the weights ``spec`` loads change, for caches of loaded or
+    merged models.
+
+    A run's name is not enough: a run deleted and trained again under its name has other weights.
+    The key covers the files of every adapter in the stack and of a local base model folder, by
+    size, modification time and inode (a retrained adapter is a new folder renamed into place, so
+    all three change), which costs a few ``stat`` calls rather than hashing gigabytes on every page
+    rerun. A hub id or endpoint adds nothing of its own; a spec that cannot be read gives an empty
+    key and its load says why.
+    """
+    import hashlib
+
+    from .models import is_endpoint_spec
+
+    if is_endpoint_spec(str(spec)):
+        return ""
+    try:
+        stack = adapter_stack(spec)
+    except (AdapterError, OSError):
+        return ""
+    folders = list(stack.adapters) if stack else []
+    base = Path(str(stack.base_model if stack else spec).strip()).expanduser()
+    if base.is_dir():
+        folders.insert(0, base)
+    if not folders:
+        return ""
+    digest = hashlib.sha256()
+    for folder in folders:
+        digest.update(str(folder.resolve()).encode() + b"\0")
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            entries = []
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except OSError:
+                continue
+            if entry.is_file():
+                digest.update(f"{entry.name}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\0".encode())
+    return digest.hexdigest()[:16]

@@ -47,6 +47,7 @@ ENDED_STATES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
 START_GRACE_SECONDS = 60.0
 PROGRESS_EVERY_SECONDS = 0.5
 LOCK_ATTEMPTS = 20  # x 0.1 s
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal the kernel sends a process when its parent ends
 
 
 class JobError(Exception):
@@ -250,6 +251,37 @@ def start_job(folder: Path, kind: str, spec: dict) -> None:
 def worker_command(folder: Path, kind: str) -> list[str]:
     """The command line that runs a job's worker."""
     return [sys.executable, "-m", WORKER_MODULES.get(kind, "cai_core.jobs"), str(folder)]
+
+
+def kill_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child is SIGKILLed when the process that starts it
+    ends, however it ends (Linux; elsewhere it does nothing).
+
+    A worker killed with SIGKILL has no chance to stop what it started, so its children must be
+    tied to it by the kernel. Everything is looked up here, before the fork: the child only makes
+    one system call and checks that its parent had not already gone before it made it.
+    """
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    import ctypes
+
+    prctl, parent = ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+
+    def tie_to_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return tie_to_parent
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent ends (Linux); for a process whose
+    parent started it without ``kill_with_parent``, such as a rank started by ``accelerate launch``."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def log_tail(folder: Path, lines: int = 40, max_bytes: int = 64_000) -> str:

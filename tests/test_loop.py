@@ -109,6 +109,21 @@ def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_pa
     assert read_job(sft).state == "cancelled"
 
 
+def test_a_loop_killed_between_a_training_stage_folder_and_its_spec_resumes(tiny_model_dir, cai_home):
+    """What a kill inside prepare_run leaves: the stage's folder, maybe its data copy, no spec.json."""
+    spec = parse_loop_spec({**SMALL, "rounds": 1, "base_model": str(tiny_model_dir)})
+    folder = prepare_loop(spec, "cut")
+    half_made = folder / "round-1" / "sft"
+    half_made.mkdir(parents=True)
+    (half_made / "train.jsonl").write_text('{"prompt": "cut off", "completion": "mid-wri')
+    job = run_job(folder)
+    assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
+    assert set(read_state(folder)["rounds"]["1"]) == {"generate", "sft", "dpo", "evaluate"}
+    sft = read_run(half_made)
+    assert sft.state == "finished" and sft.spec.data == [str(folder / "round-1" / "generate")]
+    assert "cut off" not in (half_made / "train.jsonl").read_text()  # trained on the round's data, not the remnant
+
+
 def test_quality_is_the_mean_capability_score():
     report = {"suites": {"arithmetic": {"kind": "capability", "score": 40.0}, "knowledge_mc": {"kind": "capability", "score": 60.0},
                         "refusal": {"kind": "safety", "score": 90.0}}}

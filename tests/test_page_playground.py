@@ -105,7 +105,7 @@ def scripted(monkeypatch, tiny_model_dir):
 
     monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
     backend = ScriptedBackend()
-    monkeypatch.setattr(ui.common, "_cached_model", lambda spec, trust_remote_code: backend)
+    monkeypatch.setattr(ui.common, "_cached_model", lambda spec, trust_remote_code, weights_key: backend)
     return backend
 
 

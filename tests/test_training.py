@@ -600,3 +600,62 @@ def test_a_two_process_cpu_run_finishes_with_one_metrics_row_per_step(tmp_path, 
     assert f"each of the 2 processes uses {per_rank} threads" in log
     for rank in (0, 1):
         assert f"rank {rank}: using {per_rank} of {available_cores()} cores" in log, log[-2000:]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ranks are tied to their worker by the Linux kernel")
+def test_the_ranks_of_a_two_process_run_die_when_its_worker_is_killed(tmp_path, tiny_model_dir):
+    from cai_core.training.runs import rank_processes
+
+    (tmp_path / "probe").mkdir()
+    why_not = _accelerate_starts_two_cpu_processes(tmp_path / "probe")
+    if why_not:
+        pytest.skip(why_not)
+    data = write_jsonl(tmp_path / "sft.jsonl", LONG_SFT_ROWS)
+    spec = make_spec(tiny_model_dir, data, max_steps=2000, batch_size=2, max_length=256, num_processes=2)
+    folder = start_run(spec, name="two-killed")
+    ranks: list[int] = []
+    try:
+        wait_for_step(folder, 1, timeout=240)  # the ranks write metrics.jsonl: they exist and train
+        ranks = rank_processes(folder)
+        assert len(ranks) >= 3, ranks  # accelerate's launcher and its 2 ranks
+        os.kill(read_json(folder / "status.json")["pid"], signal.SIGKILL)  # the worker alone
+        deadline = time.monotonic() + 30
+        while [pid for pid in ranks if _alive(pid)]:
+            assert time.monotonic() < deadline, f"still running 30 s after their worker was killed: {ranks}"
+            time.sleep(0.1)
+        assert rank_processes(folder) == []
+    finally:
+        for pid in ranks:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_resumed_run_first_ends_what_is_left_of_its_earlier_processes(tmp_path, tiny_model_dir):
+    """A rank left from before (here a process under a rank's command line) is killed before training."""
+    from cai_core.training.runs import prepare_run
+
+    data = write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS)
+    folder = prepare_run(make_spec(tiny_model_dir, data, max_steps=2), name="leftover")
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "-m", "cai_core.training",
+                                 "--rank", str(folder)])
+    try:
+        deadline = time.monotonic() + 30
+        while b"--rank" not in Path(f"/proc/{leftover.pid}/cmdline").read_bytes():  # until it has exec'd
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run = run_job(folder)
+        assert run.state == "finished", run
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        leftover.kill()
+        leftover.wait(timeout=10)

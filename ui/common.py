@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from cai_core.adapters import content_key
 from cai_core.jobs import read_json
 from cai_core.models import (
     DEFAULT_MODEL,
@@ -66,8 +67,9 @@ def upload_size_problem(kind: str, file_name: str, size: int) -> str | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
-def _cached_model(spec: str, trust_remote_code: bool) -> GenerationBackend:
-    # Loaded once per server process and shared by every session; never mutated.
+def _cached_model(spec: str, trust_remote_code: bool, weights_key: str) -> GenerationBackend:
+    # Loaded once per server process and shared by every session; never mutated. weights_key is
+    # part of the cache key only: a run retrained under its old name must not get its old weights.
     return load_model(spec, trust_remote_code=trust_remote_code)
 
 
@@ -77,7 +79,7 @@ def get_model(spec: str | None = None, trust_remote_code: bool = False) -> Gener
     spec = (spec or default_model_spec()).strip()
     try:
         with st.spinner(md(f"Loading model {spec}…")):
-            return _cached_model(spec, trust_remote_code)
+            return _cached_model(spec, trust_remote_code, content_key(spec))
     except ModelLoadError as error:
         st.error(md(str(error)))
         return None

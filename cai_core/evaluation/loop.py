@@ -17,6 +17,7 @@ a base for the next one.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -195,6 +196,10 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
                 continue
             starting = model if method == "sft" else str(_stage_folder(folder, round_number, "sft"))
             if not (run_folder / "spec.json").is_file():
+                # A kill between the folder's creation and its spec.json leaves a folder that no run
+                # owns yet (at most its data copy); the loop holds its own lock, so it is ours to redo.
+                if run_folder.exists():
+                    shutil.rmtree(run_folder)
                 training = load_recipe(spec.recipe, method, {**overrides, "data": [str(data_folder)],
                                                              "base_model": starting, "seed": spec.seed + round_number})
                 prepare_run(training, method, root=run_folder.parent)

@@ -12,6 +12,7 @@ and judged (harmlessness win rate) later without running either model again.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -269,12 +270,7 @@ def run_lm_eval(model: str, task: str, limit: int | None, seed: int) -> SuiteSco
     elif len(stack.adapters) == 1:
         model_args = f"pretrained={resolve_model_path(stack.base_model)[0]},peft={stack.adapters[0]}"
     else:
-        from ..adapters import export_merged
-
-        merged = cai_home() / "merged" / stack.adapters[-1].parent.name
-        if not merged.exists():
-            export_merged(model, merged)
-        model_args = f"pretrained={merged}"
+        model_args = f"pretrained={merged_model_folder(model)}"
     try:
         results = lm_eval.simple_evaluate(model="hf", model_args=model_args, tasks=[task], limit=limit,
                                           random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed)
@@ -290,6 +286,30 @@ def run_lm_eval(model: str, task: str, limit: int | None, seed: int) -> SuiteSco
     n = int(results.get("n-samples", {}).get(task, {}).get("effective", 0))
     return SuiteScore(f"lm-eval:{task}", "capability", f"lm-eval {lm_eval.__version__}", metric.split(",")[0], True,
                       100 * value, 100 * (value - 1.96 * stderr), 100 * (value + 1.96 * stderr), n, [])
+
+
+def merged_model_folder(model: str) -> Path:
+    """An adapter stack merged into one model folder, made once and kept under ``CAI_HOME/merged``.
+
+    Kept by run name and by the adapters' content (cai_core.adapters.content_key): a run deleted
+    and trained again under its name is merged again, never served from the old weights, and the
+    old copy of that run is removed.
+    """
+    from ..adapters import content_key, export_merged
+
+    stack = adapter_stack(model)
+    if stack is None:
+        raise EvaluationError(f"{model} is not an adapter stack, so there is nothing to merge")
+    runs_cache = cai_home() / "merged" / stack.adapters[-1].parent.name
+    merged = runs_cache / (content_key(model) or "unkeyed")
+    if not merged.exists():
+        if (runs_cache / "config.json").exists():  # a copy from before copies were keyed by content
+            shutil.rmtree(runs_cache)
+        for stale in runs_cache.iterdir() if runs_cache.is_dir() else ():
+            if not stale.name.startswith("."):  # a dot name is an export in progress
+                shutil.rmtree(stale, ignore_errors=True)
+        export_merged(model, merged)
+    return merged
 
 
 def list_evaluations() -> list[Path]:

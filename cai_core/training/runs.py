@@ -20,8 +20,10 @@ training process (cai_core.training.trainer) does the work.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -239,6 +241,53 @@ def accelerate_command(folder: Path, spec: TrainingSpec, cpu: bool = False,
     elif cpu:
         command += ["--multi_gpu"]  # accelerate's multi-process launcher; with no GPU the ranks talk over gloo
     return command + ["-m", "cai_core.training", "--rank", str(folder)]
+
+
+def rank_processes(folder: Path) -> list[int]:
+    """The live processes of this run's distributed training (the launcher and its ranks), found by
+    their command line (``... -m cai_core.training --rank FOLDER``); empty where /proc cannot tell."""
+    wanted = os.path.realpath(folder)
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc/self/cmdline").exists() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if state in ("Z", "X") or b"cai_core.training" not in args:
+            continue
+        for flag, value in zip(args, args[1:]):
+            if flag == b"--rank":
+                try:  # a relative folder is relative to that process's own working folder
+                    path = os.path.join(os.readlink(entry / "cwd"), os.fsdecode(value))
+                except OSError:
+                    path = os.fsdecode(value)
+                if os.path.realpath(path) == wanted:
+                    found.append(int(entry.name))
+                break
+    return found
+
+
+def end_leftover_ranks(folder: Path, timeout: float = 30.0) -> None:
+    """Kill what is left of an earlier distributed run in this folder before training in it again.
+
+    Ranks normally die with their worker (see cai_core.training.trainer); this covers ranks started
+    before that was so, or on a system without it. Two sets of ranks must never write one folder.
+    """
+    leftovers = rank_processes(folder)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + timeout
+    while leftovers and (leftovers := rank_processes(folder)):
+        if time.monotonic() > deadline:
+            raise TrainingError(f"processes {', '.join(map(str, leftovers))} of an earlier run in {Path(folder).name!r} "
+                                "are still running and could not be stopped; stop them, then resume")
+        time.sleep(0.1)
 
 
 def process_command(folder: Path, spec: TrainingSpec) -> str:

@@ -28,20 +28,23 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
-from ..jobs import QUEUED, RUNNING, JobCancelled, Reporter, write_json
+from ..jobs import QUEUED, RUNNING, JobCancelled, Reporter, die_with_parent, kill_with_parent, write_json
 from .. import threads
 from .runs import (CHECKPOINTS_DIR, METRICS_FILE, RESULT_FILE, TrainingError, accelerate_command, checkpoint_step,
-                   last_checkpoint, read_metrics, read_snapshot, runs_dir, trim_metrics)
+                   end_leftover_ranks, last_checkpoint, read_metrics, read_snapshot, runs_dir, trim_metrics)
 from .spec import TrainingSpec, parse_spec
 
 # The exit status of a rank process that stopped on request (after saving its checkpoint).
 STOPPED_EXIT = 3
 QUEUE_POLL_SECONDS = 1.0
+# Tells each rank which worker it belongs to, so a rank started after its worker died does not train.
+WORKER_PID_VARIABLE = "CAI_TRAINING_WORKER_PID"
 
 
 def run_training_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
     """The job runner (see cai_core.jobs): wait for the machine, then train in one or more processes."""
     spec = parse_spec(spec_data, str(folder / "spec.json"))
+    end_leftover_ranks(folder)
     with _turn_on_this_machine(folder, reporter) as turn:
         if turn.waited:  # what else runs has changed while it waited
             threads.use_share(folder / "log.txt", prefix="after waiting its turn: ")
@@ -291,8 +294,12 @@ def _train_distributed(folder: Path, spec: TrainingSpec, reporter: Reporter) -> 
     print(f"each of the {spec.num_processes} processes uses {per_rank} threads", flush=True)
     print("launching: " + " ".join(command), flush=True)
     # The ranks write to this process's stdout, which is the run's log.
+    # The launcher dies with this worker however it dies (a SIGKILL included), and each rank with the
+    # launcher (run_rank), so no rank outlives its run to race a resumed one in the same folder.
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[2]),
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", threads.RANK_ENV: str(per_rank)})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", threads.RANK_ENV: str(per_rank),
+                                    WORKER_PID_VARIABLE: str(os.getpid())},
+                               preexec_fn=kill_with_parent())
     while process.poll() is None:
         if reporter.stop_requested:
             (folder / "cancel").touch()  # the ranks see it at their next step boundary
@@ -302,6 +309,16 @@ def _train_distributed(folder: Path, spec: TrainingSpec, reporter: Reporter) -> 
     if process.returncode != 0:
         raise TrainingError(f"the {spec.num_processes} training processes ended with exit status "
                             f"{process.returncode}; the end of the log says why")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        return True  # cannot tell: carry on (the launcher's own tie to the worker still holds)
+    return state not in ("Z", "X")
 
 
 class RankReporter(Reporter):
@@ -331,6 +348,12 @@ def run_rank(folder: Path) -> int:
 
     from ..jobs import read_json
 
+    # accelerate starts each rank in a session of its own, so nothing reaches it when the launcher is
+    # killed; the kernel does. A rank whose worker had already gone before this line ends at once.
+    die_with_parent()
+    worker = os.environ.get(WORKER_PID_VARIABLE, "")
+    if worker.isdigit() and not _alive(int(worker)):
+        return 1
     recorded = read_json(folder / "spec.json") or {}
     spec = parse_spec(recorded.get("spec") or {}, str(folder / "spec.json"))
     # Without cpu=True, ranks on a machine with no GPU would each form a group of one.
