@@ -40,7 +40,7 @@ from .chain import ChainStep, run_chain, select_principles
 from .constitution import Constitution, ConstitutionError, Principle, first_error_message
 from .jobs import Reporter, read_json, write_json
 from .judge import judge_pairs
-from .models import GenerationBackend, GenerationSettings, load_model
+from .models import GenerationBackend, GenerationSettings, Seed, load_model
 from .paths import cai_home
 from .promptsets import PromptItem, load_prompt_sources
 from .refusals import is_refusal
@@ -104,7 +104,7 @@ class GenerationSpec(BaseModel):
     min_confidence: float = Field(default=0.55, ge=0.5, le=1.0)
     # Optional clamp of the stored soft label, e.g. [0.5, 0.9] so no pair is taken as certain.
     label_band: tuple[float, float] | None = None
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
     # Prompts per checkpoint: a kill loses at most this much work.
     chunk_size: int = Field(default=16, ge=1, le=4096)
 
@@ -521,7 +521,7 @@ def _complete_rows(path: Path) -> tuple[list[dict], bool]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             row = None
         if isinstance(row, dict):
             rows.append(row)
@@ -652,7 +652,7 @@ def read_checked_rows(path: Path) -> tuple[list[dict], list[int]]:
             continue
         try:
             rows.append(shape.model_validate(json.loads(line)).model_dump())
-        except (json.JSONDecodeError, ValidationError):
+        except (json.JSONDecodeError, RecursionError, ValidationError):
             if number < len(lines) or text.endswith("\n"):  # a last line still being written is not an error
                 bad.append(number)
     return rows, bad

@@ -139,7 +139,7 @@ def read_json(path: Path) -> dict | None:
     """A JSON object from disk, or None when the file is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

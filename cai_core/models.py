@@ -13,9 +13,9 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help must be instant.
     import torch
@@ -41,6 +41,20 @@ class LogprobsUnavailable(Exception):
     """The backend cannot report next-token log-probabilities (e.g. an endpoint that omits them)."""
 
 
+# numpy takes seeds below 2**32 (transformers' set_seed and lm-eval seed it), and stages add small
+# offsets to a run's seed, so a seed is kept well below that: it fails here, not minutes into a job.
+MAX_SEED = 2**31 - 1
+
+
+def _seed_in_range(value: int) -> int:
+    if value > MAX_SEED:
+        raise ValueError(f"must be at most {MAX_SEED} (numpy and torch take seeds below 2**32)")
+    return value
+
+
+Seed = Annotated[int, Field(ge=0), AfterValidator(_seed_in_range)]
+
+
 class GenerationSettings(BaseModel):
     """How to sample. ``temperature == 0`` means greedy decoding (deterministic)."""
 
@@ -52,7 +66,7 @@ class GenerationSettings(BaseModel):
     # Above 1, tokens the answer already used become less likely (as in CTRL, over the new tokens
     # only, so the model may still quote the prompt). Small models loop without it; 1.0 is off.
     repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
     # Chunk size for batched generation: bigger is faster until memory or padding waste bites.
     batch_size: int = Field(default=16, ge=1, le=1024)
 

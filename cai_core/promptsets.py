@@ -19,7 +19,7 @@ from pathlib import Path
 from .atomic import write_bytes_atomic
 from .constitution import ConstitutionError
 from .paths import SHIPPED_PROMPTS_DIR, cai_home, is_explicit_path
-from .textfiles import decode_text, read_text_file
+from .textfiles import decode_text, parse_json_line, read_text_file
 
 MAX_PROMPT_FILE_BYTES = 50 * 1024 * 1024
 MAX_PROMPT_CHARS = 20_000
@@ -322,9 +322,11 @@ def _jsonl_rows(text: str, source: str) -> tuple[list[tuple[int, dict]], int]:
             blank += 1
             continue
         try:
-            value = json.loads(line)
+            value = parse_json_line(line)
         except json.JSONDecodeError as error:
             raise PromptFileError(f"is not valid JSON ({error.msg} at column {error.colno})", source, number) from None
+        except ValueError as error:
+            raise PromptFileError(str(error), source, number) from None
         if not isinstance(value, dict):
             raise PromptFileError("must be a JSON object like {\"prompt\": \"...\"}", source, number)
         rows.append((number, value))

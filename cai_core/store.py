@@ -29,7 +29,7 @@ from .constitution import (
 )
 from . import textfiles
 from .paths import SHIPPED_CONSTITUTIONS_DIR, is_explicit_path, user_constitutions_dir
-from .textfiles import child_node, line_of, parse_yaml, read_text_file
+from .textfiles import child_node, line_of, one_line, parse_yaml, read_text_file
 
 MAX_FILE_BYTES = 256 * 1024
 VERSIONS_DIRNAME = ".versions"
@@ -78,7 +78,8 @@ def _principles_from_pairs(items: list, source: str, node: yaml.Node | None) -> 
             unknown = set(item) - set(Principle.model_fields)
             critique, revision = item.get("critique_request"), item.get("revision_request")
         if unknown:
-            raise ConstitutionError(f"entry {index + 1} has unknown key {sorted(unknown)[0]!r}", source, line_of(node, (index, sorted(unknown)[0])))
+            first = sorted(unknown, key=str)[0]  # keys may mix text and numbers, which do not sort together
+            raise ConstitutionError(f"entry {index + 1} has unknown key {first!r}", source, line_of(node, (index, first)))
         if not isinstance(critique, str) or not isinstance(revision, str):
             raise ConstitutionError(f"entry {index + 1} needs both a critique and a revision request as text", source, line_of(node, (index,)))
         principle = {k: v for k, v in item.items() if k not in ("critic", "revision")}
@@ -316,6 +317,9 @@ def list_constitutions(directory: Path | str | None = None) -> list[Constitution
                 infos.append(ConstitutionInfo(path.stem, path, shipped, constitution.description, len(constitution.principles)))
             except ConstitutionError as error:
                 infos.append(ConstitutionInfo(path.stem, path, shipped, error=str(error)))
+            except Exception as error:  # noqa: BLE001 - one odd file must not hide the others or break the page
+                infos.append(ConstitutionInfo(path.stem, path, shipped, error=str(ConstitutionError(
+                    f"cannot be read ({type(error).__name__}: {one_line(error)})", str(path)))))
     return infos
 
 

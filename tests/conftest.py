@@ -14,6 +14,16 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; a hub id must fail fast
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # the parser fuzz tests (tests/test_fuzz_parsers.py): a few hundred inputs each, more on request
+    from hypothesis import HealthCheck, settings
+
+    # CAI_FUZZ_EXAMPLES=5000 make test (or pytest tests/test_fuzz_parsers.py) runs a longer search.
+    settings.register_profile("cai", max_examples=int(os.environ.get("CAI_FUZZ_EXAMPLES") or 200), deadline=None,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    settings.load_profile("cai")
+except ImportError:
+    pass
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

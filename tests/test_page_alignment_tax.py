@@ -355,3 +355,23 @@ def test_a_loop_started_from_the_page_runs_in_its_own_process_and_joins_the_char
     assert app.session_state[k("loop_selected")] == "page-loop"
     assert "1 of 1 round done" in [c.value for c in app.caption]
     assert [b for b in app.button if b.label == "Loop page-loop: its 2 reports in order"]
+
+
+def test_a_report_wrong_below_the_top_is_refused_and_one_already_kept_is_one_sentence(with_reports, app):
+    wrong_below = json.dumps({"model": "x", "suites": {"refusal": {"score": 50, "items": [1, 2]}}}).encode()
+    app.file_uploader(key=k("upload")).set_value([("odd.json", wrong_below, "application/json")]).run()
+    assert not app.exception, app.exception
+    assert errors(app) == ["odd.json: suite 'refusal', item 1 should be a JSON object (a mapping)."]
+    assert not (evaluations_dir() / ".uploaded").exists()
+
+    # Kept before reports were checked as a whole: the page lists it as unreadable, says why, and the rest compare.
+    (evaluations_dir() / ".uploaded").mkdir()
+    (evaluations_dir() / ".uploaded" / "kept.json").write_bytes(wrong_below)
+    again = open_page()
+    assert "kept (uploaded) · cannot be read" in again.selectbox(key=k("base")).options
+    again.selectbox(key=k("base")).set_value("file:kept").run()
+    assert not again.exception, again.exception
+    assert [e.endswith("kept.json: suite 'refusal', item 1 should be a JSON object (a mapping).") for e in errors(again)] == [True]
+    again.selectbox(key=k("base")).set_value("eval:base-eval").run()
+    assert not again.exception and not again.error, errors(again)
+    assert "Capability: average tax" in [m.label for m in again.metric]

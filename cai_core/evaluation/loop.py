@@ -21,11 +21,13 @@ import shutil
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..constitution import first_error_message
 from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read_json, run_job, start_job, write_json
+from ..models import MAX_SEED, Seed
 from ..paths import SHIPPED_RECIPES_DIR, cai_home
+from ..textfiles import TOO_DEEP, TOO_MANY_VALUES, bracket_depth_exceeded, one_line, too_many_values
 from .run import REPORT_FILE, EvaluationSpec, read_report
 from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
 
@@ -50,7 +52,15 @@ class LoopSpec(BaseModel):
     eval_limit: int | None = Field(default=None, ge=1)
     quality_suites: list[str] | None = None  # default: the capability suites among eval_suites
     stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _round_seeds_in_range(self) -> "LoopSpec":
+        # Round K generates and trains with seed + K, which must still be a seed numpy accepts.
+        if self.seed + self.rounds > MAX_SEED:
+            raise ValueError(f"seed must be at most {MAX_SEED - self.rounds} with {self.rounds} rounds "
+                             "(round K uses seed + K)")
+        return self
 
 
 class LoopError(Exception):
@@ -91,6 +101,8 @@ def parse_loop_settings(text: str, source: str) -> dict:
     """A YAML mapping of loop settings (a --settings file, the page's editor); a bad one is one sentence."""
     import yaml
 
+    if bracket_depth_exceeded(text) is not None:
+        raise LoopError(f"{source}: {TOO_DEEP}")
     try:
         data = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as error:
@@ -99,6 +111,12 @@ def parse_loop_settings(text: str, source: str) -> dict:
             mark = opened  # an unclosed bracket or quote shows at the end; where it opened is the line to fix
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise LoopError(f"{source}: not valid YAML{where}") from None
+    except RecursionError:
+        raise LoopError(f"{source}: {TOO_DEEP}") from None
+    except (ValueError, TypeError, OverflowError) as error:  # a scalar PyYAML cannot build, such as 2020-13-45
+        raise LoopError(f"{source}: holds a YAML value that cannot be read ({one_line(error)})") from None
+    if too_many_values(data):
+        raise LoopError(f"{source}: {TOO_MANY_VALUES}")
     if not isinstance(data, dict):
         raise LoopError(f"{source}: must be a mapping of loop settings")
     return data

@@ -22,7 +22,10 @@ from ..adapters import adapter_stack
 from ..atomic import write_text_atomic
 from ..constitution import first_error_message
 from ..jobs import Reporter, read_json, start_job, write_json
+from ..models import Seed
 from ..paths import cai_home
+from ..textfiles import TOO_DEEP, one_line
+from .report_model import check_report
 from .suites import SUITES, EvaluationError, SuiteScore, check_suite_names
 from .tax import alignment_tax
 
@@ -38,7 +41,7 @@ class EvaluationSpec(BaseModel):
     model: str = "default"  # "default", a model folder, a hub id, or a finished run / adapter folder
     suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
     limit: int | None = Field(default=None, ge=1, description="at most this many items per suite (a quick run)")
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
     batch_size: int = Field(default=16, ge=1, le=1024)
 
 
@@ -137,7 +140,7 @@ def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
 
 
 def read_report(path: Path) -> dict:
-    """A saved report, or one EvaluationError sentence naming the file."""
+    """A saved report, checked as a whole (report_model), or one EvaluationError sentence naming the file."""
     path = Path(path)
     if path.is_dir():
         path = path / REPORT_FILE
@@ -149,11 +152,16 @@ def read_report(path: Path) -> dict:
         raise EvaluationError(f"{path}: cannot be read ({error})") from None
     except json.JSONDecodeError as error:
         raise EvaluationError(f"{path}, line {error.lineno}: is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise EvaluationError(f"{path}: {TOO_DEEP}") from None
+    except ValueError as error:  # JSON the decoder refuses beyond syntax, such as a number of 5,000 digits
+        raise EvaluationError(f"{path}: is not valid JSON ({one_line(error)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("suites"), dict):
         raise EvaluationError(f"{path}: is not an evaluation report (no 'suites' object)")
-    for name, suite in data["suites"].items():
-        if not isinstance(suite, dict) or not isinstance(suite.get("score"), (int, float)) or isinstance(suite.get("score"), bool):
-            raise EvaluationError(f"{path}: suite {name!r} has no numeric score")
+    try:
+        check_report(data)
+    except ValueError as error:
+        raise EvaluationError(f"{path}: {error}") from None
     return data
 
 

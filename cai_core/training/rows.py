@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data import BEST_OF_N_PAIRS_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, SFT_FILE, datasets_dir
 from ..paths import is_explicit_path
-from ..textfiles import decode_text
+from ..textfiles import decode_text, parse_json_line
 from ..constitution import ConstitutionError
 from .spec import RecipeError, TrainingSpec
 
@@ -132,7 +132,7 @@ def read_training_file(path: Path, method: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = parse_json_line(line)
             if not isinstance(data, dict):
                 raise ValueError("is not a JSON object")
             rows.append(shape(data))

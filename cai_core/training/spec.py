@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..constitution import ConstitutionError, first_error_message
+from ..models import Seed
 from ..paths import SHIPPED_RECIPES_DIR, is_explicit_path, user_recipes_dir
 from ..textfiles import child_node, decode_text, line_of, parse_yaml
 
@@ -83,7 +84,7 @@ class TrainingSpec(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     max_grad_norm: float = Field(default=1.0, gt=0.0)
     gradient_checkpointing: bool = False
-    seed: int = Field(default=0, ge=0)
+    seed: Seed = 0
 
     # DPO: strength of the pull towards the reference (smaller lets the policy move further).
     beta: float = Field(default=0.1, gt=0.0, le=10.0)
@@ -115,6 +116,15 @@ class TrainingSpec(BaseModel):
             raise ValueError("must name a model: 'default', a model folder, a hub id or a finished run")
         return value.strip()
 
+    @field_validator("num_processes")
+    @classmethod
+    def _fits_this_machine(cls, value: int) -> int:
+        if value > 1:
+            available, what = available_devices()
+            if value > available:
+                raise ValueError(f"is {value}, but this machine has {available} {what} (one process runs on each)")
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> "TrainingSpec":
         if self.accelerate_config is not None and self.num_processes == 1:
@@ -124,6 +134,19 @@ class TrainingSpec(BaseModel):
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.gradient_accumulation_steps * self.num_processes
+
+
+def available_devices() -> tuple[int, str]:
+    """How many training processes this machine can run side by side: one per GPU, else one per CPU core."""
+    import os
+
+    import torch  # only asked when a spec wants several processes
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        return count, "GPU" if count == 1 else "GPUs"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores, "CPU core" if cores == 1 else "CPU cores"
 
 
 def check_run_name(name: str) -> str:
