@@ -7,6 +7,7 @@ tokenizer files, chat template), so the engine is exercised end to end in well u
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,13 @@ def page():
             yield tab
         finally:
             browser.close()
+
+
+@pytest.fixture
+def sandbox_tmp(tmp_path, monkeypatch):
+    """Point tempfile at a private folder so the sandbox's scratch folders can be counted afterwards."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+    assert not list(folder.glob("cai-sandbox-*")), "the sandbox left its temporary folder behind"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,16 +45,6 @@ def whole_function(problem: dict) -> str:
     prompt = problem["prompt"]
     start = prompt.index(f"def {problem['entry_point']}(")
     return prompt[start:] + problem["canonical_solution"]
-
-
-@pytest.fixture
-def sandbox_tmp(tmp_path, monkeypatch):
-    """Point tempfile at a private folder so the sandbox's scratch folders can be counted afterwards."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    yield folder
-    assert not list(folder.glob("cai-sandbox-*")), "the sandbox left its temporary folder behind"
 
 
 @pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/2", "HumanEval/53"])

@@ -9,7 +9,6 @@ import resource
 import secrets
 import socket
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -21,16 +20,6 @@ from cai_core.evaluation import sandbox as sandbox_module
 from cai_core.evaluation.sandbox import (FAILED, MAX_PROCESSES, OUT_OF_MEMORY, PASSED, SANDBOX_ERROR, TIMEOUT,
                                          SandboxUnavailable, run_untrusted)
 from cai_core.evaluation.suites import check_suite_names
-
-
-@pytest.fixture
-def sandbox_tmp(tmp_path, monkeypatch):
-    """Point tempfile at a private folder so the sandbox's scratch folders can be counted afterwards."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    yield folder
-    assert not list(folder.glob("cai-sandbox-*")), "the sandbox left its temporary folder behind"
 
 
 def humaneval(task_id: str) -> dict:
