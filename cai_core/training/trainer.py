@@ -364,4 +364,9 @@ def run_rank(folder: Path) -> int:
         train(folder, spec, RankReporter(folder, is_main), is_main)
     except JobCancelled:
         return STOPPED_EXIT
+    finally:
+        # gloo's worker threads must be joined before the interpreter exits: left to the C++
+        # destructors, a rank can abort at exit ("terminate called without an active exception")
+        # after training finished, and the run would be reported as failed.
+        state.destroy_process_group()
     return 0
