@@ -7,9 +7,14 @@ tokenizer files, chat template), so the engine is exercised end to end in well u
 from __future__ import annotations
 
 import os
+import threading
+from collections import Counter
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import pytest
+
+from cai_core.models import Generation, GenerationBackend, GenerationSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; a hub id must fail fast
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,6 +58,97 @@ def build_tiny_model_folder(folder: Path, seed: int = 0, max_positions: int = 51
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+Reply = Callable[[list[dict], int], str]
+
+
+class ScriptedBackend(GenerationBackend):
+    """A model whose every answer the test wrote: the fake for tests where the exact text matters.
+
+    ``reply(conversation, copy)`` writes each answer (a plain text answers everything); ``copy``
+    counts the earlier conversations of the same batch that ended in the same user turn, as
+    best-of-N sends one prompt several times. ``logprobs(conversation, options)``, when given,
+    answers ``option_logprobs``; without it the backend reports none, as some endpoints do.
+    ``hold(batch)``, when given, runs before each batch is answered: a test blocks it on an event it
+    controls to look at a run mid-way, or raises from it to make the model fail. Every batch is
+    recorded in ``batches`` and every ``option_logprobs`` call counted in ``logprob_calls``. With
+    ``partial_text``, the backend reports the first half of each answer as text being written, then
+    holds the batch, as a real model is seen mid-answer.
+    """
+
+    model_id = "scripted"
+
+    def __init__(self, reply: Reply | str = "An answer.",
+                 logprobs: Callable[[list[dict], Sequence[str]], Mapping[str, float]] | None = None,
+                 hold: Callable[[list[list[dict]]], None] | None = None, partial_text: bool = False):
+        self.reports_partial_text = partial_text
+        self.reply = (lambda conversation, copy: reply) if isinstance(reply, str) else reply
+        self.logprobs = logprobs
+        self.hold = hold
+        self.batches: list[list[list[dict]]] = []
+        self.logprob_calls = 0
+
+    @classmethod
+    def chain(cls, initial: str | Callable[[str], str] = "answer to {turn}",
+              critique: str | Callable[[str], str] = "The answer breaks: {turn}",
+              revision: str | Callable[[str], str] = "A revised answer.", **options) -> "ScriptedBackend":
+        """A backend that answers by the kind of the last user turn, as the chain sends it: a
+        critique request, a revision request, or a prompt. Each part is a text (``{turn}``, the last
+        turn, and ``{turns}``, the number of turns, are filled in) or a function of the last turn."""
+
+        def write(part, conversation: list[dict]) -> str:
+            turn = conversation[-1]["content"]
+            return part(turn) if callable(part) else part.format(turn=turn, turns=len(conversation))
+
+        def reply(conversation: list[dict], copy: int) -> str:
+            turn = conversation[-1]["content"]
+            if turn.startswith("Critique request"):
+                return write(critique, conversation)
+            if turn.startswith("Revision request"):
+                return write(revision, conversation)
+            return write(initial, conversation)
+
+        return cls(reply, **options)
+
+    def hold_each_batch(self, timeout: float = 30.0) -> threading.Semaphore:
+        """From now on each batch waits for one ``release()`` of the returned semaphore; a batch the
+        test never lets through fails after ``timeout`` seconds rather than hanging the test."""
+        gate = threading.Semaphore(0)
+
+        def hold(batch: list[list[dict]]) -> None:
+            if not gate.acquire(timeout=timeout):
+                raise TimeoutError("the test never let the scripted batch through")
+
+        self.hold = hold
+        return gate
+
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings,
+                 on_text: Callable[[dict[int, str]], None] | None = None) -> list[Generation]:
+        self.batches.append(conversations)
+        copies: Counter = Counter()
+        texts = []
+        for conversation in conversations:
+            turn = conversation[-1]["content"]
+            texts.append(self.reply(conversation, copies[turn]))
+            copies[turn] += 1
+        if on_text is not None:
+            on_text({index: text[:len(text) // 2] for index, text in enumerate(texts)})
+        if self.hold is not None:
+            self.hold(conversations)
+        return [Generation(text, prompt_tokens=10, completion_tokens=5, seconds=0.01) for text in texts]
+
+    def option_logprobs(self, conversations, options, answer_prefix="", batch_size=16):
+        self.logprob_calls += 1
+        if self.logprobs is None:
+            return super().option_logprobs(conversations, options, answer_prefix, batch_size)
+        return [dict(self.logprobs(conversation, options)) for conversation in conversations]
+
+
+@pytest.fixture
+def scripted_backend() -> type[ScriptedBackend]:
+    """The scripted model: call it with a reply (see ScriptedBackend) to get a fresh backend."""
+    return ScriptedBackend
 
 
 @pytest.fixture(scope="session")
