@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from browser_util import CHROMIUM, wait_for_app_idle, widget
 
-from ui.common import page_key
+from page_util import page_keys
 
 pytestmark = [
     pytest.mark.browser,
@@ -36,8 +36,7 @@ RERUN_TIMEOUT_MS = 30_000
 STEP_TEXT = re.compile(r"step (\d+) of (\d+)")
 
 
-def k(name: str) -> str:
-    return page_key("training", name)
+k = page_keys("training")
 
 
 def sft_rows(count: int = ROWS) -> bytes:

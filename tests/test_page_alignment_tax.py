@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,9 @@ from streamlit.testing.v1 import AppTest
 
 from cai_core.evaluation import EvaluationSpec, evaluate, evaluations_dir, list_evaluations, read_report
 from cai_core.jobs import Reporter, cancel_job, prepare_job, read_job, write_json
+from page_util import page_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the pages import ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 APP = ROOT / "app.py"
 PAGE = "pages/5_Alignment_Tax.py"
@@ -36,8 +34,7 @@ BASE_SCORES = {"arithmetic": 50.0, "knowledge_mc": 50.0, "refusal": 0.0, "over_r
 ALIGNED_SCORES = {"arithmetic": 25.0, "knowledge_mc": 100.0, "refusal": 50.0, "over_refusal": 50.0}
 
 
-def k(name: str) -> str:
-    return f"tax:{name}"
+k = page_keys("tax")
 
 
 def set_scores(folder: Path, scores: dict[str, float], label: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -36,17 +35,15 @@ from cai_core.promptsets import (
     load_prompt_sources,
     user_prompt_sets_dir,
 )
+from page_util import page_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 PAGE = ROOT / "pages" / "3_Data.py"
 JOB_TIMEOUT_S = 120
 
 
-def k(name: str) -> str:
-    return f"data:{name}"
+k = page_keys("data")
 
 
 @pytest.fixture
