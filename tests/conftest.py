@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -149,6 +150,60 @@ class ScriptedBackend(GenerationBackend):
 def scripted_backend() -> type[ScriptedBackend]:
     """The scripted model: call it with a reply (see ScriptedBackend) to get a fresh backend."""
     return ScriptedBackend
+
+
+class WorkerGate:
+    """Holds the model calls of the job workers started while it is on (see worker_gate/sitecustomize.py):
+    the test lets N calls through, waits until the worker stands at call N + 1, and acts there."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def allow(self, calls: int) -> None:
+        staged = self.folder / ".allowed"
+        staged.write_text(str(calls))
+        staged.replace(self.folder / "allowed")
+
+    def open(self) -> None:
+        self.allow(10 ** 9)
+
+    def reached(self) -> int:
+        try:
+            return int((self.folder / "reached").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def wait_until_reached(self, call: int, timeout: float = 120.0, failed: Callable[[], str | None] = lambda: None) -> None:
+        """Wait until the worker waits at model call ``call``; ``failed()`` names why it never will."""
+        deadline = time.monotonic() + timeout
+        while self.reached() < call:
+            reason = failed()
+            assert reason is None, f"the worker stopped before model call {call}: {reason}"
+            assert time.monotonic() < deadline, f"the worker did not reach model call {call} in {timeout} s"
+            time.sleep(0.02)
+
+    def step_until(self, condition: Callable[[], bool], most: int = 200, failed: Callable[[], str | None] = lambda: None) -> int:
+        """Let model calls through one at a time until ``condition()`` holds while the worker waits
+        at the next call; returns the number of calls let through."""
+        for calls in range(most + 1):
+            self.wait_until_reached(calls + 1, failed=failed)
+            if condition():
+                return calls
+            self.allow(calls + 1)
+        raise AssertionError(f"not there after {most} model calls")
+
+
+@pytest.fixture
+def worker_gate(tmp_path, monkeypatch) -> WorkerGate:
+    """Job workers started from now on stop before each model call until the test lets it through."""
+    folder = tmp_path / "worker-gate"
+    folder.mkdir()
+    hooks = Path(__file__).resolve().parent / "worker_gate"
+    monkeypatch.setenv("CAI_TEST_GATE", str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
+    gate = WorkerGate(folder)
+    yield gate
+    gate.open()  # a worker still waiting finishes rather than waiting out its limit
 
 
 @pytest.fixture(scope="session")

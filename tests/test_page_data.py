@@ -363,12 +363,11 @@ def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir
             if sample["answer"].strip():
                 assert sample["answer"] in shown
     captions = [unescape(c.value) for c in samples_tab.caption]
-    red = next((row for row in sampled if row["should_refuse"]), None)
-    if red is not None:
-        assert any(red["id"] in c and "should be declined" in c for c in captions), captions
-    benign = next((row for row in sampled if not row["should_refuse"]), None)
-    if benign is not None:
-        assert any(benign["id"] in c and "should be answered" in c for c in captions), captions
+    # The shuffled six (the spec's fixed seed) hold red-team and benign prompts both.
+    red = next(row for row in sampled if row["should_refuse"])
+    benign = next(row for row in sampled if not row["should_refuse"])
+    assert any(red["id"] in c and "should be declined" in c for c in captions), captions
+    assert any(benign["id"] in c and "should be answered" in c for c in captions), captions
     first = sampled[0]["samples"][0]
     title = f"Sample 1 · {'passes' if first['passes'] else 'fails'}"
     assert title in [unescape(m.value).strip("*") for m in samples_tab.markdown]
