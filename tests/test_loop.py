@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, prepare_loop, quality, read_state, start_loop
-from cai_core.jobs import prepare_job, read_job, read_json, run_job
+from cai_core.constitution import ConstitutionError
+from cai_core.jobs import JobError, prepare_job, read_job, read_json, run_job
 from cai_core.training import read_metrics, read_run
 
 SMALL = {
@@ -43,7 +44,7 @@ def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_d
     assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
     round_one = read_state(folder)["rounds"]["1"]
     # A finished loop takes more rounds; any other change needs a new name.
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(JobError, match="other settings"):
         prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "seed": 5, "base_model": str(tiny_model_dir)}), "two")
     prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)}), "two")
     job = run_job(folder)
@@ -137,7 +138,7 @@ def test_bad_loop_settings_are_one_sentence():
         parse_loop_spec({"constitution": "general-hhh", "eval_suites": ["mmlu"]})
     with pytest.raises(LoopError, match="stop ratio"):
         parse_loop_spec({"constitution": "general-hhh", "stop_ratio": 2})
-    with pytest.raises(Exception, match="no-such"):
+    with pytest.raises(ConstitutionError, match="no constitution named 'no-such'"):
         start_loop(LoopSpec(constitution="no-such"), "x")
     with pytest.raises(LoopError, match="training half"):
         parse_loop_spec({"constitution": "general-hhh", "generation": {"prompt_split": "all"}})
