@@ -131,7 +131,7 @@ def full_page_screenshot(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
-def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, page, tiny_model_dir):
+def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, page, tiny_model_dir, tmp_path):
     from playwright.sync_api import expect
 
     base_url, home = app_server
@@ -169,7 +169,7 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
     assert summary["Effective batch"] == "2", summary
     expect(page.get_by_text(f"Starting model: {tiny_model_dir.name}")).to_be_visible()
     expect(page.get_by_text(f"--from {tiny_model_dir}").first).to_be_visible()
-    full_page_screenshot(page, "/tmp/browser-training-1-form.png")
+    full_page_screenshot(page, tmp_path / "training-1-form.png")
 
     # A marker in the window: it would be gone after any reload or navigation.
     page.evaluate("() => { window.__noReload = 'kept'; }")
@@ -193,7 +193,7 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
             running_chart = loss_points(page)
             if running_chart:
                 screenshot_at = int(match[1])
-                full_page_screenshot(page, "/tmp/browser-training-2-running.png")
+                full_page_screenshot(page, tmp_path / "training-2-running.png")
         page.wait_for_timeout(150)
     assert seen and all(total == MAX_STEPS for _, _, total in seen), seen
     running = [step for _, step, _ in seen if step < MAX_STEPS]
@@ -227,4 +227,4 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
           f"loss points {running_chart} at step {screenshot_at}, {final_points} at the end; "
           f"launch to finished {elapsed:.1f} s")
     assert final_points == MAX_STEPS, final_points
-    full_page_screenshot(page, "/tmp/browser-training-3-finished.png")
+    full_page_screenshot(page, tmp_path / "training-3-finished.png")
