@@ -257,7 +257,7 @@ def test_harmlessness_is_judged_in_its_own_process_and_kept_for_the_same_compari
     assert len(list(judgements_dir().iterdir())) == 1
 
 
-def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):
+def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir, worker_gate):
     app.multiselect(key=k("suites")).set_value(["arithmetic", "refusal"]).run()
     app.number_input(key=k("limit")).set_value(1).run()
     app.text_input(key=k("name")).set_value("page-eval").run()
@@ -267,9 +267,10 @@ def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):
     folder = evaluations_dir() / "page-eval"
     assert app.session_state[k("selected")] == "page-eval"
     assert json.loads((folder / "spec.json").read_text())["spec"]["model"] == str(tiny_model_dir)
-    # The worker takes seconds to start: Stop now, and it stops before its first suite.
+    # The worker is held before its first model call: Stop now, and it stops before its first suite is done.
     app.button(key=k("stop")).click().run()
     assert not app.exception, app.exception
+    worker_gate.open()
     wait_for_job(folder, "cancelled")
     app.run()
     assert badges(app) == [":orange-badge[stopped]"]
