@@ -376,9 +376,8 @@ def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir
     assert pairs[0]["chosen"][-1]["content"] in best_texts and pairs[0]["rejected"][-1]["content"] in best_texts
     assert {"Chosen", "Rejected"} <= {unescape(m.value).strip("*") for m in best_tab.markdown}
     # The SFT rows come from the samples, and say so.
-    sft_rows = read_rows(folder / SFT_FILE)
-    if sft_rows:
-        assert "Best-of-N sample (the SFT target)" in [unescape(m.value).strip("*") for m in at.tabs[0].markdown]
+    assert read_rows(folder / SFT_FILE), "a random model's answers to the benign prompts pass"
+    assert "Best-of-N sample (the SFT target)" in [unescape(m.value).strip("*") for m in at.tabs[0].markdown]
     # Filtering to prompts none of whose samples pass leaves exactly those.
     at.radio(key=k("sampled:sampled")).set_value("no sample passes").run()
     failing = [row for row in sampled if not any(s["passes"] for s in row["samples"])]
