@@ -1,7 +1,12 @@
-"""Shared fixtures: a private CAI_HOME per test, and a tiny random Llama saved as a real model folder.
+"""Shared fixtures: a private CAI_HOME per test, a tiny random Llama saved as a real model folder,
+a scripted model for tests where the exact text matters, and a gate that holds job workers.
 
 The tiny model goes through the same ``load_model`` path as a real checkpoint (safetensors,
 tokenizer files, chat template), so the engine is exercised end to end in well under a second.
+The scripted model (``scripted_backend``) is a real GenerationBackend whose answers and option
+log-probabilities the test writes. The worker gate (``worker_gate``) holds a job's worker process
+before each model call or training step until the test lets it through, so a test kills, stops or
+starts a second worker at a point it chose, never at one the machine's speed chose.
 """
 
 from __future__ import annotations

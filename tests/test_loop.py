@@ -78,15 +78,14 @@ def generation_ids(folder: Path, round_number: int) -> set[str]:
     return {json.loads(line)["id"] for line in lines if line.strip()}
 
 
-def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home):
+def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home, worker_gate):
     spec = LoopSpec(**{**SMALL, "rounds": 1, "base_model": str(tiny_model_dir),
                        "sft_overrides": {**SMALL["sft_overrides"], "max_steps": 400}})
     folder = start_loop(spec, "killed")
-    deadline = time.monotonic() + 240
     sft = folder / "round-1" / "sft"
-    while not [row for row in read_metrics(sft) if row["step"] >= 3]:
-        assert time.monotonic() < deadline and read_job(folder).active, read_job(folder)
-        time.sleep(0.2)
+    # The loop's worker is held before its next model call or training step once SFT has logged step 3.
+    worker_gate.step_until(lambda: any(row["step"] >= 3 for row in read_metrics(sft)), most=400,
+                           failed=lambda: None if read_job(folder).active else str(read_job(folder)))
     generated = (folder / "round-1" / "generate" / "sft.jsonl").read_text()
     pid = read_json(folder / "status.json")["pid"]
     os.killpg(pid, signal.SIGKILL)
@@ -97,12 +96,14 @@ def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_pa
     assert "sft" not in read_state(folder)["rounds"]["1"] and "generate" in read_state(folder)["rounds"]["1"]
 
     # Resume with a short SFT: the stage's own spec is kept, so shorten it through a stop instead.
+    # The resumed worker counts its calls afresh: it is held at its first, the first step it trains.
+    worker_gate.allow(0)
+    (worker_gate.folder / "reached").unlink()
     start_loop(spec, "killed")
-    deadline = time.monotonic() + 60
-    while not read_job(sft).active:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    worker_gate.wait_until_reached(1, failed=lambda: None if read_job(folder).active else str(read_job(folder)))
+    assert read_job(sft).active
     (sft / "cancel").touch()  # stop the long SFT: the loop ends cancelled, at its stage
+    worker_gate.open()
     assert wait(folder).state == "cancelled"
     assert (folder / "round-1" / "generate" / "sft.jsonl").read_text() == generated  # not made again
     steps = [row["step"] for row in read_metrics(sft)]
