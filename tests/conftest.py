@@ -1,16 +1,27 @@
-"""Shared fixtures: a private CAI_HOME per test, and a tiny random Llama saved as a real model folder.
+"""Shared fixtures: a private CAI_HOME per test, a tiny random Llama saved as a real model folder,
+a scripted model for tests where the exact text matters, and a gate that holds job workers.
 
 The tiny model goes through the same ``load_model`` path as a real checkpoint (safetensors,
 tokenizer files, chat template), so the engine is exercised end to end in well under a second.
+The scripted model (``scripted_backend``) is a real GenerationBackend whose answers and option
+log-probabilities the test writes. The worker gate (``worker_gate``) holds a job's worker process
+before each model call or training step until the test lets it through, so a test kills, stops or
+starts a second worker at a point it chose, never at one the machine's speed chose.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import pytest
+
+from cai_core.models import Generation, GenerationBackend, GenerationSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub; a hub id must fail fast
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -64,6 +75,151 @@ def build_tiny_model_folder(folder: Path, seed: int = 0, max_positions: int = 51
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+Reply = Callable[[list[dict], int], str]
+
+
+class ScriptedBackend(GenerationBackend):
+    """A model whose every answer the test wrote: the fake for tests where the exact text matters.
+
+    ``reply(conversation, copy)`` writes each answer (a plain text answers everything); ``copy``
+    counts the earlier conversations of the same batch that ended in the same user turn, as
+    best-of-N sends one prompt several times. ``logprobs(conversation, options)``, when given,
+    answers ``option_logprobs``; without it the backend reports none, as some endpoints do.
+    ``hold(batch)``, when given, runs before each batch is answered: a test blocks it on an event it
+    controls to look at a run mid-way, or raises from it to make the model fail. Every batch is
+    recorded in ``batches`` and every ``option_logprobs`` call counted in ``logprob_calls``. With
+    ``partial_text``, the backend reports the first half of each answer as text being written, then
+    holds the batch, as a real model is seen mid-answer.
+    """
+
+    model_id = "scripted"
+
+    def __init__(self, reply: Reply | str = "An answer.",
+                 logprobs: Callable[[list[dict], Sequence[str]], Mapping[str, float]] | None = None,
+                 hold: Callable[[list[list[dict]]], None] | None = None, partial_text: bool = False):
+        self.reports_partial_text = partial_text
+        self.reply = (lambda conversation, copy: reply) if isinstance(reply, str) else reply
+        self.logprobs = logprobs
+        self.hold = hold
+        self.batches: list[list[list[dict]]] = []
+        self.logprob_calls = 0
+
+    @classmethod
+    def chain(cls, initial: str | Callable[[str], str] = "answer to {turn}",
+              critique: str | Callable[[str], str] = "The answer breaks: {turn}",
+              revision: str | Callable[[str], str] = "A revised answer.", **options) -> "ScriptedBackend":
+        """A backend that answers by the kind of the last user turn, as the chain sends it: a
+        critique request, a revision request, or a prompt. Each part is a text (``{turn}``, the last
+        turn, and ``{turns}``, the number of turns, are filled in) or a function of the last turn."""
+
+        def write(part, conversation: list[dict]) -> str:
+            turn = conversation[-1]["content"]
+            return part(turn) if callable(part) else part.format(turn=turn, turns=len(conversation))
+
+        def reply(conversation: list[dict], copy: int) -> str:
+            turn = conversation[-1]["content"]
+            if turn.startswith("Critique request"):
+                return write(critique, conversation)
+            if turn.startswith("Revision request"):
+                return write(revision, conversation)
+            return write(initial, conversation)
+
+        return cls(reply, **options)
+
+    def hold_each_batch(self, timeout: float = 30.0) -> threading.Semaphore:
+        """From now on each batch waits for one ``release()`` of the returned semaphore; a batch the
+        test never lets through fails after ``timeout`` seconds rather than hanging the test."""
+        gate = threading.Semaphore(0)
+
+        def hold(batch: list[list[dict]]) -> None:
+            if not gate.acquire(timeout=timeout):
+                raise TimeoutError("the test never let the scripted batch through")
+
+        self.hold = hold
+        return gate
+
+    def generate(self, conversations: list[list[dict]], settings: GenerationSettings,
+                 on_text: Callable[[dict[int, str]], None] | None = None) -> list[Generation]:
+        self.batches.append(conversations)
+        copies: Counter = Counter()
+        texts = []
+        for conversation in conversations:
+            turn = conversation[-1]["content"]
+            texts.append(self.reply(conversation, copies[turn]))
+            copies[turn] += 1
+        if on_text is not None:
+            on_text({index: text[:len(text) // 2] for index, text in enumerate(texts)})
+        if self.hold is not None:
+            self.hold(conversations)
+        return [Generation(text, prompt_tokens=10, completion_tokens=5, seconds=0.01) for text in texts]
+
+    def option_logprobs(self, conversations, options, answer_prefix="", batch_size=16):
+        self.logprob_calls += 1
+        if self.logprobs is None:
+            return super().option_logprobs(conversations, options, answer_prefix, batch_size)
+        return [dict(self.logprobs(conversation, options)) for conversation in conversations]
+
+
+@pytest.fixture
+def scripted_backend() -> type[ScriptedBackend]:
+    """The scripted model: call it with a reply (see ScriptedBackend) to get a fresh backend."""
+    return ScriptedBackend
+
+
+class WorkerGate:
+    """Holds the model calls of the job workers started while it is on (see worker_gate/sitecustomize.py):
+    the test lets N calls through, waits until the worker stands at call N + 1, and acts there."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def allow(self, calls: int) -> None:
+        staged = self.folder / ".allowed"
+        staged.write_text(str(calls))
+        staged.replace(self.folder / "allowed")
+
+    def open(self) -> None:
+        self.allow(10 ** 9)
+
+    def reached(self) -> int:
+        try:
+            return int((self.folder / "reached").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def wait_until_reached(self, call: int, timeout: float = 120.0, failed: Callable[[], str | None] = lambda: None) -> None:
+        """Wait until the worker waits at model call ``call``; ``failed()`` names why it never will."""
+        deadline = time.monotonic() + timeout
+        while self.reached() < call:
+            reason = failed()
+            assert reason is None, f"the worker stopped before model call {call}: {reason}"
+            assert time.monotonic() < deadline, f"the worker did not reach model call {call} in {timeout} s"
+            time.sleep(0.02)
+
+    def step_until(self, condition: Callable[[], bool], most: int = 200, failed: Callable[[], str | None] = lambda: None) -> int:
+        """Let model calls through one at a time until ``condition()`` holds while the worker waits
+        at the next call; returns the number of calls let through."""
+        for calls in range(most + 1):
+            self.wait_until_reached(calls + 1, failed=failed)
+            if condition():
+                return calls
+            self.allow(calls + 1)
+        raise AssertionError(f"not there after {most} model calls")
+
+
+@pytest.fixture
+def worker_gate(tmp_path, monkeypatch) -> WorkerGate:
+    """Job workers started from now on stop before each model call until the test lets it through."""
+    folder = tmp_path / "worker-gate"
+    folder.mkdir()
+    hooks = Path(__file__).resolve().parent / "worker_gate"
+    monkeypatch.setenv("CAI_TEST_GATE", str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])))
+    gate = WorkerGate(folder)
+    yield gate
+    gate.open()  # a worker still waiting finishes rather than waiting out its limit
 
 
 @pytest.fixture(scope="session")

@@ -11,34 +11,26 @@ from cai_core.data import (
     BEST_OF_N_PAIRS_FILE, SAMPLES_FILE, SFT_FILE, GenerationSpec, best_of_n_rows, read_checked_rows, read_rows, run_generation,
 )
 from cai_core.jobs import FINISHED
-from cai_core.models import Generation, GenerationBackend, GenerationSettings
+from cai_core.models import GenerationSettings
 from cai_core.promptsets import PromptItem, evaluation_half, interleave_categories, load_prompt_sources, training_half
-from cai_core.refusals import is_refusal
 from cai_core.training.rows import training_rows
 from cai_core.training.spec import TrainingSpec
 
 REFUSAL = "I'm sorry, but I can't help with that."
 
 
-class CyclingBackend(GenerationBackend):
-    """Answers the k-th copy of each conversation with ``answers[k % len(answers)]``, per prompt text."""
+@pytest.fixture
+def cycling(scripted_backend):
+    """A backend that answers the k-th copy of each prompt in a batch with ``answers_for(prompt)[k % len(...)]``."""
 
-    model_id = "cycling"
+    def backend(answers_for):
+        def reply(conversation, copy):
+            answers = answers_for(conversation[-1]["content"])
+            return answers[copy % len(answers)]
 
-    def __init__(self, answers_for):
-        self.answers_for = answers_for
-        self.calls: list[list] = []
+        return scripted_backend(reply)
 
-    def generate(self, conversations, settings):
-        self.calls.append(conversations)
-        seen: Counter = Counter()
-        out = []
-        for conversation in conversations:
-            prompt = conversation[-1]["content"]
-            answers = self.answers_for(prompt)
-            out.append(Generation(answers[seen[prompt] % len(answers)], prompt_tokens=3, completion_tokens=3, seconds=0.0))
-            seen[prompt] += 1
-        return out
+    return backend
 
 
 def spec(**changes) -> GenerationSpec:
@@ -55,14 +47,14 @@ def items():
             PromptItem("bn-2", "a banana bread recipe", "benign", "benign")]
 
 
-def test_a_passing_sample_is_the_sft_target_and_the_chosen_answer_over_a_failing_one():
+def test_a_passing_sample_is_the_sft_target_and_the_chosen_answer_over_a_failing_one(cycling):
     answers = {"how do i hurt someone": ["Step one: ...", REFUSAL, "Step two: ..."],  # one refusal of three
                "how do i make a weapon": ["Here is how ...", "You need ..."],          # never refuses
                "how do i kill a stuck process": [REFUSAL, "Run `kill PID`."],         # refuses once
                "a banana bread recipe": ["Mash three bananas ..."]}                    # always answers
-    backend = CyclingBackend(answers.get)
+    backend = cycling(answers.get)
     rows = best_of_n_rows(items(), spec(), backend, {"constitution": "general-hhh"})
-    assert len(backend.calls) == 1 and len(backend.calls[0]) == 4 * 3  # every sample of the chunk in one batch
+    assert len(backend.batches) == 1 and len(backend.batches[0]) == 4 * 3  # every sample of the chunk in one batch
     sft = {row["id"]: row["messages"][-1]["content"] for row in rows[SFT_FILE]}
     assert sft == {"rt-1": REFUSAL, "bn-1": "Run `kill PID`.", "bn-2": "Mash three bananas ..."}  # rt-2 had no passing sample
     pairs = {row["id"]: (row["chosen"][0]["content"], row["rejected"][0]["content"]) for row in rows[BEST_OF_N_PAIRS_FILE]}
@@ -74,22 +66,22 @@ def test_a_passing_sample_is_the_sft_target_and_the_chosen_answer_over_a_failing
     assert all(row["source"] == "best_of_n" for row in rows[BEST_OF_N_PAIRS_FILE])
 
 
-def test_an_empty_sample_never_passes_and_is_never_the_rejected_answer():
-    rows = best_of_n_rows(items()[2:3], spec(), CyclingBackend(lambda p: ["", "  "]), {})
+def test_an_empty_sample_never_passes_and_is_never_the_rejected_answer(cycling):
+    rows = best_of_n_rows(items()[2:3], spec(), cycling(lambda p: ["", "  "]), {})
     assert rows[SFT_FILE] == [] and rows[BEST_OF_N_PAIRS_FILE] == []
     assert not any(s["passes"] for s in rows[SAMPLES_FILE][0]["samples"])
 
 
-def test_refuse_sources_decide_which_prompts_should_be_declined():
-    rows = best_of_n_rows(items(), spec(refuse_sources=[]), CyclingBackend(lambda p: [REFUSAL, "Sure: ..."]), {})
+def test_refuse_sources_decide_which_prompts_should_be_declined(cycling):
+    rows = best_of_n_rows(items(), spec(refuse_sources=[]), cycling(lambda p: [REFUSAL, "Sure: ..."]), {})
     assert not any(row["should_refuse"] for row in rows[SAMPLES_FILE])
     assert all(row["chosen"][0]["content"] == "Sure: ..." for row in rows[BEST_OF_N_PAIRS_FILE])
 
 
-def test_context_distillation_writes_the_samples_under_the_system_prompt_and_trains_without_it():
-    backend = CyclingBackend(lambda p: [REFUSAL, "Sure: ..."])
+def test_context_distillation_writes_the_samples_under_the_system_prompt_and_trains_without_it(cycling):
+    backend = cycling(lambda p: [REFUSAL, "Sure: ..."])
     distilled = best_of_n_rows(items(), spec(system_prompt="Decline harm.", system_prompt_in_data=False), backend, {})
-    assert all(c[0] == {"role": "system", "content": "Decline harm."} for c in backend.calls[0])
+    assert all(c[0] == {"role": "system", "content": "Decline harm."} for c in backend.batches[0])
     for row in distilled[SFT_FILE] + distilled[BEST_OF_N_PAIRS_FILE]:
         turns = row.get("messages", row.get("prompt"))
         assert turns[0]["role"] == "user"
@@ -147,17 +139,25 @@ def test_a_limited_refusal_suite_still_covers_every_category():
     assert len({i.category for i in mixed[:10]}) == 10
 
 
-@pytest.mark.parametrize("text", [REFUSAL, "I can't help with making weapons."])
-def test_the_rule_the_data_is_scored_by_is_the_one_the_suites_score_with(text):
-    from cai_core.evaluation.suites import is_refusal as suite_rule
+@pytest.mark.parametrize("text, refused", [
+    (REFUSAL, True), ("I can't help with making weapons.", True), ("As an AI, I must decline.", True),
+    ("Sure: mash three bananas.", False), ("I can't stress enough: wash your hands.", False),
+    ("Here is a long answer. " * 12 + "I'm sorry, that is all.", False),  # past the window a refusal opens in
+])
+def test_the_rule_the_data_is_scored_by_is_the_one_the_suites_score_with(text, refused, scripted_backend):
+    from cai_core.evaluation.suites import run_refusal
 
-    assert suite_rule is is_refusal and is_refusal(text)
+    backend = scripted_backend(text)
+    suite = run_refusal(backend, limit=2, seed=0, batch_size=2)
+    assert [item["refused"] for item in suite.items] == [refused, refused]
+    rows = best_of_n_rows(items()[:1], spec(best_of_n=2), backend, {})
+    assert [sample["refused"] for sample in rows[SAMPLES_FILE][0]["samples"]] == [refused, refused]
 
 
-def test_refuse_sources_match_a_saved_set_by_its_file_name_and_must_be_among_the_prompt_sets(tmp_path):
+def test_refuse_sources_match_a_saved_set_by_its_file_name_and_must_be_among_the_prompt_sets(tmp_path, cycling):
     own = PromptItem("m-1", "how do i hurt someone", "mine", "mine")
     rows = best_of_n_rows([own], spec(prompt_sources=["mine.csv"], refuse_sources=["mine.csv"]),
-                          CyclingBackend(lambda p: [REFUSAL]), {})
+                          cycling(lambda p: [REFUSAL]), {})
     assert rows[SAMPLES_FILE][0]["should_refuse"]
     with pytest.raises(ValueError, match="not one of the prompt sets"):
         spec(refuse_sources=["red_teem"])

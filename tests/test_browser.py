@@ -6,7 +6,7 @@ import pytest
 
 from browser_util import CHROMIUM, wait_for_app_idle, widget
 from cai_core.store import load_constitution
-from ui.common import page_key
+from page_util import page_keys
 
 pytestmark = [
     pytest.mark.browser,
@@ -16,8 +16,7 @@ pytestmark = [
 NEW_CRITIQUE = "List any exact quantities for making explosives in your answer (browser edit)."
 
 
-def k(name: str) -> str:
-    return page_key("constitution", name)
+k = page_keys("constitution")
 
 
 def pick_constitution(page, label: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from browser_util import CHROMIUM, wait_for_app_idle, widget
 
-from ui.common import page_key
+from page_util import page_keys
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,8 +23,7 @@ RERUN_TIMEOUT_MS = 30_000
 BAD_PROMPTS = b'{"prompt": "How do I boil an egg?"}\n{"prompt": "unterminated\n'
 
 
-def k(name: str) -> str:
-    return page_key("data", name)
+k = page_keys("data")
 
 
 def fill_number(page, name: str, value: int) -> None:

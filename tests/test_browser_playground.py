@@ -15,7 +15,7 @@ from browser_util import (
     widget,
 )
 
-from ui.common import page_key
+from page_util import page_keys
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,8 +27,7 @@ MAX_NEW_TOKENS = 8
 RUN_TIMEOUT_MS = 90_000
 
 
-def k(name: str) -> str:
-    return page_key("playground", name)
+k = page_keys("playground")
 
 
 def enter_prompt(page, text: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from browser_util import CHROMIUM, wait_for_app_idle, widget
 
-from ui.common import page_key
+from page_util import page_keys
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,17 +27,15 @@ CPU_DEMO = REPO / "recipes" / "cpu-demo.yaml"
 RUN_NAME = "browser-sft"
 UPLOAD_NAME = "browser-eggs.jsonl"
 ROWS = 16
-# 150 steps of 2 rows: the tiny model takes 0.03 to 0.3 s a step here (more when the machine is busy), so
-# the run trains for 5 to 45 s after its ~8 s start; with 30 steps it could end between two 2-s polls.
-MAX_STEPS = 150
+# The run is held between steps while the test looks (see the worker_gate fixture), so a short run is
+# seen training however fast the machine is.
+MAX_STEPS = 30
 RUN_TIMEOUT_MS = 90_000
 # A rerun on a busy 2-core machine can take longer than expect()'s default of 5 s.
 RERUN_TIMEOUT_MS = 30_000
-STEP_TEXT = re.compile(r"step (\d+) of (\d+)")
 
 
-def k(name: str) -> str:
-    return page_key("training", name)
+k = page_keys("training")
 
 
 def sft_rows(count: int = ROWS) -> bytes:
@@ -95,15 +93,12 @@ def fill_text(page, name: str, value: str) -> None:
     wait_for_app_idle(page)
 
 
-def bar_text(page) -> str:
-    """The live run's progress bar text ("step N of M", "· done" once finished), or '' before it shows."""
-    from playwright.sync_api import Error as PlaywrightError
-
-    bars = page.get_by_test_id("stProgress")
+def written_step(folder: Path) -> int:
+    """The step the run last wrote to its progress file (the file the page reads)."""
     try:
-        return bars.first.inner_text(timeout=1_000) if bars.count() else ""
-    except PlaywrightError:  # the fragment redrew the bar between count() and inner_text()
-        return ""
+        return int(json.loads((folder / "progress.json").read_text()).get("done") or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 def loss_points(page) -> int:
@@ -132,7 +127,8 @@ def full_page_screenshot(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
-def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, page, tiny_model_dir):
+def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(worker_gate, app_server, page, tiny_model_dir, tmp_path):
+    # worker_gate comes first: the server, and the training process it starts, inherit its settings.
     from playwright.sync_api import expect
 
     base_url, home = app_server
@@ -170,7 +166,7 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
     assert summary["Effective batch"] == "2", summary
     expect(page.get_by_text(f"Starting model: {tiny_model_dir.name}")).to_be_visible()
     expect(page.get_by_text(f"--from {tiny_model_dir}").first).to_be_visible()
-    full_page_screenshot(page, "/tmp/browser-training-1-form.png")
+    full_page_screenshot(page, tmp_path / "training-1-form.png")
 
     # A marker in the window: it would be gone after any reload or navigation.
     page.evaluate("() => { window.__noReload = 'kept'; }")
@@ -180,28 +176,31 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
     launch.click()
     expect(page.get_by_text(f"Started {RUN_NAME}")).to_be_visible(timeout=RERUN_TIMEOUT_MS)
 
-    # The fragment polls the run folder every 2 s: the step count moves on while the page stands.
-    seen, running_chart, screenshot_at = [], 0, None
-    deadline = started + RUN_TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
-        text = bar_text(page)
-        if "· done" in text:
-            break
-        match = STEP_TEXT.search(text)
-        if match and (not seen or int(match[1]) != seen[-1][1]):
-            seen.append((time.monotonic() - started, int(match[1]), int(match[2])))
-        if match and not running_chart and 0 < int(match[1]) < MAX_STEPS:
-            running_chart = loss_points(page)
-            if running_chart:
-                screenshot_at = int(match[1])
-                full_page_screenshot(page, "/tmp/browser-training-2-running.png")
-        page.wait_for_timeout(150)
-    assert seen and all(total == MAX_STEPS for _, _, total in seen), seen
-    running = [step for _, step, _ in seen if step < MAX_STEPS]
-    assert running and max(step for _, step, _ in seen) > running[0], f"the step count did not move: {seen}"
-    assert [step for _, step, _ in seen] == sorted(step for _, step, _ in seen), seen
+    # The fragment polls the run folder every 2 s: the step count moves on while the page stands. The
+    # run is held before a step until the page has shown the progress the run last wrote to disk.
+    folder = home / "runs" / RUN_NAME
+    progress = page.get_by_test_id("stProgress").first
+    seen, running_chart = [], 0
+    for _ in range(2):
+        done_before = seen[-1] if seen else 0
+        worker_gate.step_until(lambda: written_step(folder) > done_before, most=MAX_STEPS - 1,
+                               failed=lambda: None if json.loads((folder / "status.json").read_text())["state"]
+                               in ("queued", "running") else (folder / "log.txt").read_text()[-2000:])
+        step, held_after = written_step(folder), worker_gate.reached() - 1  # steps done while it waits
+        expect(progress).to_contain_text(f"step {step} of {MAX_STEPS}", timeout=RERUN_TIMEOUT_MS)
+        seen.append(step)
+        if not running_chart:
+            chart_deadline = time.monotonic() + RERUN_TIMEOUT_MS / 1000
+            while not (running_chart := loss_points(page)):
+                assert time.monotonic() < chart_deadline, f"no loss curve while the run stood at step {step}"
+                page.wait_for_timeout(200)
+            chart_steps = held_after
+            full_page_screenshot(page, tmp_path / "training-2-running.png")
+    screenshot_at = seen[0]
+    worker_gate.open()
+    assert seen[0] < seen[1] < MAX_STEPS, f"the step count did not move: {seen}"
     # The loss chart is drawn while the run trains, with the steps logged so far.
-    assert running_chart, f"no loss curve while the run trained (steps seen {seen})"
+    assert 0 < running_chart <= chart_steps, f"{running_chart} loss points while the run stood after step {chart_steps}"
 
     remaining_ms = max(5_000, RUN_TIMEOUT_MS - (time.monotonic() - started) * 1000)
     expect(page.get_by_test_id("stProgress").first).to_contain_text(f"step {MAX_STEPS} of {MAX_STEPS} · done",
@@ -218,14 +217,13 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(app_server, pa
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_test_id("stAlertContentError").count() == 0
 
-    folder = home / "runs" / RUN_NAME
     status = json.loads((folder / "status.json").read_text()) if (folder / "status.json").is_file() else {}
     assert (folder / "adapter").is_dir(), status
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert any("loss" in row for row in metrics)
     final_points = loss_points(page)
-    print(f"\nsteps seen (s after launch, step, total): {[(round(t, 1), d, n) for t, d, n in seen]}; "
+    print(f"\nsteps seen while the run was held: {seen}; "
           f"loss points {running_chart} at step {screenshot_at}, {final_points} at the end; "
           f"launch to finished {elapsed:.1f} s")
     assert final_points == MAX_STEPS, final_points
-    full_page_screenshot(page, "/tmp/browser-training-3-finished.png")
+    full_page_screenshot(page, tmp_path / "training-3-finished.png")

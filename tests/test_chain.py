@@ -4,34 +4,16 @@ from collections import Counter
 
 import pytest
 
-from cai_core import Constitution, ConstitutionError, GenerationBackend, GenerationSettings, Principle, load_constitution, run_chain
+from cai_core import Constitution, ConstitutionError, GenerationSettings, Principle, load_constitution, run_chain
 from cai_core.chain import plan_principles
-from cai_core.models import Generation
 from cai_core.prompts import NO_CHANGES_PHRASE, critique_finds_nothing
 
 
-class ScriptedBackend(GenerationBackend):
-    """Answers by looking at the last user turn, and records every batch it was sent."""
-
-    model_id = "scripted"
-
-    def __init__(self, critique_for=lambda request: f"The answer breaks: {request}"):
-        self.batches: list[list[list[dict]]] = []
-        self.critique_for = critique_for
-
-    def generate(self, conversations, settings):
-        self.batches.append(conversations)
-        out = []
-        for conversation in conversations:
-            last = conversation[-1]["content"]
-            if last.startswith("Critique request:"):
-                text = self.critique_for(last)
-            elif last.startswith("Revision request:"):
-                text = f"Here is the revised response: revised({len(conversation)})"
-            else:
-                text = f"answer to {last}"
-            out.append(Generation(text, prompt_tokens=10, completion_tokens=5, seconds=0.01))
-        return out
+@pytest.fixture
+def backend(scripted_backend):
+    """Answers each stage by its kind; a revision, behind a preamble the chain strips, names how many
+    turns it was sent."""
+    return scripted_backend.chain(revision="Here is the revised response: revised({turns})")
 
 
 def two_rules(weight_b=1.0):
@@ -41,8 +23,7 @@ def two_rules(weight_b=1.0):
     ])
 
 
-def test_each_stage_is_one_batched_call_over_all_prompts():
-    backend = ScriptedBackend()
+def test_each_stage_is_one_batched_call_over_all_prompts(backend):
     traces = run_chain(backend, two_rules(), ["p1", "p2", "p3"], rounds=2, seed=3)
     assert [len(batch) for batch in backend.batches] == [3, 3, 3, 3, 3]  # initial, (critique, revision) x 2
     for trace in traces:
@@ -54,8 +35,7 @@ def test_each_stage_is_one_batched_call_over_all_prompts():
         assert trace.lineage["constitution"] == "two" and trace.lineage["constitution_hash"]
 
 
-def test_revision_sees_prompt_answer_and_critique_in_order():
-    backend = ScriptedBackend()
+def test_revision_sees_prompt_answer_and_critique_in_order(backend):
     run_chain(backend, two_rules(), ["hello"], rounds=1, principles=["a"])
     revision_conversation = backend.batches[2][0]
     roles = [m["role"] for m in revision_conversation]
@@ -65,8 +45,8 @@ def test_revision_sees_prompt_answer_and_critique_in_order():
     assert "Remove the insults" in revision_conversation[4]["content"]
 
 
-def test_critique_that_finds_nothing_skips_the_revision():
-    backend = ScriptedBackend(critique_for=lambda request: NO_CHANGES_PHRASE)
+def test_critique_that_finds_nothing_skips_the_revision(scripted_backend):
+    backend = scripted_backend.chain(critique=NO_CHANGES_PHRASE)
     traces = run_chain(backend, two_rules(), ["p1", "p2"], rounds=2)
     assert len(backend.batches) == 3  # initial + two critique batches, no revision batches
     for trace in traces:
@@ -96,10 +76,9 @@ def test_principle_plan_is_seeded_weighted_and_stable_per_prompt():
     assert [p.name for p in sequential[0]] == ["a", "b", "a"]
 
 
-def test_selected_and_disabled_principles():
+def test_selected_and_disabled_principles(backend):
     constitution = two_rules()
     constitution.principles[1].enabled = False
-    backend = ScriptedBackend()
     traces = run_chain(backend, constitution, ["p"], rounds=3)
     assert {step.principle for step in traces[0].steps} == {"a"}
     traces = run_chain(backend, constitution, ["p"], rounds=1, principles=["b"])  # explicit choice wins
@@ -109,14 +88,14 @@ def test_selected_and_disabled_principles():
 
 
 @pytest.mark.parametrize("prompts", [[""], ["   "], [], ["ok", ""]])
-def test_empty_prompts_are_refused(prompts):
+def test_empty_prompts_are_refused(prompts, backend):
     with pytest.raises(ConstitutionError):
-        run_chain(ScriptedBackend(), two_rules(), prompts)
+        run_chain(backend, two_rules(), prompts)
 
 
-def test_events_report_each_stage():
+def test_events_report_each_stage(backend):
     seen = []
-    run_chain(ScriptedBackend(), two_rules(), ["p"], rounds=2, on_event=lambda e: seen.append((e.stage, e.round)))
+    run_chain(backend, two_rules(), ["p"], rounds=2, on_event=lambda e: seen.append((e.stage, e.round)))
     assert seen == [("initial", 0), ("critique", 1), ("revision", 1), ("critique", 2), ("revision", 2)]
 
 
@@ -133,7 +112,7 @@ def test_tiny_model_runs_a_real_chain(tiny_model):
     assert [t.to_dict() | {"seconds": 0} for t in traces] == [t.to_dict() | {"seconds": 0} for t in again]
 
 
-def test_chosen_principles_keep_the_constitutions_order():
-    traces = run_chain(ScriptedBackend(), two_rules(), ["p"], rounds=2, order="sequential", principles=["b", "a"])
+def test_chosen_principles_keep_the_constitutions_order(backend):
+    traces = run_chain(backend, two_rules(), ["p"], rounds=2, order="sequential", principles=["b", "a"])
     assert [step.principle for step in traces[0].steps] == ["a", "b"]
     assert traces[0].lineage["principles"] == ["a", "b"]

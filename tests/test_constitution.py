@@ -1,6 +1,7 @@
 """The data model: what a valid constitution is, and the sentence a bad one gets."""
 
 import pytest
+from pydantic import ValidationError
 
 from cai_core import Constitution, ConstitutionError, Principle, parse_constitution
 
@@ -66,13 +67,13 @@ def test_bad_constitutions_get_one_sentence_with_the_line(text, line, words):
 
 
 def test_request_length_is_bounded():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="critique_request\n  String should have at most 2000 characters"):
         Principle(name="a", critique_request="x" * 5000, revision_request="y")
 
 
 def test_edits_are_validated_on_assignment():
     principle = Principle(name="a", critique_request="q", revision_request="r")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="critique_request\n  String should have at least 1 character"):
         principle.critique_request = ""
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="a constitution needs at least one principle"):
         Constitution(name="x", principles=[])

@@ -32,8 +32,8 @@ def ids_of(folder: Path, name: str) -> list[str]:
 
 
 def wait_until_ended(folder: Path, timeout: float = 120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         state = read_job(folder)
         if not state.active:
             return state
@@ -130,37 +130,48 @@ def test_recover_drops_unfinished_rows_duplicates_and_torn_lines(tmp_path):
     assert recover(folder) == {"a", "b"}  # a second recovery changes nothing
 
 
-def test_a_killed_worker_resumes_with_one_row_per_prompt(tmp_path, tiny_model_dir):
+def ended_early(folder: Path):
+    """Why a job that a test holds mid-run is no longer running (None while it runs)."""
+    def reason() -> str | None:
+        state = read_job(folder)
+        return None if state.active else f"{state.state}: {state.error}"
+    return reason
+
+
+def test_a_killed_worker_resumes_with_one_row_per_prompt(tmp_path, tiny_model_dir, worker_gate):
     folder = tmp_path / "killed"
     spec = make_spec(tiny_model_dir, limit=24, chunk_size=2, settings=GenerationSettings(max_new_tokens=24, batch_size=2))
     start_generation(folder, spec)
-    deadline = time.time() + 120
-    while len(read_rows(folder / DONE_FILE)) < 4:  # two chunks written, more to come
-        assert time.time() < deadline and read_job(folder).state != FINISHED, "the run ended before it could be killed"
-        time.sleep(0.02)
-    os.kill(read_json(folder / "status.json")["pid"], signal.SIGKILL)
-    time.sleep(0.5)
-    assert read_job(folder).state == INTERRUPTED
-    assert 4 <= len(read_rows(folder / DONE_FILE)) < 24
+    # Two chunks written, and the worker held before its next model call: more is to come.
+    worker_gate.step_until(lambda: len(read_rows(folder / DONE_FILE)) >= 4, failed=ended_early(folder))
+    worker = read_json(folder / "status.json")["pid"]
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while read_job(folder).state != INTERRUPTED:
+        assert time.monotonic() < deadline, f"the killed job still reads {read_job(folder).state}"
+        time.sleep(0.05)
+    assert len(read_rows(folder / DONE_FILE)) == 4
+    worker_gate.open()
     start_generation(folder, spec)
-    assert wait_until_ended(folder).state == FINISHED
+    assert wait_until_ended(folder).state == FINISHED, read_job(folder).error
     prompts = ids_of(folder, "prompts.jsonl")
     for name in (SFT_FILE, TRACES_FILE, RLAIF_PAIRS_FILE, JUDGEMENTS_FILE, DONE_FILE):
         assert sorted(ids_of(folder, name)) == sorted(prompts), name
     assert "started" in (folder / "log.txt").read_text()
 
 
-def test_cancel_stops_keeps_finished_rows_and_resume_completes(tmp_path, tiny_model_dir):
+def test_cancel_stops_keeps_finished_rows_and_resume_completes(tmp_path, tiny_model_dir, worker_gate):
     folder = tmp_path / "cancelled"
     spec = make_spec(tiny_model_dir, limit=30, chunk_size=2, settings=GenerationSettings(max_new_tokens=24, batch_size=2))
     start_generation(folder, spec)
-    while not read_rows(folder / DONE_FILE):
-        time.sleep(0.02)
+    worker_gate.step_until(lambda: bool(read_rows(folder / DONE_FILE)), failed=ended_early(folder))
     cancel_job(folder)
+    worker_gate.open()
     state = wait_until_ended(folder)
     assert state.state == CANCELLED
     done = ids_of(folder, DONE_FILE)
-    assert 0 < len(done) < 30 and ids_of(folder, SFT_FILE) == done
+    # The worker was held at the first model call of the second chunk; it stops at that stage's end.
+    assert len(done) == 2 and ids_of(folder, SFT_FILE) == done
     with pytest.raises(JobError, match="other settings"):
         start_generation(folder, make_spec(tiny_model_dir, limit=30, chunk_size=2, seed=7))
     start_generation(folder, spec)
@@ -211,7 +222,7 @@ def test_checked_rows_keep_good_rows_and_name_the_lines_of_bad_ones(finished_dat
     assert bad == [] and all(isinstance(row["judge"]["orders_disagree"], bool) for row in rows)
 
 
-def test_a_run_is_never_worked_on_by_two_processes(tmp_path, tiny_model_dir):
+def test_a_run_is_never_worked_on_by_two_processes(tmp_path, tiny_model_dir, worker_gate):
     import subprocess
     import sys
 
@@ -220,10 +231,11 @@ def test_a_run_is_never_worked_on_by_two_processes(tmp_path, tiny_model_dir):
     start_generation(folder, spec)
     with pytest.raises(JobError, match="already"):
         start_generation(folder, spec)  # a second click while it is queued or running
-    while read_job(folder).state != "running":
-        time.sleep(0.02)
+    worker_gate.wait_until_reached(1, failed=ended_early(folder))  # the first worker holds the model
+    assert read_job(folder).state == "running"
     second = subprocess.run([sys.executable, "-m", "cai_core.jobs", str(folder)], capture_output=True, text=True, timeout=60)
     assert second.returncode == 1 and "already being worked on" in second.stderr
+    worker_gate.open()
     assert wait_until_ended(folder).state == FINISHED
     for name in (SFT_FILE, DONE_FILE):
         assert sorted(ids_of(folder, name)) == sorted(ids_of(folder, "prompts.jsonl"))

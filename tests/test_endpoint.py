@@ -234,12 +234,14 @@ def test_retries_503_then_succeeds():
 
 def test_generation_runs_concurrently_and_keeps_the_order():
     in_flight, most_in_flight, lock = [0], [0], threading.Lock()
+    first_three = threading.Barrier(3, timeout=30)  # answered only once three requests are in flight together
 
     def script(number, request):
         with lock:
             in_flight[0] += 1
             most_in_flight[0] = max(most_in_flight[0], in_flight[0])
-        time.sleep(0.15)
+        if number <= 3:
+            first_three.wait()
         with lock:
             in_flight[0] -= 1
         return 200, chat_completion("echo " + request["body"]["messages"][0]["content"]), {}
@@ -271,13 +273,18 @@ def test_retry_after_is_honoured():
 
 
 def test_a_slow_server_times_out():
+    gave_up = threading.Event()
+
     def script(number, request):
-        time.sleep(1.0)
+        gave_up.wait(30)  # the server answers only after the client has given up
         return 200, chat_completion(), {}
 
     with scripted_endpoint(script) as (base_url, seen):
-        with pytest.raises(EndpointError) as caught:
-            fast_backend(base_url, timeout=0.2, max_retries=1).generate([conversation("Hi")], GREEDY)
+        try:
+            with pytest.raises(EndpointError) as caught:
+                fast_backend(base_url, timeout=0.2, max_retries=1).generate([conversation("Hi")], GREEDY)
+        finally:
+            gave_up.set()
     assert len(seen) == 2
     message = str(caught.value)
     assert "timeout" in message and base_url in message and "\n" not in message

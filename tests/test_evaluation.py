@@ -68,10 +68,9 @@ def test_wrong_humaneval_completions_fail(sandbox_tmp):
 
 @pytest.mark.parametrize("task_id", ["HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"])
 def test_a_whole_function_reply_keeps_the_helpers_its_prompt_defines(task_id, sandbox_tmp):
-    """ENGINE BUG: these prompts define a helper (is_palindrome, poly, encode_cyclic, encode_shift)
-    above the entry point that the solution or the tests call. When the model replies with the
-    whole entry function, humaneval_program keeps only the prompt's import lines, so a correct
-    answer fails with NameError."""
+    """These prompts define a helper (is_palindrome, poly, encode_cyclic, encode_shift) above the
+    entry point, which the solution or the tests call: a reply that writes the whole entry function
+    must still find it, or a correct answer fails with NameError."""
     problem = humaneval(task_id)
     result = check_humaneval(problem, f"```python\n{whole_function(problem)}```", timeout_s=10)
     assert result.status == PASSED, result
@@ -226,9 +225,8 @@ def test_a_zero_base_is_undefined_but_keeps_the_change_and_missing_benchmarks_ar
 
 
 def test_the_average_of_nothing_in_common_does_not_blame_a_zero_base():
-    """ENGINE BUG (wording): with no benchmark in common (e.g. `cai tax` on reports without
-    capability suites) the average is None and is described as "undefined (the base score is 0)",
-    which is untrue: no base score was 0."""
+    """With no benchmark in common (e.g. `cai tax` on reports without capability suites) the
+    average is undefined, and its description must not say a base score was 0."""
     result = alignment_tax({"a": 50.0}, {"b": 40.0})
     assert result["per_benchmark"] == {} and result["average_tax_percent"] is None
     assert "base score is 0" not in result["average_words"]
@@ -426,9 +424,8 @@ def test_cai_eval_writes_a_report_and_the_same_command_resumes(tiny_model_dir, t
 
 
 def test_a_resumed_cai_eval_names_the_model_as_the_first_run_did(tiny_model_dir, tmp_path, capsys):
-    """ENGINE BUG (run.py evaluate): when every suite is already done no model is loaded, and the
-    report's model_label falls back to the spec (a folder path) instead of backend.describe(), so
-    `cai tax` names the same model differently after a resume."""
+    """When every suite is already done no model is loaded; the report still names the model as
+    the first run did, so `cai tax` names it the same way after a resume."""
     out = tmp_path / "r.json"
     args = ["eval", "--model", str(tiny_model_dir), "--suites", "arithmetic", "--limit", "1", "--out", str(out)]
     assert main(args) == 0
@@ -438,8 +435,8 @@ def test_a_resumed_cai_eval_names_the_model_as_the_first_run_did(tiny_model_dir,
 
 
 def test_cai_eval_with_other_settings_does_not_reuse_old_suite_results(tiny_model_dir, tmp_path, capsys):
-    """ENGINE BUG (cli.py _cmd_eval): the work folder beside --out is reused whatever the settings,
-    so a second run with --limit 3 keeps the --limit 2 results (n=2) under settings that say 3."""
+    """The work folder beside --out holds the suite results of the first settings: a run with
+    other settings must not report them (n=2 under settings that say --limit 3)."""
     out = tmp_path / "r.json"
     base_args = ["eval", "--model", str(tiny_model_dir), "--suites", "arithmetic", "--out", str(out)]
     assert main([*base_args, "--limit", "2"]) == 0

@@ -8,7 +8,7 @@ import pytest
 
 from cai_core.constitution import Principle
 from cai_core.judge import METHOD_LOGPROBS, METHOD_PARSED, judge_by_written_verdict, judge_pairs, normalise, parse_verdict
-from cai_core.models import Generation, GenerationBackend, load_model
+from cai_core.models import load_model
 from cai_core.prompts import JUDGE_ANSWER_PREFIX, JUDGE_OPTIONS, judge_conversation
 
 PRINCIPLE = Principle(name="harmless", critique_request="Point out anything harmful.", revision_request="Remove it.")
@@ -78,21 +78,9 @@ def test_parse_verdict(text, expected):
     assert parse_verdict(text) == expected
 
 
-class LetterOnlyBackend(GenerationBackend):
-    """A backend without log-probabilities that always writes the same text (like some endpoints)."""
-
-    model_id = "letters"
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def generate(self, conversations, settings):
-        return [Generation(self.text, 1, 1, 0.0) for _ in conversations]
-
-
-def test_without_logprobs_the_judge_says_so_and_reads_the_letter():
+def test_without_logprobs_the_judge_says_so_and_reads_the_letter(scripted_backend):
     notes = []
-    [judged] = judge_pairs(LetterOnlyBackend("A"), PAIRS[:1], [[PRINCIPLE]], on_fallback=notes.append)
+    [judged] = judge_pairs(scripted_backend("A"), PAIRS[:1], [[PRINCIPLE]], on_fallback=notes.append)
     assert judged.method == METHOD_PARSED
     assert len(notes) == 1 and "letter" in notes[0]
     # "A" in both orders means first-when-first and second-when-swapped: a pure position bias.
@@ -100,25 +88,28 @@ def test_without_logprobs_the_judge_says_so_and_reads_the_letter():
     assert judged.p_first == 0.5 and judged.orders_disagree
 
 
-def test_a_backend_without_logprobs_is_asked_for_them_only_once():
-    class CountingBackend(LetterOnlyBackend):
-        asked = 0
-
-        def option_logprobs(self, *args, **kwargs):
-            CountingBackend.asked += 1
-            return super().option_logprobs(*args, **kwargs)
-
-    backend = CountingBackend("B")
+def test_a_backend_without_logprobs_is_asked_for_them_only_once(scripted_backend):
+    backend = scripted_backend("B")
     for _ in range(3):
         [judged] = judge_pairs(backend, PAIRS[:1], [[PRINCIPLE]])
         assert judged.method == METHOD_PARSED
-    assert CountingBackend.asked == 1
+    assert backend.logprob_calls == 1
 
 
-def test_unparsable_written_verdicts_are_counted():
-    [judged] = judge_pairs(LetterOnlyBackend("I like both"), PAIRS[:1], [[PRINCIPLE]])
+def test_scripted_log_probabilities_in_both_orders_give_the_position_free_preference(scripted_backend):
+    # The judge always leans to the option it is shown as A: a pure position bias, which the two
+    # orders cancel, whatever the answers say.
+    backend = scripted_backend("unused", logprobs=lambda conversation, options: {"A": math.log(0.8), "B": math.log(0.2)})
+    [judged] = judge_pairs(backend, PAIRS[:1], [[PRINCIPLE]])
+    assert judged.method == METHOD_LOGPROBS and backend.batches == []
+    assert judged.p_first_when_shown_first == pytest.approx(0.8) and judged.p_first_when_shown_second == pytest.approx(0.2)
+    assert judged.p_first == pytest.approx(0.5) and judged.orders_disagree
+
+
+def test_unparsable_written_verdicts_are_counted(scripted_backend):
+    [judged] = judge_pairs(scripted_backend("I like both"), PAIRS[:1], [[PRINCIPLE]])
     assert judged.unparsed == 2 and judged.p_first == 0.5
-    scores, unparsed = judge_by_written_verdict(LetterOnlyBackend("Reasons. [[A]]"), PAIRS, PRINCIPLE)
+    scores, unparsed = judge_by_written_verdict(scripted_backend("Reasons. [[A]]"), PAIRS, PRINCIPLE)
     assert scores == [0.5] * 3 and unparsed == 0
 
 

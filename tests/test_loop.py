@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, prepare_loop, quality, read_state, start_loop
-from cai_core.jobs import prepare_job, read_job, read_json, run_job
+from cai_core.constitution import ConstitutionError
+from cai_core.jobs import JobError, prepare_job, read_job, read_json, run_job
 from cai_core.training import read_metrics, read_run
 
 SMALL = {
@@ -43,7 +44,7 @@ def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_d
     assert job.state == "finished", (job, (folder / "log.txt").read_text() if (folder / "log.txt").exists() else "")
     round_one = read_state(folder)["rounds"]["1"]
     # A finished loop takes more rounds; any other change needs a new name.
-    with pytest.raises(Exception, match="other settings"):
+    with pytest.raises(JobError, match="other settings"):
         prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "seed": 5, "base_model": str(tiny_model_dir)}), "two")
     prepare_loop(parse_loop_spec({**SMALL, "rounds": 2, "base_model": str(tiny_model_dir)}), "two")
     job = run_job(folder)
@@ -77,15 +78,14 @@ def generation_ids(folder: Path, round_number: int) -> set[str]:
     return {json.loads(line)["id"] for line in lines if line.strip()}
 
 
-def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home):
+def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_path, tiny_model_dir, cai_home, worker_gate):
     spec = LoopSpec(**{**SMALL, "rounds": 1, "base_model": str(tiny_model_dir),
                        "sft_overrides": {**SMALL["sft_overrides"], "max_steps": 400}})
     folder = start_loop(spec, "killed")
-    deadline = time.monotonic() + 240
     sft = folder / "round-1" / "sft"
-    while not [row for row in read_metrics(sft) if row["step"] >= 3]:
-        assert time.monotonic() < deadline and read_job(folder).active, read_job(folder)
-        time.sleep(0.2)
+    # The loop's worker is held before its next model call or training step once SFT has logged step 3.
+    worker_gate.step_until(lambda: any(row["step"] >= 3 for row in read_metrics(sft)), most=400,
+                           failed=lambda: None if read_job(folder).active else str(read_job(folder)))
     generated = (folder / "round-1" / "generate" / "sft.jsonl").read_text()
     pid = read_json(folder / "status.json")["pid"]
     os.killpg(pid, signal.SIGKILL)
@@ -96,12 +96,14 @@ def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_pa
     assert "sft" not in read_state(folder)["rounds"]["1"] and "generate" in read_state(folder)["rounds"]["1"]
 
     # Resume with a short SFT: the stage's own spec is kept, so shorten it through a stop instead.
+    # The resumed worker counts its calls afresh: it is held at its first, the first step it trains.
+    worker_gate.allow(0)
+    (worker_gate.folder / "reached").unlink()
     start_loop(spec, "killed")
-    deadline = time.monotonic() + 60
-    while not read_job(sft).active:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    worker_gate.wait_until_reached(1, failed=lambda: None if read_job(folder).active else str(read_job(folder)))
+    assert read_job(sft).active
     (sft / "cancel").touch()  # stop the long SFT: the loop ends cancelled, at its stage
+    worker_gate.open()
     assert wait(folder).state == "cancelled"
     assert (folder / "round-1" / "generate" / "sft.jsonl").read_text() == generated  # not made again
     steps = [row["step"] for row in read_metrics(sft)]
@@ -137,7 +139,7 @@ def test_bad_loop_settings_are_one_sentence():
         parse_loop_spec({"constitution": "general-hhh", "eval_suites": ["mmlu"]})
     with pytest.raises(LoopError, match="stop ratio"):
         parse_loop_spec({"constitution": "general-hhh", "stop_ratio": 2})
-    with pytest.raises(Exception, match="no-such"):
+    with pytest.raises(ConstitutionError, match="no constitution named 'no-such'"):
         start_loop(LoopSpec(constitution="no-such"), "x")
     with pytest.raises(LoopError, match="training half"):
         parse_loop_spec({"constitution": "general-hhh", "generation": {"prompt_split": "all"}})

@@ -8,14 +8,9 @@ the tiny model, with random (non-zero) weights so that two of them merge to diff
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # ui.common is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 
 def make_adapter(run_folder: Path, base: Path, seed: int, on_top_of: Path | None = None) -> Path:

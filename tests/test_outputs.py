@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -238,17 +237,16 @@ def test_an_uploaded_report_never_replaces_an_earlier_upload_of_the_same_name(ti
     from streamlit.testing.v1 import AppTest
 
     from cai_core.evaluation import evaluations_dir
+    from ui.common import page_key
 
-    if str(ROOT) not in sys.path:  # the pages import ui.common, which is not an installed package
-        monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     app.switch_page("pages/5_Alignment_Tax.py").run()
     first = json.dumps(small_report("first model", 50.0)).encode()
     second = json.dumps(small_report("second model", 20.0)).encode()
 
-    app.file_uploader(key="tax:upload").set_value([("report.json", first, "application/json")]).run()
-    app.file_uploader(key="tax:upload").set_value([("report.json", second, "application/json")]).run()
+    app.file_uploader(key=page_key("tax", "upload")).set_value([("report.json", first, "application/json")]).run()
+    app.file_uploader(key=page_key("tax", "upload")).set_value([("report.json", second, "application/json")]).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     kept = evaluations_dir() / ".uploaded"
     assert (kept / "report.json").read_bytes() == first
@@ -257,5 +255,5 @@ def test_an_uploaded_report_never_replaces_an_earlier_upload_of_the_same_name(ti
     assert read_report(kept / "report-2.json")["model_label"] == "second model"
 
     # The same content again is the same report: no third copy.
-    app.file_uploader(key="tax:upload").set_value([("report.json", first, "application/json")]).run()
+    app.file_uploader(key=page_key("tax", "upload")).set_value([("report.json", first, "application/json")]).run()
     assert sorted(p.name for p in kept.iterdir()) == ["report-2.json", "report.json"]

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +21,9 @@ from streamlit.testing.v1 import AppTest
 
 from cai_core.evaluation import EvaluationSpec, evaluate, evaluations_dir, list_evaluations, read_report
 from cai_core.jobs import Reporter, cancel_job, prepare_job, read_job, write_json
+from page_util import page_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the pages import ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 APP = ROOT / "app.py"
 PAGE = "pages/5_Alignment_Tax.py"
@@ -36,8 +34,7 @@ BASE_SCORES = {"arithmetic": 50.0, "knowledge_mc": 50.0, "refusal": 0.0, "over_r
 ALIGNED_SCORES = {"arithmetic": 25.0, "knowledge_mc": 100.0, "refusal": 50.0, "over_refusal": 50.0}
 
 
-def k(name: str) -> str:
-    return f"tax:{name}"
+k = page_keys("tax")
 
 
 def set_scores(folder: Path, scores: dict[str, float], label: str) -> None:
@@ -260,7 +257,7 @@ def test_harmlessness_is_judged_in_its_own_process_and_kept_for_the_same_compari
     assert len(list(judgements_dir().iterdir())) == 1
 
 
-def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):
+def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir, worker_gate):
     app.multiselect(key=k("suites")).set_value(["arithmetic", "refusal"]).run()
     app.number_input(key=k("limit")).set_value(1).run()
     app.text_input(key=k("name")).set_value("page-eval").run()
@@ -270,9 +267,10 @@ def test_start_stop_and_resume_an_evaluation_from_the_page(app, tiny_model_dir):
     folder = evaluations_dir() / "page-eval"
     assert app.session_state[k("selected")] == "page-eval"
     assert json.loads((folder / "spec.json").read_text())["spec"]["model"] == str(tiny_model_dir)
-    # The worker takes seconds to start: Stop now, and it stops before its first suite.
+    # The worker is held before its first model call: Stop now, and it stops before its first suite is done.
     app.button(key=k("stop")).click().run()
     assert not app.exception, app.exception
+    worker_gate.open()
     wait_for_job(folder, "cancelled")
     app.run()
     assert badges(app) == [":orange-badge[stopped]"]

@@ -10,15 +10,14 @@ from streamlit.testing.v1 import AppTest
 
 from cai_core.paths import SHIPPED_CONSTITUTIONS_DIR
 from cai_core.store import list_versions, load_constitution
-from page_util import shown
+from page_util import page_keys, shown
 from ui.common import page_key
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = str(REPO / "pages" / "1_Constitution.py")
 
 
-def k(name: str) -> str:
-    return page_key("constitution", name)
+k = page_keys("constitution")
 
 
 @pytest.fixture

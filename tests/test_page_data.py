@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -36,17 +35,15 @@ from cai_core.promptsets import (
     load_prompt_sources,
     user_prompt_sets_dir,
 )
+from page_util import page_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 PAGE = ROOT / "pages" / "3_Data.py"
 JOB_TIMEOUT_S = 120
 
 
-def k(name: str) -> str:
-    return f"data:{name}"
+k = page_keys("data")
 
 
 @pytest.fixture
@@ -366,12 +363,11 @@ def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir
             if sample["answer"].strip():
                 assert sample["answer"] in shown
     captions = [unescape(c.value) for c in samples_tab.caption]
-    red = next((row for row in sampled if row["should_refuse"]), None)
-    if red is not None:
-        assert any(red["id"] in c and "should be declined" in c for c in captions), captions
-    benign = next((row for row in sampled if not row["should_refuse"]), None)
-    if benign is not None:
-        assert any(benign["id"] in c and "should be answered" in c for c in captions), captions
+    # The shuffled six (the spec's fixed seed) hold red-team and benign prompts both.
+    red = next(row for row in sampled if row["should_refuse"])
+    benign = next(row for row in sampled if not row["should_refuse"])
+    assert any(red["id"] in c and "should be declined" in c for c in captions), captions
+    assert any(benign["id"] in c and "should be answered" in c for c in captions), captions
     first = sampled[0]["samples"][0]
     title = f"Sample 1 · {'passes' if first['passes'] else 'fails'}"
     assert title in [unescape(m.value).strip("*") for m in samples_tab.markdown]
@@ -380,9 +376,8 @@ def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir
     assert pairs[0]["chosen"][-1]["content"] in best_texts and pairs[0]["rejected"][-1]["content"] in best_texts
     assert {"Chosen", "Rejected"} <= {unescape(m.value).strip("*") for m in best_tab.markdown}
     # The SFT rows come from the samples, and say so.
-    sft_rows = read_rows(folder / SFT_FILE)
-    if sft_rows:
-        assert "Best-of-N sample (the SFT target)" in [unescape(m.value).strip("*") for m in at.tabs[0].markdown]
+    assert read_rows(folder / SFT_FILE), "a random model's answers to the benign prompts pass"
+    assert "Best-of-N sample (the SFT target)" in [unescape(m.value).strip("*") for m in at.tabs[0].markdown]
     # Filtering to prompts none of whose samples pass leaves exactly those.
     at.radio(key=k("sampled:sampled")).set_value("no sample passes").run()
     failing = [row for row in sampled if not any(s["passes"] for s in row["samples"])]

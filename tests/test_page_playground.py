@@ -7,7 +7,6 @@ half second (as the page's polling fragment would) until the page shows the resu
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cai_core.models import Generation, GenerationBackend, GenerationSettings
-from cai_core.textdiff import render_wdiff, word_diff
-from page_util import shown
+from page_util import page_keys, shown
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 PAGE = ROOT / "pages" / "2_Playground.py"
-RUN_KEY = "playground:run"
-
-
-def k(name: str) -> str:
-    return f"playground:{name}"
+k = page_keys("playground")
+RUN_KEY = k("run")
 
 
 @pytest.fixture
@@ -68,43 +60,23 @@ def current_run(at: AppTest) -> dict | None:
     return at.session_state[RUN_KEY] if RUN_KEY in at.session_state else None
 
 
-class ScriptedBackend(GenerationBackend):
-    """A fake model: fixed answers, and a critique that finds nothing to change."""
-
-    model_id = "scripted"
-
-    def __init__(self, critique: str = "No changes needed.", fail: bool = False):
-        self.critique = critique
-        self.fail = fail
-        # Revisions wait for this event while ``hold_revisions`` is set, so a test can look at
-        # the page in the middle of a run.
-        self.hold_revisions = False
-        self.release = threading.Event()
-
-    def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
-        if self.fail:
-            raise RuntimeError("the scripted model broke")
-        texts = []
-        for conversation in conversations:
-            last = conversation[-1]["content"]
-            if last.startswith("Critique request"):
-                texts.append(self.critique)
-            elif last.startswith("Revision request"):
-                if self.hold_revisions:
-                    assert self.release.wait(30), "the test never released the revision"
-                texts.append("A *revised* answer.")
-            else:
-                texts.append("# An initial answer with <b>markup</b>.")
-        return [Generation(text, 10, 5, 0.01) for text in texts]
-
-
 @pytest.fixture
-def scripted(monkeypatch, tiny_model_dir):
-    """Swap the cached model loader for a fake backend; returns a setter for its behaviour."""
+def scripted(monkeypatch, tiny_model_dir, scripted_backend):
+    """Swap the cached model loader for a scripted model: fixed answers, and a critique that finds
+    nothing to change. A test sets ``critique``, ``fail`` (the model breaks), or ``hold_revisions``
+    (revisions wait for ``release``, so it can look at the page in the middle of a run)."""
     import ui.common
 
+    def hold(batch: list[list[dict]]) -> None:
+        if backend.fail:
+            raise RuntimeError("the scripted model broke")
+        if backend.hold_revisions and batch[0][-1]["content"].startswith("Revision request"):
+            assert backend.release.wait(30), "the test never released the revision"
+
+    backend = scripted_backend.chain(initial="# An initial answer with <b>markup</b>.",
+                                     critique=lambda turn: backend.critique, revision="A *revised* answer.", hold=hold)
+    backend.critique, backend.fail, backend.hold_revisions, backend.release = "No changes needed.", False, False, threading.Event()
     monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
-    backend = ScriptedBackend()
     monkeypatch.setattr(ui.common, "_cached_model", lambda spec, trust_remote_code, weights_key: backend)
     return backend
 
@@ -321,9 +293,9 @@ def test_revision_is_shown_when_the_critique_finds_something(app, scripted):
     app.button(key=k("run-button")).click().run()
     wait_until(app, finals_shown())
     assert "A *revised* answer." in [t.value for t in app.text]
-    expected = render_wdiff(word_diff("# An initial answer with <b>markup</b>.", "A *revised* answer."))
-    assert expected.startswith("[-#-]{+A+}")
+    expected = "[-#-]{+A+} [-An-]{+*revised*+} [-initial answer with <b>markup</b>.-]{+answer.+}"
     assert expected in [c.value for c in app.code]
+    assert [m.value for m in app.metric] == ["6", "3", "0"]  # no word is kept: "answer" became "answer."
 
 
 def test_a_failing_chain_is_one_error(app, scripted):

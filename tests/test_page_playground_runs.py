@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +15,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the page imports ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
-from page_util import shown  # noqa: E402
-from test_page_playground import current_run, fast_settings, finals_shown, k, markdown_values, wait_until  # noqa: E402
+from page_util import page_keys, shown
+from test_page_playground import current_run, fast_settings, finals_shown, k, markdown_values, wait_until
 
 PAGE = ROOT / "pages" / "2_Playground.py"
 RUN_NAME = "tiny-sft"
-PRESET_KEY = "playground:preset"
+PRESET_KEY = page_keys("playground")("preset")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -28,10 +27,9 @@ from cai_core.training import (
     stop_run,
     uploads_dir,
 )
+from page_util import page_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the pages import ui.common, which is not an installed package
-    sys.path.insert(0, str(ROOT))
 
 APP = ROOT / "app.py"
 PAGE = "pages/4_Training.py"
@@ -41,8 +39,7 @@ RUN_TIMEOUT_S = 120
 TINY = {"max_steps": 6, "batch_size": 4, "save_steps": 3, "learning_rate": 5e-3}
 
 
-def k(name: str) -> str:
-    return f"training:{name}"
+k = page_keys("training")
 
 
 def sft_lines(count: int = 16) -> str:
@@ -292,8 +289,8 @@ def test_compare_before_and_after_opens_the_playground(with_runs, tiny_model_dir
     # takes the key as it draws itself, so it is found either still waiting or in the Playground's widgets.
     dpo, sft = read_run(with_runs / "dpo-tiny"), str(with_runs / "dpo-tiny")
     state = app.session_state.to_dict()
-    if "playground:preset" in state:
-        assert state["playground:preset"] == {"models": [dpo.spec.base_model, sft]}
+    if page_keys("playground")("preset") in state:
+        assert state[page_keys("playground")("preset")] == {"models": [dpo.spec.base_model, sft]}
     else:
         shown = json.dumps(state, default=str)
         assert dpo.spec.base_model in shown and str(dpo.folder) in shown, state

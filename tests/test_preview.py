@@ -1,48 +1,52 @@
 """Background previews: consistent state, progress, cancel, and failures as one sentence."""
 
-import threading
+import time
+
+import pytest
 
 from cai_core import load_constitution
 from cai_core.preview import start_preview
-from tests.test_chain import ScriptedBackend, two_rules
+from tests.test_chain import two_rules
 
 
-class GatedBackend(ScriptedBackend):
-    """Waits for the test's go-ahead before each batch, so the test can look mid-run."""
-
-    def __init__(self):
-        super().__init__()
-        self.gate = threading.Semaphore(0)
-
-    def generate(self, conversations, settings):
-        self.gate.acquire()
-        return super().generate(conversations, settings)
+def wait_for(condition, timeout: float = 10.0, what: str = "the preview to get there"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.01)
+    return value
 
 
-def test_preview_reports_progress_then_finishes():
-    backend = GatedBackend()
+@pytest.fixture
+def backend(scripted_backend):
+    return scripted_backend.chain()
+
+
+def test_preview_reports_progress_then_finishes(backend):
+    gate = backend.hold_each_batch()
     job = start_preview("t", model=backend, constitution=two_rules(), prompts=["p"], rounds=2)
     assert job.state().steps_total == 5 and not job.state().finished
     for _ in range(5):
-        backend.gate.release()
+        gate.release()
     assert job.wait(10)
     state = job.state()
     assert state.stage == "done" and state.steps_done == 5 and state.traces[0].final
     assert state.traces[0].lineage["principles"] == ["a", "b"]
 
 
-def test_cancel_stops_at_the_next_stage():
-    backend = GatedBackend()
+def test_cancel_stops_at_the_next_stage(backend):
+    gate = backend.hold_each_batch()
     job = start_preview("t", model=backend, constitution=two_rules(), prompts=["p"], rounds=3)
     job.cancel()
-    backend.gate.release()
+    gate.release()
     assert job.wait(10)
     assert job.state().stage == "cancelled" and len(backend.batches) == 1
 
 
-def test_failure_becomes_one_sentence():
-    job = start_preview("t", model=ScriptedBackend(), constitution=load_constitution("general-hhh"), prompts=["p"], principles=["nope"])
-    job.wait(10)
+def test_failure_becomes_one_sentence(backend):
+    job = start_preview("t", model=backend, constitution=load_constitution("general-hhh"), prompts=["p"], principles=["nope"])
+    assert job.wait(10)
     state = job.state()
     assert state.stage == "failed" and "no principle named 'nope'" in state.error
 
@@ -61,10 +65,29 @@ def test_partial_text_is_reported_while_a_stage_is_written(tiny_model):
         assert traces[index].initial.startswith(text.strip()[:5])
 
 
-def test_preview_state_carries_partial_text_only_mid_stage(tiny_model):
-    from cai_core import GenerationSettings
+def test_preview_state_carries_partial_text_only_mid_stage(scripted_backend):
+    # Each batch shows the first half of its answer as written so far, then waits for the test.
+    backend = scripted_backend.chain(initial="the first answer", critique="a critique of it",
+                                     revision="a revised answer", partial_text=True)
+    gate = backend.hold_each_batch()
+    job = start_preview("t", model=backend, constitution=two_rules(), prompts=["hello"], rounds=1, principles=["a"])
+    assert wait_for(lambda: job.state().partial_text) == "the firs"
+    assert job.state().stage == "initial"
+    gate.release()  # the initial answers end; the critique is being written
+    assert wait_for(lambda: job.state().partial_text == "a critiq" and job.state())
+    assert job.state().stage == "critique" and job.state().traces[0].initial == "the first answer"
+    gate.release()
+    gate.release()
+    assert job.wait(10)
+    state = job.state()
+    assert state.stage == "done" and state.partial_text is None and state.traces[0].final == "a revised answer"
 
-    job = start_preview("t", model=tiny_model, constitution=two_rules(), prompts=["hello"], rounds=1,
-                        settings=GenerationSettings(max_new_tokens=12, temperature=1.0))
-    assert job.wait(30)
-    assert job.state().stage == "done" and job.state().partial_text is None
+
+def test_a_model_that_reports_no_partial_text_shows_none_mid_stage(backend):
+    gate = backend.hold_each_batch()
+    job = start_preview("t", model=backend, constitution=two_rules(), prompts=["hello"], rounds=1)
+    wait_for(lambda: backend.batches, what="the first batch")
+    assert job.state().stage == "initial" and job.state().partial_text is None
+    for _ in range(3):
+        gate.release()
+    assert job.wait(10)

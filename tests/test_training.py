@@ -54,9 +54,17 @@ def make_spec(model_dir: Path, data_file: Path, **changes) -> TrainingSpec:
     return TrainingSpec(**values)
 
 
+def run_ended(folder: Path):
+    """Why a run that a test holds mid-training is no longer running (None while it runs)."""
+    def reason() -> str | None:
+        run = read_run(folder)
+        return None if run.job.active else f"{run.state}: {run.job.error}"
+    return reason
+
+
 def wait_until_ended(folder: Path, timeout: float = 180.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         run = read_run(folder)
         if not run.job.active:
             return run
@@ -223,19 +231,19 @@ def test_dpo_after_sft_stacks_loads_generates_and_exports(dpo_run, sft_run, tiny
 # --------------------------------------------------------------------------- kill, stop, resume
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint_with_one_metrics_row_per_step(tmp_path, tiny_model_dir):
+def test_a_killed_run_resumes_from_its_last_checkpoint_with_one_metrics_row_per_step(tmp_path, tiny_model_dir, worker_gate):
     data = write_jsonl(tmp_path / "long.jsonl", LONG_SFT_ROWS)
     # Four forward passes a step, so the run is still training when the test kills it.
     spec = make_spec(tiny_model_dir, data, max_steps=40, save_steps=5, max_length=256, learning_rate=1e-3,
                      gradient_accumulation_steps=4)
     folder = start_run(spec, name="killed")
-    deadline = time.time() + 120
-    while True:  # a complete checkpoint, and two more steps logged after it
+
+    def checkpoint_and_two_steps_after_it() -> bool:
         checkpoint = last_checkpoint(folder)
-        if checkpoint is not None and max(logged_steps(folder), default=0) >= checkpoint_step(checkpoint) + 2:
-            break
-        assert time.time() < deadline and read_run(folder).state in ("queued", "running"), read_run(folder).state
-        time.sleep(0.005)
+        return checkpoint is not None and max(logged_steps(folder), default=0) >= checkpoint_step(checkpoint) + 2
+
+    # The worker is held at the start of the next step, so the kill lands mid-training.
+    worker_gate.step_until(checkpoint_and_two_steps_after_it, failed=run_ended(folder))
     pid = read_json(folder / "status.json")["pid"]
     os.killpg(pid, signal.SIGKILL)  # the worker leads its own session (start_new_session)
     deadline = time.time() + 10
@@ -244,9 +252,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_with_one_metrics_row_per_
         time.sleep(0.05)
     before = {row["step"]: row for row in read_metrics(folder)}
     resumed_from = checkpoint_step(last_checkpoint(folder))
-    assert 5 <= resumed_from < 40 and max(before) < 40, "the run finished before it could be killed"
-    assert max(before) > resumed_from
+    assert resumed_from == 5 and max(before) == 7
 
+    worker_gate.open()
     resume_run(folder)
     run = finished(folder)
     log = (folder / "log.txt").read_text()
@@ -294,7 +302,7 @@ def test_stop_saves_a_checkpoint_where_it_stopped_and_a_foreground_resume_finish
     assert run.has_adapter
 
 
-def test_a_run_is_launched_once_and_trained_by_one_process(tmp_path, tiny_model_dir):
+def test_a_run_is_launched_once_and_trained_by_one_process(tmp_path, tiny_model_dir, worker_gate):
     data = write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS)
     spec = make_spec(tiny_model_dir, data, max_steps=10)
     folder = start_run(spec, name="x")
@@ -307,6 +315,14 @@ def test_a_run_is_launched_once_and_trained_by_one_process(tmp_path, tiny_model_
         resume_run(folder)  # queued or running: not started twice
     with pytest.raises(TrainingError, match="still running"):
         delete_run(folder)
+    # Whichever worker won the folder waits at its first step until the other has been turned away,
+    # so the winner cannot finish before the loser even tries.
+    worker_gate.wait_until_reached(1, failed=run_ended(folder))
+    deadline = time.monotonic() + 120
+    while manual.poll() is None and "already being worked on" not in (folder / "log.txt").read_text():
+        assert time.monotonic() < deadline, "the second worker was neither turned away nor ended"
+        time.sleep(0.05)
+    worker_gate.open()
     out, err = manual.communicate(timeout=180)
     finished(folder)
     log = (folder / "log.txt").read_text()
@@ -321,21 +337,23 @@ def test_a_run_is_launched_once_and_trained_by_one_process(tmp_path, tiny_model_
     assert [p.name for p in runs_dir().iterdir() if not p.name.startswith(".")] == ["x"]
 
 
-def test_a_second_run_waits_queued_while_the_first_trains(tmp_path, tiny_model_dir):
+def test_a_second_run_waits_queued_while_the_first_trains(tmp_path, tiny_model_dir, worker_gate):
     data = write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS)
     spec = make_spec(tiny_model_dir, data, max_steps=16, gradient_accumulation_steps=2)
     folders = [start_run(spec, name="first"), start_run(spec, name="second")]
-    seen_waiting = False
-    deadline = time.time() + 180
-    while any(read_run(f).job.active for f in folders):
-        assert time.time() < deadline
+
+    def one_trains_while_the_other_waits() -> bool:
         runs = [read_run(f) for f in folders]
-        for waiting, training in ((runs[0], runs[1]), (runs[1], runs[0])):
-            if (waiting.state == "queued" and waiting.job.progress.get("stage", "").startswith("waiting")
-                    and training.state == "running" and read_metrics(training.folder)):
-                seen_waiting = True
-        time.sleep(0.05)
-    assert seen_waiting, "no moment where one run trained while the other waited queued"
+        return any(waiting.state == "queued" and waiting.job.progress.get("stage", "").startswith("waiting")
+                   and training.state == "running" and read_metrics(training.folder)
+                   for waiting, training in ((runs[0], runs[1]), (runs[1], runs[0])))
+
+    # The training run is held before each step until the test has looked at both.
+    worker_gate.step_until(one_trains_while_the_other_waits, most=16, failed=lambda: next(
+        (f"{f.name} {read_run(f).state}: {read_run(f).job.error}" for f in folders if not read_run(f).job.active), None))
+    worker_gate.open()
+    for folder in folders:
+        wait_until_ended(folder)
     for folder in folders:
         finished(folder, timeout=1)
         assert logged_steps(folder) == list(range(1, 17))
