@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import CaiError, Cancelled
 from .atomic import write_text_atomic
 from .threads import job_share
 
@@ -50,11 +51,11 @@ LOCK_ATTEMPTS = 20  # x 0.1 s
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal the kernel sends a process when its parent ends
 
 
-class JobError(Exception):
+class JobError(CaiError):
     """A job that cannot be started or read; the message is one sentence."""
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised inside a runner when the user asked the job to stop."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import CaiError
 from ..constitution import first_error_message
 from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read_json, run_job, start_job, write_json
 from ..paths import SHIPPED_RECIPES_DIR, cai_home
@@ -53,7 +54,7 @@ class LoopSpec(BaseModel):
     seed: int = Field(default=0, ge=0)
 
 
-class LoopError(Exception):
+class LoopError(CaiError):
     """A loop that cannot start or go on; the message is one sentence."""
 
 
@@ -245,7 +246,7 @@ def prepare_loop(spec: LoopSpec, name: str) -> Path:
     load_constitution(spec.constitution)
     load_recipe(spec.recipe, "sft", spec.sft_overrides)
     load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
-    folder = loops_dir() / check_run_name(name)
+    folder = loops_dir() / check_run_name(name, "loop")
     folder.mkdir(parents=True, exist_ok=True)
     existing = read_json(folder / "spec.json") or {}
     old, new = existing.get("spec") or {}, spec.model_dump()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import CaiError
 from ..constitution import ConstitutionError, first_error_message
 from ..paths import SHIPPED_RECIPES_DIR, is_explicit_path, user_recipes_dir
 from ..textfiles import child_node, decode_text, line_of, parse_yaml
@@ -28,7 +29,7 @@ MAX_RECIPE_BYTES = 200_000
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 
 
-class RecipeError(ConstitutionError):
+class RecipeError(CaiError):
     """A recipe or run spec that cannot be used; ``str()`` is one sentence with file and line."""
 
 
@@ -126,10 +127,11 @@ class TrainingSpec(BaseModel):
         return self.batch_size * self.gradient_accumulation_steps * self.num_processes
 
 
-def check_run_name(name: str) -> str:
+def check_run_name(name: str, what: str = "run") -> str:
+    """A job's name (a run, an evaluation, a loop, a recipe: ``what`` says which, for the message)."""
     name = (name or "").strip()
     if not RUN_NAME_PATTERN.match(name):
-        raise RecipeError(f"run name {name!r} must start with a letter or digit and use only letters, digits, "
+        raise RecipeError(f"{what} name {name!r} must start with a letter or digit and use only letters, digits, "
                           "'_', '-' and '.', at most 80 characters")
     return name
 
@@ -245,7 +247,7 @@ def save_recipe(name: str, text: str, method: str) -> Path:
     """Save an edited recipe under the user's folder after checking it reads as a ``method`` spec."""
     from ..atomic import write_text_atomic
 
-    name = check_run_name(name.removesuffix(".yaml"))
+    name = check_run_name(name.removesuffix(".yaml"), "recipe")
     path = user_recipes_dir() / f"{name}.yaml"
     parse_recipe(text, method, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
