@@ -95,7 +95,7 @@ class GenerationSpec(BaseModel):
     # False trains on the answers without the system prompt they were written under: context
     # distillation (Askell et al., 2021), so the trained model behaves as if it were still there.
     system_prompt_in_data: bool = Field(default=True, description=(
-        "keep the system prompt in the rows; --no-system-prompt-in-data trains without it (context distillation)"))
+        "keep the system prompt in the rows; false trains on the answers without it (context distillation)"))
     # --- the chain
     rounds: int = Field(default=1, ge=1, le=16, description="critique -> revision rounds per prompt")
     principles: list[str] | None = Field(default=None, description="use only these principles (default: every enabled one)")
