@@ -532,9 +532,10 @@ def _cmd_loop(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_specs import add_spec_options
+    from .cli_specs import add_spec_options, field_info
     from .data import GenerationSpec
     from .evaluation.run import EvaluationSpec
+    from .models import GenerationSettings
 
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -554,10 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--model", default="default", help='"default" (bundled SmolLM2-135M-Instruct), a local folder or a hub id')
     preview.add_argument("--principle", action="append", help="apply only this principle (repeatable)")
     preview.add_argument("--order", choices=["random", "sequential"], default="random")
-    preview.add_argument("--max-new-tokens", type=int, default=192)
-    preview.add_argument("--temperature", type=float, default=0.7, help="0 for greedy decoding")
-    preview.add_argument("--top-p", type=float, default=0.95)
-    preview.add_argument("--repetition-penalty", type=float, default=1.1, help="1.0 turns it off; small models loop without it")
+    for field, kind in (("max_new_tokens", int), ("temperature", float), ("top_p", float), ("repetition_penalty", float)):
+        info = field_info(GenerationSettings, field)  # the spec's default and help, never a copy
+        preview.add_argument(f"--{field.replace('_', '-')}", type=kind, default=info.default, help=info.help)
     preview.add_argument("--trust-remote-code", action="store_true")
     preview.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     preview.set_defaults(handler=_cmd_preview)
@@ -641,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--suites", action="append", help="evaluation suites (comma-separated; default all)")
     loop.add_argument("--eval-limit", type=int, help="at most N items per suite")
     loop.add_argument("--stop-ratio", type=float, default=0.95, help="stop when quality falls below this x the previous round")
-    loop.add_argument("--settings", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
+    loop.add_argument("--settings", "--config", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
     loop.add_argument("--background", action="store_true", help="start in its own process and return")
