@@ -430,6 +430,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluations(args: argparse.Namespace) -> int:
+    from .evaluation import evaluations_dir, list_evaluations
+    from .jobs import read_job, read_json
+
+    folders = list_evaluations()
+    if not folders:
+        print(f"no evaluations yet in {evaluations_dir()}; make one with `cai eval NAME` or on the Alignment tax page")
+    for folder in folders:
+        job = read_job(folder)
+        report = read_json(folder / "report.json") or {}
+        scores = ", ".join(f"{name} {suite.get('score', 0):.1f}" for name, suite in (report.get("suites") or {}).items()
+                           if isinstance(suite, dict))
+        print(f"{folder.name:28} {job.state:11} {scores}")
+        if job.error:
+            print(f"{'':28} error: {job.error}")
+    return 0
+
+
 def _evaluated_model(model: str | None, adapter: str | None) -> str:
     """--model, or --adapter (a run or adapter folder, loaded on the base it was trained on).
     Both: the model must be that base, since an adapter only fits the model it was trained on."""
@@ -625,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set limit=20")
     add_spec_options(evaluation, EvaluationSpec, skip=("model",))
     evaluation.set_defaults(handler=_cmd_eval)
+
+    evaluations = commands.add_parser("evaluations", help="list the evaluations in $CAI_HOME/evaluations with their scores")
+    evaluations.set_defaults(handler=_cmd_evaluations)
 
     tax = commands.add_parser("tax", help="the alignment tax between two evaluation reports")
     tax.add_argument("base", help="the base model's evaluation: a name from `cai eval NAME`, or a report file")

@@ -199,6 +199,9 @@ def test_cai_eval_name_is_listed_and_out_is_a_copy(tiny_model_dir, cai_home, tmp
     assert list_evaluations() == [folder]
     assert read_report(copy) == read_report(folder)
     assert not list(tmp_path.glob(".*.work"))
+    listed = subprocess.run([sys.executable, "-m", "cai_core.cli", "evaluations"], capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0 and listed.stdout.startswith("base ") and "finished" in listed.stdout
     # A name, not a path, reaches the report in `cai tax`.
     assert main(["tax", "base", "base"]) == 0
     assert "arithmetic" in capsys.readouterr().out

@@ -452,8 +452,8 @@ def test_a_resumed_cai_eval_names_the_model_as_the_first_run_did(tiny_model_dir,
 
 
 def test_cai_eval_with_other_settings_does_not_reuse_old_suite_results(tiny_model_dir, tmp_path, capsys):
-    """ENGINE BUG (cli.py _cmd_eval): the work folder beside --out is reused whatever the settings,
-    so a second run with --limit 3 keeps the --limit 2 results (n=2) under settings that say 3."""
+    """The evaluation's folder keeps the suites of its own settings only: a second run under the
+    same name with --limit 3 must not report the --limit 2 results (n=2) under settings that say 3."""
     out = tmp_path / "r.json"
     base_args = ["eval", "--model", str(tiny_model_dir), "--suites", "arithmetic", "--out", str(out)]
     assert main([*base_args, "--limit", "2"]) == 0
