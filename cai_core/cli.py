@@ -100,6 +100,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser() if args.out else None
     if out is not None and out.resolve() == folder.resolve():
         out = None  # --out named the dataset's own folder: nothing to copy
+    if out is not None and out.resolve().parent == datasets_dir().resolve():
+        raise UsageError(f"--out {out} is the dataset {out.name!r}; a copy goes outside $CAI_HOME/datasets")
     if out is not None:
         check_output_folder(out)  # a copy goes only where this tool's files, or none, are
     config = read_config(args.config, "generation") if args.config else None

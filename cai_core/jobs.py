@@ -358,7 +358,7 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
 def one_sentence(error: BaseException) -> str:
     """Our own errors already read as one sentence; anything else gets its type and first line."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if type(error).__module__.startswith("cai_core"):
+    if isinstance(error, (CaiError, Cancelled)):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text[:300]} (details in log.txt)" if text else f"{type(error).__name__} (details in log.txt)"
 

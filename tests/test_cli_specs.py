@@ -189,6 +189,16 @@ def test_generate_without_a_name_or_out_says_so(capsys):
     assert one_line(err) and "--name" in err
 
 
+def test_out_never_copies_over_another_dataset(cai_home, capsys):
+    other = cai_home / "datasets" / "other"
+    other.mkdir(parents=True)
+    (other / "spec.json").write_text('{"kind": "generate", "spec": {}}')
+    assert main(["generate", "--name", "mine", "--out", str(other), "--constitution", "general-hhh",
+                 "--prompts", "benign"]) == 1
+    assert one_line(capsys.readouterr().err) and list(other.iterdir()) == [other / "spec.json"]
+    assert not (cai_home / "datasets" / "mine").exists()
+
+
 def test_cai_eval_name_is_listed_and_out_is_a_copy(tiny_model_dir, cai_home, tmp_path, capsys):
     from cai_core.evaluation import list_evaluations, read_report
 

@@ -84,3 +84,14 @@ def test_each_domain_error_reaches_the_user_as_one_line(argv, words):
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_failed_job_shows_a_cai_errors_sentence_as_it_is_and_anything_else_with_its_type():
+    from cai_core.jobs import one_sentence
+
+    class Elsewhere(CaiError):
+        pass
+
+    Elsewhere.__module__ = "someone_elses_plugin"  # the base decides, not where the class lives
+    assert one_sentence(Elsewhere("the file is empty")) == "the file is empty"
+    assert one_sentence(ValueError("boom")) == "ValueError: boom (details in log.txt)"
