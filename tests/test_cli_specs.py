@@ -237,3 +237,12 @@ def test_eval_with_the_adapters_own_base_or_no_model_uses_the_adapter(tmp_path):
     adapter = make_adapter(tmp_path / "adapter", "org/some-base")
     assert _evaluated_model(None, str(adapter)) == str(adapter)
     assert _evaluated_model("org/some-base", str(adapter)) == str(adapter)
+
+
+def test_every_setting_of_every_spec_has_help_a_form_can_show():
+    from cai_core.evaluation.loop import LoopSpec
+    from cai_core.training.spec import TrainingSpec
+
+    for spec in (GenerationSpec, EvaluationSpec, TrainingSpec, LoopSpec):
+        undocumented = [".".join(path) for path in spec_options(spec) if not field_info(spec, ".".join(path)).help]
+        assert undocumented == [], spec.__name__

@@ -37,21 +37,26 @@ STAGES = ("generate", "sft", "dpo", "evaluate")
 class LoopSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    constitution: str
-    rounds: int = Field(default=1, ge=1, le=50)
-    base_model: str = "default"
-    prompt_sources: list[str] = Field(default=["red_team", "benign"], min_length=1)
-    prompts_per_round: int | None = Field(default=None, ge=1)
+    constitution: str = Field(description="a name from `cai constitutions` or a file path")
+    rounds: int = Field(default=1, ge=1, le=50, description="rounds of generate -> SFT -> DPO -> evaluate")
+    base_model: str = Field(default="default", description="the starting model (or a finished run)")
+    prompt_sources: list[str] = Field(default=["red_team", "benign"], min_length=1, description=(
+        "prompt sets each round draws from (their training half)"))
+    prompts_per_round: int | None = Field(default=None, ge=1, description="prompts drawn (seeded) each round; default all")
     # Overrides of the data generation settings (cai_core.data.GenerationSpec), e.g. {"rounds": 1}.
-    generation: dict = Field(default_factory=dict)
-    recipe: str = str(SHIPPED_RECIPES_DIR / "cpu-demo.yaml")
-    sft_overrides: dict = Field(default_factory=dict)
-    dpo_overrides: dict = Field(default_factory=dict)
-    eval_suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
-    eval_limit: int | None = Field(default=None, ge=1)
-    quality_suites: list[str] | None = None  # default: the capability suites among eval_suites
-    stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: int = Field(default=0, ge=0)
+    generation: dict = Field(default_factory=dict, description=(
+        "data generation settings, as for `cai generate --config` (GenerationSpec)"))
+    recipe: str = Field(default=str(SHIPPED_RECIPES_DIR / "cpu-demo.yaml"), description="the training recipe")
+    sft_overrides: dict = Field(default_factory=dict, description="recipe settings changed for SFT")
+    dpo_overrides: dict = Field(default_factory=dict, description="recipe settings changed for DPO")
+    eval_suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1, description=(
+        "the suites each round is scored on"))
+    eval_limit: int | None = Field(default=None, ge=1, description="at most this many items per suite")
+    quality_suites: list[str] | None = Field(default=None, description=(
+        "the suites whose fall stops the loop (default: the capability suites among eval_suites)"))
+    stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0, description=(
+        "stop when quality falls below this times the previous round's"))
+    seed: int = Field(default=0, ge=0, description="seed for the prompts drawn and the data made")
 
 
 class LoopError(CaiError):
