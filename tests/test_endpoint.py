@@ -156,6 +156,14 @@ def test_a_dataset_is_generated_through_the_endpoint(served_endpoint, tmp_path):
     assert all(row["lineage"]["policy_model"].endswith(served_endpoint) for row in rows)
 
 
+def test_a_repetition_penalty_reaches_transformers_serve_or_is_dropped_for_it(served_endpoint):
+    """``transformers serve`` is strict about fields outside the OpenAI API: the run goes on either way."""
+    backend = load_model(served_endpoint)
+    settings = GenerationSettings(max_new_tokens=4, temperature=0.0, repetition_penalty=1.3)
+    assert len(backend.generate([conversation("Hi"), conversation("Hello")], settings)) == 2
+    assert len(backend.generate([conversation("Again")], settings)) == 1
+
+
 # --------------------------------------------------------------------------- a scripted server for faults
 
 Script = Callable[[int, dict], "tuple[int, dict | str, dict]"]
