@@ -531,3 +531,25 @@ def test_malformed_logprobs_are_one_endpoint_sentence():
     with scripted_endpoint(lambda number, request: (200, chat_completion("A", listed), {})) as (base_url, _):
         with pytest.raises(EndpointError, match="top_logprobs is not a list"):
             fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])
+
+
+def test_cai_generate_on_an_endpoint_says_how_it_uses_the_settings_when_it_starts(capsys):
+    from cai_core.cli import main
+
+    def script(number, request):
+        if request["method"] == "GET":
+            return 200, {"data": [{"id": "tiny"}]}, {}
+        return 200, chat_completion("Fine."), {}
+
+    with scripted_endpoint(script) as (base_url, seen):
+        code = main(["generate", "--name", "through-endpoint", "--constitution", "general-hhh", "--prompts", "benign",
+                     "--limit", "2", "--phase", "sft", "--model", base_url, "--concurrency", "3",
+                     "--repetition-penalty", "1.2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    first_lines = err.splitlines()[:2]
+    assert "3 requests at once" in first_lines[0] and "batch_size 16 is not used" in first_lines[0]
+    assert "repetition_penalty 1.2" in first_lines[1]
+    assert err.count("requests at once") == 1  # the run's own note is not said again at the end
+    chats = [request["body"] for request in seen if request["method"] == "POST"]
+    assert chats and all(body["repetition_penalty"] == 1.2 for body in chats)
