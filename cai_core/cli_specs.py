@@ -42,11 +42,7 @@ class FieldInfo(NamedTuple):
 def field_info(model: type[BaseModel], name: str) -> FieldInfo:
     """The bounds, default and help of ``name`` (``"seed"``, ``"settings.temperature"``, or a nested
     field's own name such as ``"temperature"`` when only one field is called that)."""
-    path = _find_field(model, name)
-    owner = model
-    for part in path[:-1]:
-        owner = _nested_model(owner.model_fields[part].annotation)
-    field = owner.model_fields[path[-1]]
+    field = _field(model, _find_field(model, name))
     low = high = None
     for constraint in field.metadata:
         for attribute in ("ge", "gt"):
@@ -70,8 +66,7 @@ def spec_options(model: type[BaseModel]) -> dict[tuple[str, ...], str]:
 
 
 def add_spec_options(parser: argparse.ArgumentParser, model: type[BaseModel], *,
-                     aliases: dict[str, tuple[str, ...]] | None = None, skip: tuple[str, ...] = (),
-                     required_note: dict[str, str] | None = None) -> None:
+                     aliases: dict[str, tuple[str, ...]] | None = None, skip: tuple[str, ...] = ()) -> None:
     """An option for each field of ``model``; ``aliases`` maps a dotted field name to more option
     names (the ones a README already uses); ``skip`` leaves fields out (the command sets them)."""
     aliases = aliases or {}
@@ -80,13 +75,10 @@ def add_spec_options(parser: argparse.ArgumentParser, model: type[BaseModel], *,
         dotted = ".".join(path)
         if dotted in skip:
             continue
-        owner = model
-        for part in path[:-1]:
-            owner = _nested_model(owner.model_fields[part].annotation)
-        field = owner.model_fields[path[-1]]
+        field = _field(model, path)
         names = [f"--{option}", *(f"--{alias}" for alias in aliases.get(dotted, ()) if alias != option)]
         kind, choices = _shape(field.annotation)
-        help_text = _help(model, dotted, (required_note or {}).get(dotted))
+        help_text = _help(model, dotted)
         common = {"dest": _DEST + "__".join(path), "default": argparse.SUPPRESS, "help": help_text}
         if kind == "bool":
             group.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
@@ -105,7 +97,7 @@ def spec_data(args: argparse.Namespace, model: type[BaseModel], config: Config |
         value = getattr(args, _DEST + "__".join(path), None)
         if value is None:
             continue
-        kind, _ = _shape(_annotation(model, path))
+        kind, _ = _shape(_field(model, path).annotation)
         if kind == "list":
             value = [part.strip() for item in value for part in item.split(",") if part.strip()]
         _put(data, path, value)
@@ -204,11 +196,9 @@ def _number_or(parsed: Any, text: str) -> Any:
     return parsed
 
 
-def _help(model: type[BaseModel], dotted: str, note: str | None) -> str:
+def _help(model: type[BaseModel], dotted: str) -> str:
     info = field_info(model, dotted)
     parts = [info.help.rstrip(".") if info.help else dotted]
-    if note:
-        parts.append(note)
     if info.default not in (None, [], ()) and not isinstance(info.default, BaseModel):
         shown = ",".join(map(str, info.default)) if isinstance(info.default, (list, tuple)) else info.default
         parts.append(f"default {str(shown).lower() if isinstance(shown, bool) else shown}")
@@ -220,12 +210,8 @@ def _help(model: type[BaseModel], dotted: str, note: str | None) -> str:
 
 def _bounds(model: type[BaseModel], dotted: str) -> str:
     """"0 to 5", "at least 1", "above 0 up to 1" from the field's ge/gt/le/lt."""
-    path = _find_field(model, dotted)
-    owner = model
-    for part in path[:-1]:
-        owner = _nested_model(owner.model_fields[part].annotation)
     found = {}
-    for constraint in owner.model_fields[path[-1]].metadata:
+    for constraint in _field(model, _find_field(model, dotted)).metadata:
         for attribute in ("ge", "gt", "le", "lt"):
             if getattr(constraint, attribute, None) is not None:
                 found[attribute] = getattr(constraint, attribute)
@@ -260,11 +246,12 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def _annotation(model: type[BaseModel], path: tuple[str, ...]) -> Any:
+def _field(model: type[BaseModel], path: tuple[str, ...]):
+    """The pydantic FieldInfo at ``path`` (through nested settings models)."""
     owner = model
     for part in path[:-1]:
         owner = _nested_model(owner.model_fields[part].annotation)
-    return owner.model_fields[path[-1]].annotation
+    return owner.model_fields[path[-1]]
 
 
 def _shape(annotation: Any) -> tuple[str, list | None]:
