@@ -29,7 +29,7 @@ from .errors import UsageError
 _DEST = "spec__"
 
 
-class FieldInfo(NamedTuple):
+class SettingInfo(NamedTuple):
     """A setting's limits for a form: ``min``/``max`` are None when unbounded; an exclusive bound
     (``gt=0``) is given as the bound itself, which the spec still refuses."""
 
@@ -39,7 +39,7 @@ class FieldInfo(NamedTuple):
     help: str
 
 
-def field_info(model: type[BaseModel], name: str) -> FieldInfo:
+def field_info(model: type[BaseModel], name: str) -> SettingInfo:
     """The bounds, default and help of ``name`` (``"seed"``, ``"settings.temperature"``, or a nested
     field's own name such as ``"temperature"`` when only one field is called that)."""
     field = _field(model, _find_field(model, name))
@@ -52,7 +52,7 @@ def field_info(model: type[BaseModel], name: str) -> FieldInfo:
             if getattr(constraint, attribute, None) is not None:
                 high = getattr(constraint, attribute)
     default = None if field.is_required() else field.get_default(call_default_factory=True)
-    return FieldInfo(low, high, default, field.description or "")
+    return SettingInfo(low, high, default, field.description or "")
 
 
 def spec_options(model: type[BaseModel]) -> dict[tuple[str, ...], str]:
@@ -247,7 +247,7 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _field(model: type[BaseModel], path: tuple[str, ...]):
-    """The pydantic FieldInfo at ``path`` (through nested settings models)."""
+    """The pydantic SettingInfo at ``path`` (through nested settings models)."""
     owner = model
     for part in path[:-1]:
         owner = _nested_model(owner.model_fields[part].annotation)
