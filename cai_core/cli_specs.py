@@ -247,7 +247,7 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _field(model: type[BaseModel], path: tuple[str, ...]):
-    """The pydantic SettingInfo at ``path`` (through nested settings models)."""
+    """The pydantic field at ``path`` (through nested settings models)."""
     owner = model
     for part in path[:-1]:
         owner = _nested_model(owner.model_fields[part].annotation)
