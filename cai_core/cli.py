@@ -381,6 +381,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import EvaluationError, EvaluationSpec, evaluations_dir, write_report
     from .evaluation.run import check_evaluation_name, check_report_path, run_evaluation, start_evaluation
 
+    if args.name and args.name_option and args.name != args.name_option:
+        raise UsageError(f"the evaluation is named twice ({args.name!r} and --name {args.name_option!r}); give one")
+    args.name = args.name or args.name_option
     if not (args.name or args.out):
         raise UsageError("give the evaluation a NAME (it is kept in $CAI_HOME/evaluations/NAME, listed on the "
                          "Alignment tax page)")
@@ -636,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("name", nargs="?", help="the evaluation's name: it is kept in $CAI_HOME/evaluations/NAME "
                                                    "(with report.json), listed on the Alignment tax page; the same "
                                                    "command again resumes (default: the --out file's name)")
+    evaluation.add_argument("--name", dest="name_option", metavar="NAME", help="the same as NAME, as train and loop take it")
     evaluation.add_argument("--model", help='"default", a model folder, a hub id, an endpoint URL or a finished run '
                                             '(default: "default", or the base of --adapter)')
     evaluation.add_argument("--adapter", help="a finished run or adapter folder, loaded on the base it was trained on")

@@ -212,6 +212,8 @@ def test_cai_eval_name_is_listed_and_out_is_a_copy(tiny_model_dir, cai_home, tmp
     listed = subprocess.run([sys.executable, "-m", "cai_core.cli", "evaluations"], capture_output=True, text=True,
                             timeout=120)
     assert listed.returncode == 0 and listed.stdout.startswith("base ") and "finished" in listed.stdout
+    # --name works as train and loop take it: the same evaluation again, nothing run twice.
+    assert main(["eval", "--name", "base", "--model", str(tiny_model_dir), "--suites", "arithmetic", "--limit", "1"]) == 0
     # A name, not a path, reaches the report in `cai tax`.
     assert main(["tax", "base", "base"]) == 0
     assert "arithmetic" in capsys.readouterr().out
