@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import CaiError
 from .jobs import read_json
 
 ADAPTER_DIR = "adapter"
@@ -25,7 +26,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 STACK_FILE = "cai_adapter.json"
 
 
-class AdapterError(Exception):
+class AdapterError(CaiError):
     """An adapter that cannot be found or used; the message is one sentence."""
 
 

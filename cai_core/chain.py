@@ -11,6 +11,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal, Sequence
 
+from .errors import Cancelled
 from .constitution import Constitution, ConstitutionError, Principle
 from .models import GenerationBackend, GenerationSettings
 from . import prompts as templates
@@ -18,7 +19,7 @@ from . import prompts as templates
 MAX_PROMPT_CHARS = 20_000
 
 
-class ChainCancelled(Exception):
+class ChainCancelled(Cancelled):
     """Raised by run_chain when its ``should_stop`` callback asks it to stop."""
 
 

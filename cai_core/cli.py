@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .constitution import ConstitutionError
+from .errors import CaiError, DatasetError, UsageError
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -80,26 +81,58 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from .data import dataset_summary, parse_spec, run_generation
-    from .jobs import FINISHED, is_job_folder, read_json
+# Option names the README used before the options came from the spec; they stay as aliases.
+GENERATION_ALIASES = {"prompt_sources": ("prompts",), "pair_sources": ("pairs",), "principles": ("principle",),
+                      "policy_model": ("model",), "judge_ensemble": ("ensemble",)}
+PHASES = {"sft": ["sft"], "prefs": ["prefs"], "both": ["sft", "prefs"]}
 
-    folder = Path(args.out)
-    stored = read_json(folder / "spec.json") if is_job_folder(folder) else None
-    if args.constitution is None and args.prompts is None:
-        if not stored or stored["kind"] != "generate":
-            raise ConstitutionError("give --constitution and --prompts (or an --out folder that holds a run to resume)")
-        spec = parse_spec(stored["spec"])
-        print(f"resuming the run in {folder}", file=sys.stderr)
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .cli_specs import read_config, spec_data, validate
+    from .data import GenerationSpec, check_dataset_name, dataset_summary, datasets_dir, run_generation
+    from .jobs import FINISHED, check_output_folder, read_json
+
+    if not (args.name or args.out):
+        raise UsageError("give the dataset a --name (it is kept in $CAI_HOME/datasets/NAME, where `cai train --data "
+                         "NAME` finds it)")
+    name = check_dataset_name(args.name or Path(args.out).name)
+    folder = datasets_dir() / name
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None and out.resolve() == folder.resolve():
+        out = None  # --out named the dataset's own folder: nothing to copy
+    if out is not None and out.resolve().parent == datasets_dir().resolve():
+        raise UsageError(f"--out {out} is the dataset {out.name!r}; a copy goes outside $CAI_HOME/datasets")
+    if out is not None:
+        check_output_folder(out)  # a copy goes only where this tool's files, or none, are
+    config = read_config(args.config, "generation") if args.config else None
+    data = spec_data(args, GenerationSpec, config, args.set)
+    if args.phase:
+        data["phases"] = PHASES[args.phase]
+    stored = read_json(folder / "spec.json")
+    if not data:
+        if not stored or stored.get("kind") != "generate":
+            raise UsageError(f"there is no dataset named {name!r} to resume; give --constitution and --prompts "
+                             "(or --config FILE) to make it")
+        spec = validate(GenerationSpec, stored["spec"])
+        print(f"resuming the dataset {name!r}", file=sys.stderr)
     else:
-        if not args.constitution or not args.prompts:
-            raise ConstitutionError("give both --constitution and --prompts")
-        spec = parse_spec(_generation_spec_data(args))
+        missing = [f"--{option}" for key, option in (("constitution", "constitution"), ("prompt_sources", "prompts"))
+                   if key not in data]
+        if missing:
+            raise UsageError(f"give {' and '.join(missing)} (on the command line or in --config)")
+        spec = validate(GenerationSpec, data, config, DatasetError)
+    check_output_folder(folder)
+    if _is_endpoint(spec.policy_model):
+        from .endpoint import endpoint_setting_notes
+
+        for note in endpoint_setting_notes(spec.settings):
+            print(f"note: {note}", file=sys.stderr)
     if args.background:
         from .data import start_generation
 
         start_generation(folder, spec)
-        print(f"{folder}: started in its own process; `cai datasets` shows its progress, {folder / 'log.txt'} its log")
+        print(f"{folder}: started in its own process; `cai datasets` shows its progress, {folder / 'log.txt'} its log"
+              + ("; --out exports only a finished dataset: run the same command again once it is done" if out else ""))
         return 0
     from tqdm import tqdm
 
@@ -122,37 +155,43 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     summary = dataset_summary(folder)
     rows = ", ".join(f"{name} {count}" for name, count in summary["rows"].items() if count)
     for note in state.notes:
-        print(f"note: {note}", file=sys.stderr)
+        if not (_is_endpoint(spec.policy_model) and note in _endpoint_notes(spec)):  # said at the start
+            print(f"note: {note}", file=sys.stderr)
     if state.state == FINISHED:
         print(f"{folder}: {summary['done']}/{summary['prompts']} prompts done; {rows or 'no rows'}")
+        if out is not None:
+            _export_dataset(folder, out)
+            print(f"{out}: a copy of the dataset")
         return 0
     if state.error:
-        raise ConstitutionError(state.error)
+        raise DatasetError(state.error)
     print(f"{folder}: {state.state} at {summary['done']}/{summary['prompts']} prompts; run the same command again to resume",
           file=sys.stderr)
     return 130 if state.state == "cancelled" else 1
 
 
-def _generation_spec_data(args: argparse.Namespace) -> dict:
-    phases = {"sft": ["sft"], "prefs": ["prefs"], "both": ["sft", "prefs"]}[args.phase]
-    sources = [part.strip() for value in args.prompts for part in value.split(",") if part.strip()]
-    data = {
-        "constitution": args.constitution, "prompt_sources": sources, "limit": args.limit, "shuffle": args.shuffle,
-        "phases": phases,
-        "pair_sources": [part.strip() for part in args.pairs.split(",") if part.strip()], "rounds": args.rounds,
-        "principles": args.principle or None, "policy_model": args.model, "judge_model": args.judge_model,
-        "settings": {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-                     "repetition_penalty": args.repetition_penalty, "batch_size": args.batch_size},
-        "sample_temperature": args.sample_temperature, "judge_ensemble": args.ensemble,
-        "min_confidence": args.min_confidence, "seed": args.seed, "chunk_size": args.chunk_size,
-    }
-    if args.label_band:
-        try:
-            low, high = (float(x) for x in args.label_band.split(","))
-        except ValueError:
-            raise ConstitutionError(f"--label-band must be two numbers like 0.5,0.9, not {args.label_band!r}") from None
-        data["label_band"] = [low, high]
-    return data
+def _is_endpoint(model: str | None) -> bool:
+    from .models import is_endpoint_spec
+
+    return bool(model) and is_endpoint_spec(model)
+
+
+def _endpoint_notes(spec) -> list[str]:
+    from .endpoint import endpoint_setting_notes
+
+    return endpoint_setting_notes(spec.settings)
+
+
+def _export_dataset(folder: Path, out: Path) -> None:
+    """Copy the finished dataset's files into ``out``, each written atomically."""
+    from .atomic import write_bytes_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    # spec.json first: it marks the copy as this tool's, so the same command may refresh it later.
+    names = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != "cancel"),
+                   key=lambda p: p.name != "spec.json")
+    for path in names:
+        write_bytes_atomic(out / path.name, path.read_bytes())
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -178,7 +217,7 @@ def _cmd_prompt_sets(args: argparse.Namespace) -> int:
     for name in list_prompt_sets():
         try:
             loaded = load_prompt_file(resolve_prompt_source(name))
-        except ConstitutionError as error:
+        except CaiError as error:
             print(f"{name:28} BROKEN: {error}")
             continue
         categories = ", ".join(f"{k} {v}" for k, v in sorted(loaded.categories().items()))
@@ -196,7 +235,7 @@ def _run_folder(value: str) -> Path:
     named = runs_dir() / value
     if named.is_dir():
         return named
-    raise ConstitutionError(f"there is no run {value!r} (see `cai runs`)")
+    raise UsageError(f"there is no run {value!r} (see `cai runs`)")
 
 
 def _model_or_run(value: str) -> str:
@@ -211,25 +250,9 @@ def _model_or_run(value: str) -> str:
 
 def _overrides(pairs: list[str] | None) -> dict:
     """--set key=value (value read as YAML, so 1e-4, true and [q_proj, v_proj] work; lora.r for LoRA keys)."""
-    import yaml
+    from .cli_specs import nest, parse_overrides
 
-    overrides: dict = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConstitutionError(f"--set {pair!r} must look like key=value, e.g. --set learning_rate=1e-4")
-        parsed = yaml.safe_load(value) if value.strip() else ""
-        if isinstance(parsed, str) and value.strip():
-            try:
-                parsed = float(value) if any(c in value for c in ".eE") else parsed
-            except ValueError:
-                pass
-        key = key.strip()
-        if key.startswith("lora."):
-            overrides.setdefault("lora", {})[key.removeprefix("lora.")] = parsed
-        else:
-            overrides[key] = parsed
-    return overrides
+    return nest(parse_overrides(pairs))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -239,12 +262,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         folder = _run_folder(args.resume)
         run = read_run(folder)
         if run.spec is not None and run.spec.method != args.method:
-            raise ConstitutionError(f"run {run.name!r} is a {run.spec.method} run, not {args.method}")
+            raise UsageError(f"run {run.name!r} is a {run.spec.method} run, not {args.method}")
         resume_run(folder)
         print(f"{folder}: resumed in its own process", file=sys.stderr)
     else:
         if not args.recipe:
-            raise ConstitutionError("give --recipe FILE (see recipes/), or --resume RUN to continue a run")
+            raise UsageError("give --recipe FILE (see recipes/), or --resume RUN to continue a run")
         overrides = _overrides(args.set)
         if args.data:
             overrides["data"] = [part.strip() for value in args.data for part in value.split(",") if part.strip()]
@@ -301,7 +324,9 @@ def _watch_run(folder: Path) -> int:
         return 0
     if run.state == "failed":
         print(log_tail(folder, 15), file=sys.stderr)
-        raise ConstitutionError(f"run {run.name!r} failed: {run.job.error}")
+        from .training import TrainingError
+
+        raise TrainingError(f"run {run.name!r} failed: {run.job.error}")
     step = run.job.progress.get("done")
     print(f"{folder}: {run.state} at step {step}; continue with `cai train {run.spec.method if run.spec else 'sft'} "
           f"--resume {folder}`", file=sys.stderr)
@@ -332,7 +357,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
     folder = _run_folder(args.run)
     if not read_run(folder).job.active:
-        raise ConstitutionError(f"run {folder.name!r} is not running")
+        raise UsageError(f"run {folder.name!r} is not running")
     stop_run(folder)
     print(f"{folder}: asked to stop; it saves a checkpoint at the end of the current step")
     return 0
@@ -348,27 +373,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate in this process with a progress bar; the suites finished so far are kept in the
-    work folder beside --out, so running the same command again after a stop resumes."""
+    """Evaluate in this process with a progress bar (or in its own, with --background); the
+    suites finished so far are kept in $CAI_HOME/evaluations/NAME, so the same command again resumes."""
     from tqdm import tqdm
 
-    from .evaluation import evaluate, parse_evaluation_spec, write_report
-    from .evaluation.run import check_report_path
-    from .jobs import Reporter, check_output_folder
+    from .cli_specs import read_config, spec_data, validate
+    from .evaluation import EvaluationError, EvaluationSpec, evaluations_dir, write_report
+    from .evaluation.run import check_evaluation_name, check_report_path, run_evaluation, start_evaluation
 
-    model = _model_or_run(args.model)
-    if args.adapter:
-        model = _model_or_run(args.adapter)  # a run or adapter folder: its recorded base is loaded under it
-    suites = [part.strip() for value in (args.suites or []) for part in value.split(",") if part.strip()]
-    data = {"model": model, "limit": args.limit, "seed": args.seed, "batch_size": args.batch_size}
-    if suites:
-        data["suites"] = suites
-    spec = parse_evaluation_spec(data)
-    out = Path(args.out)
-    work = out.with_name(f".{out.name}.work")
-    # Before any work: a file at --out is replaced only by the same evaluation run again.
-    check_report_path(out, spec.model_dump())
-    check_output_folder(work)
+    if args.name and args.name_option and args.name != args.name_option:
+        raise UsageError(f"the evaluation is named twice ({args.name!r} and --name {args.name_option!r}); give one")
+    args.name = args.name or args.name_option
+    if not (args.name or args.out):
+        raise UsageError("give the evaluation a NAME (it is kept in $CAI_HOME/evaluations/NAME, listed on the "
+                         "Alignment tax page)")
+    out = Path(args.out).expanduser() if args.out else None
+    name = check_evaluation_name(args.name or out.stem)
+    config = read_config(args.config) if args.config else None
+    data = spec_data(args, EvaluationSpec, config, args.set)
+    if args.model or args.adapter or "model" not in data:
+        data["model"] = _evaluated_model(args.model, args.adapter)
+    spec = validate(EvaluationSpec, data, config, EvaluationError)
+    if out is not None:  # before any work: a file at --out is replaced only by the same evaluation again
+        check_report_path(out, spec.model_dump())
+    if args.background:
+        folder = start_evaluation(spec, name)
+        print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}"
+              + (f"; --out is written by a foreground run only" if out else ""))
+        return 0
     bars: list = []
 
     def show(progress: dict) -> None:
@@ -380,21 +412,70 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         bars[0].total, bars[0].n = progress["total"], progress["done"]
         bars[0].refresh()
 
-    work.mkdir(parents=True, exist_ok=True)
-    from .jobs import prepare_job
-
-    prepare_job(work, "evaluate", spec.model_dump())  # other settings on the same --out: one sentence
     try:
-        report = evaluate(work, spec, Reporter(work, on_progress=show))
+        state, report = run_evaluation(spec, name, on_progress=show)
     finally:
         for bar in bars:
             bar.close()
-    write_report(out, report)
-    for name, suite in report["suites"].items():
-        print(f"{name:16} {suite['score']:6.1f}  [{suite['ci_low']:.1f}, {suite['ci_high']:.1f}]  "
+    folder = evaluations_dir() / name
+    for note in state.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if report is None:
+        if state.error:
+            raise EvaluationError(f"evaluation {name!r} failed: {state.error}")
+        print(f"{folder}: {state.state}; run the same command again to resume", file=sys.stderr)
+        return 130 if state.state == "cancelled" else 1
+    for suite_name, suite in report["suites"].items():
+        print(f"{suite_name:16} {suite['score']:6.1f}  [{suite['ci_low']:.1f}, {suite['ci_high']:.1f}]  "
               f"{suite['metric']}, n={suite['n']}")
-    print(f"{out}: report written")
+    print(f"{folder / 'report.json'}: report written")
+    if out is not None:
+        write_report(out, report)
+        print(f"{out}: a copy of the report")
     return 0
+
+
+def _cmd_evaluations(args: argparse.Namespace) -> int:
+    from .evaluation import evaluations_dir, list_evaluations
+    from .jobs import read_job, read_json
+
+    folders = list_evaluations()
+    if not folders:
+        print(f"no evaluations yet in {evaluations_dir()}; make one with `cai eval NAME` or on the Alignment tax page")
+    for folder in folders:
+        job = read_job(folder)
+        report = read_json(folder / "report.json") or {}
+        scores = ", ".join(f"{name} {suite.get('score', 0):.1f}" for name, suite in (report.get("suites") or {}).items()
+                           if isinstance(suite, dict))
+        print(f"{folder.name:28} {job.state:11} {scores}")
+        if job.error:
+            print(f"{'':28} error: {job.error}")
+    return 0
+
+
+def _evaluated_model(model: str | None, adapter: str | None) -> str:
+    """--model, or --adapter (a run or adapter folder, loaded on the base it was trained on).
+    Both: the model must be that base, since an adapter only fits the model it was trained on."""
+    if not adapter:
+        return _model_or_run(model or "default")
+    from .adapters import adapter_stack
+
+    loaded = _model_or_run(adapter)
+    stack = adapter_stack(loaded)
+    if stack is None:
+        raise UsageError(f"--adapter {adapter} is neither a finished run nor an adapter folder")
+    if model is not None and not _same_model(model, stack.base_model):
+        raise UsageError(f"--adapter {adapter} was trained on {stack.base_model!r}, not on --model {model!r}; "
+                         "leave --model out (the adapter brings its base) or give that base")
+    return loaded
+
+
+def _same_model(one: str, other: str) -> bool:
+    one, other = one.strip(), other.strip()
+    if one == other:
+        return True
+    first, second = Path(one).expanduser(), Path(other).expanduser()
+    return first.exists() and second.exists() and first.resolve() == second.resolve()
 
 
 def _cmd_tax(args: argparse.Namespace) -> int:
@@ -403,7 +484,7 @@ def _cmd_tax(args: argparse.Namespace) -> int:
 
     if args.json:
         check_comparison_path(Path(args.json))
-    comparison = compare_reports(read_report(args.base), read_report(args.aligned))
+    comparison = compare_reports(read_report(_report_path(args.base)), read_report(_report_path(args.aligned)))
     print(f"base: {comparison['base']}\naligned: {comparison['aligned']}")
     for name, entry in comparison["all"]["per_benchmark"].items():
         better = "higher is better" if entry["higher_is_better"] else "lower is better"
@@ -417,6 +498,17 @@ def _cmd_tax(args: argparse.Namespace) -> int:
 
         write_report(Path(args.json), comparison)
     return 0
+
+
+def _report_path(value: str) -> Path:
+    """A report file or folder as given, or the name of an evaluation under $CAI_HOME/evaluations."""
+    from .evaluation import evaluations_dir
+
+    path = Path(value).expanduser()
+    named = evaluations_dir() / value
+    if not path.exists() and "/" not in value and (named / "report.json").is_file():
+        return named
+    return path
 
 
 def _cmd_loop(args: argparse.Namespace) -> int:
@@ -456,11 +548,18 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     if stopped:
         print(f"stopped early after round {stopped['round']}: {stopped['why']}")
     if state.state != "finished":
-        raise ConstitutionError(f"the loop {state.state}: {state.error or 'run the same command again to resume'}")
+        from .evaluation.loop import LoopError
+
+        raise LoopError(f"the loop {state.state}: {state.error or 'run the same command again to resume'}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_specs import add_spec_options, field_info
+    from .data import GenerationSpec
+    from .evaluation.run import EvaluationSpec
+    from .models import GenerationSettings
+
     parser = argparse.ArgumentParser(prog="cai", description="Constitution Studio: Constitutional AI from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -479,39 +578,29 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--model", default="default", help='"default" (bundled SmolLM2-135M-Instruct), a local folder or a hub id')
     preview.add_argument("--principle", action="append", help="apply only this principle (repeatable)")
     preview.add_argument("--order", choices=["random", "sequential"], default="random")
-    preview.add_argument("--max-new-tokens", type=int, default=192)
-    preview.add_argument("--temperature", type=float, default=0.7, help="0 for greedy decoding")
-    preview.add_argument("--top-p", type=float, default=0.95)
-    preview.add_argument("--repetition-penalty", type=float, default=1.1, help="1.0 turns it off; small models loop without it")
+    for field, kind in (("max_new_tokens", int), ("temperature", float), ("top_p", float), ("repetition_penalty", float)):
+        info = field_info(GenerationSettings, field)  # the spec's default and help, never a copy
+        preview.add_argument(f"--{field.replace('_', '-')}", type=kind, default=info.default, help=info.help)
     preview.add_argument("--trust-remote-code", action="store_true")
     preview.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     preview.set_defaults(handler=_cmd_preview)
 
     generate = commands.add_parser(
-        "generate", help="make SFT data and preference pairs from a constitution and prompt sets (again on the same --out: resume)")
-    generate.add_argument("--constitution", help="a name from `cai constitutions` or a file path")
-    generate.add_argument("--prompts", action="append", help="a set from `cai prompt-sets` or a .txt/.jsonl/.csv file (repeatable)")
-    generate.add_argument("--out", required=True, help="the dataset folder: new, empty, or one this tool made (running again on it resumes)")
-    generate.add_argument("--phase", choices=["sft", "prefs", "both"], default="both")
-    generate.add_argument("--pairs", default="revision,rlaif", help="Phase 2 pair sources: revision, rlaif or both (comma-separated)")
-    generate.add_argument("--rounds", type=int, default=1)
-    generate.add_argument("--limit", type=int, help="use only the first N prompts")
-    generate.add_argument("--shuffle", action="store_true", help="mix the sets in a seeded random order before --limit")
-    generate.add_argument("--principle", action="append", help="use only this principle (repeatable)")
-    generate.add_argument("--model", default="default", help='the policy: "default", a local folder, a hub id or an endpoint URL')
-    generate.add_argument("--judge-model", help="the judge, when not the policy itself")
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--max-new-tokens", type=int, default=192)
-    generate.add_argument("--temperature", type=float, default=0.7, help="for the chain's answers, critiques and revisions")
-    generate.add_argument("--repetition-penalty", type=float, default=1.1)
-    generate.add_argument("--sample-temperature", type=float, default=1.0, help="for the two RLAIF answers (must be > 0)")
-    generate.add_argument("--ensemble", type=int, default=1, help="principles the judge asks per pair")
-    generate.add_argument("--min-confidence", type=float, default=0.55, help="drop pairs the judge prefers with less probability")
-    generate.add_argument("--label-band", help="clamp soft labels into LOW,HIGH, e.g. 0.5,0.9")
-    generate.add_argument("--batch-size", type=int, default=16)
-    generate.add_argument("--chunk-size", type=int, default=16, help="prompts per checkpoint")
+        "generate", help="make SFT data and preference pairs from a constitution and prompt sets (the same command "
+                         "again resumes)",
+        description="Every setting of the generation spec is an option, a key in --config, or a --set key=value; "
+                    "a loop settings file's generation: block works as a --config as it is.")
+    generate.add_argument("--name", help="the dataset's name: it is kept in $CAI_HOME/datasets/NAME, where `cai datasets`, "
+                                         "`cai train --data NAME` and the Data page find it (default: the --out folder's name)")
+    generate.add_argument("--out", help="also copy the finished dataset into this folder (new, empty, or an earlier copy)")
+    generate.add_argument("--config", metavar="FILE", help="a YAML file of generation settings (or a loop settings file, "
+                                                          "whose generation: block is used); options given here win")
+    generate.add_argument("--set", action="append", metavar="KEY=VALUE",
+                          help="any setting, e.g. --set settings.top_p=0.9 (the value is read as YAML; repeatable)")
+    generate.add_argument("--phase", choices=list(PHASES), help="shorthand for --phases: sft, prefs or both")
     generate.add_argument("--background", action="store_true",
                           help="start the run in its own process and return (as the Data page does)")
+    add_spec_options(generate, GenerationSpec, aliases=GENERATION_ALIASES)
     generate.set_defaults(handler=_cmd_generate)
 
     datasets = commands.add_parser("datasets", help="list the datasets in $CAI_HOME/datasets, with their state and rows")
@@ -547,19 +636,26 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     evaluation = commands.add_parser("eval", help="score a model (or base + adapter) on capability and safety suites")
-    evaluation.add_argument("--model", default="default", help='"default", a model folder, a hub id, or a finished run')
+    evaluation.add_argument("name", nargs="?", help="the evaluation's name: it is kept in $CAI_HOME/evaluations/NAME "
+                                                   "(with report.json), listed on the Alignment tax page; the same "
+                                                   "command again resumes (default: the --out file's name)")
+    evaluation.add_argument("--name", dest="name_option", metavar="NAME", help="the same as NAME, as train and loop take it")
+    evaluation.add_argument("--model", help='"default", a model folder, a hub id, an endpoint URL or a finished run '
+                                            '(default: "default", or the base of --adapter)')
     evaluation.add_argument("--adapter", help="a finished run or adapter folder, loaded on the base it was trained on")
-    evaluation.add_argument("--suites", action="append",
-                            help="humaneval, arithmetic, knowledge_mc, refusal, over_refusal, lm-eval:TASK (comma-separated; default all)")
-    evaluation.add_argument("--limit", type=int, help="at most N items per suite (a quick run)")
-    evaluation.add_argument("--seed", type=int, default=0)
-    evaluation.add_argument("--batch-size", type=int, default=16)
-    evaluation.add_argument("--out", required=True, help="the report file (JSON); the same command again resumes, and no other file there is replaced")
+    evaluation.add_argument("--out", help="also copy the report to this file (a new one, or this evaluation's copy)")
+    evaluation.add_argument("--background", action="store_true", help="start in its own process and return")
+    evaluation.add_argument("--config", metavar="FILE", help="a YAML file of evaluation settings; options given here win")
+    evaluation.add_argument("--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set limit=20")
+    add_spec_options(evaluation, EvaluationSpec, skip=("model",))
     evaluation.set_defaults(handler=_cmd_eval)
 
+    evaluations = commands.add_parser("evaluations", help="list the evaluations in $CAI_HOME/evaluations with their scores")
+    evaluations.set_defaults(handler=_cmd_evaluations)
+
     tax = commands.add_parser("tax", help="the alignment tax between two evaluation reports")
-    tax.add_argument("base", help="the base model's report (JSON)")
-    tax.add_argument("aligned", help="the aligned model's report (JSON)")
+    tax.add_argument("base", help="the base model's evaluation: a name from `cai eval NAME`, or a report file")
+    tax.add_argument("aligned", help="the aligned model's evaluation: a name, or a report file")
     tax.add_argument("--json", help="also write the comparison to this file (a new one, or a comparison written before)")
     tax.set_defaults(handler=_cmd_tax)
 
@@ -572,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--suites", action="append", help="evaluation suites (comma-separated; default all)")
     loop.add_argument("--eval-limit", type=int, help="at most N items per suite")
     loop.add_argument("--stop-ratio", type=float, default=0.95, help="stop when quality falls below this x the previous round")
-    loop.add_argument("--settings", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
+    loop.add_argument("--settings", "--config", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
     loop.add_argument("--background", action="store_true", help="start in its own process and return")
@@ -584,19 +680,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from .endpoint import EndpointError
-    from .jobs import JobError
-    from .adapters import AdapterError
-    from .evaluation import EvaluationError
-    from .evaluation.loop import LoopError
-    from .models import ModelLoadError
-    from .training import TrainingError
-
     try:
         return args.handler(args)
-    except (ConstitutionError, ModelLoadError, JobError, EndpointError, TrainingError, AdapterError, EvaluationError, LoopError) as error:
+    except CaiError as error:
         print(f"error: {error}", file=sys.stderr)
-    except ValidationError as error:
+    except ValidationError as error:  # a spec made in code and not checked first: still one sentence
         from .constitution import first_error_message
 
         print(f"error: {first_error_message(error)[0]}", file=sys.stderr)

@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import CaiError
+
 # Bounds keep a constitution small enough to read and to fit a prompt: a request longer than
 # this would crowd the model's answer out of a small context window.
 MAX_NAME_LENGTH = 64
@@ -24,20 +26,11 @@ MAX_TAGS = 16
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]*$")
 
 
-class ConstitutionError(Exception):
+class ConstitutionError(CaiError):
     """A constitution that cannot be loaded, saved or used; the message is one sentence for the user.
 
-    ``path`` and ``line`` say where, when known; ``str(error)`` already includes them.
+    ``path`` and ``line`` say where, when known (see ``CaiError``).
     """
-
-    def __init__(self, message: str, path: str | None = None, line: int | None = None):
-        self.message = message
-        self.path = path
-        self.line = line
-        where = ""
-        if path:
-            where = f"{path}, line {line}: " if line else f"{path}: "
-        super().__init__(f"{where}{message}")
 
 
 def _check_name(value: str, what: str) -> str:

@@ -37,7 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import prompts as templates
 from .atomic import write_text_atomic
 from .chain import ChainStep, run_chain, select_principles
-from .constitution import Constitution, ConstitutionError, Principle, first_error_message
+from .constitution import Constitution, Principle, first_error_message
+from .errors import DatasetError
 from .jobs import Reporter, read_json, write_json
 from .judge import judge_pairs
 from .models import GenerationBackend, GenerationSettings, Seed, load_model
@@ -65,48 +66,57 @@ class GenerationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # --- inputs
-    constitution: str
-    prompt_sources: list[str] = Field(min_length=1)
-    limit: int | None = Field(default=None, ge=1)
-    # Mix the chosen sets in a seeded random order before the limit (else: file order).
-    shuffle: bool = False
+    constitution: str = Field(description="a name from `cai constitutions` or a file path")
+    prompt_sources: list[str] = Field(min_length=1, description=(
+        "prompt sets from `cai prompt-sets` or .txt/.jsonl/.csv files"))
+    limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
+    shuffle: bool = Field(default=False, description="mix the chosen sets in a seeded random order before the limit")
     # "train" leaves out the half of the shipped red-team and benign sets that the safety suites
     # evaluate on (cai_core.promptsets), so a model trained on the data is scored on unseen prompts.
-    prompt_split: Literal["all", "train"] = "all"
+    prompt_split: Literal["all", "train"] = Field(default="train", description=(
+        "train: leave out the half of the shipped red_team and benign sets that the safety suites score; "
+        "all: every prompt"))
     # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision", "rlaif", "best_of_n")
-    phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1)
-    pair_sources: list[Literal["revision", "rlaif", "best_of_n"]] = Field(default=["revision", "rlaif"])
+    phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1, description=(
+        "what to make: sft (Phase 1 rows), prefs (Phase 2 pairs), or both"))
+    pair_sources: list[Literal["revision", "rlaif", "best_of_n"]] = Field(default=["revision", "rlaif"], description=(
+        "where Phase 2 pairs come from: revision, rlaif, best_of_n"))
     # Where the SFT rows come from: the chain's final revisions (Phase 1 as in the paper), or the
     # best of N samples under the refusal rule (below).
-    sft_source: Literal["revision", "best_of_n"] = "revision"
+    sft_source: Literal["revision", "best_of_n"] = Field(default="revision", description=(
+        "where SFT rows come from: the chain's final revision, or the best of N samples under the refusal rule"))
     # --- best-of-N, for a policy too small to critique or judge (its critiques and its judge are
     # at chance; see docs/results.md): N samples per prompt, each scored by the refusal rule
     # (cai_core.refusals): a prompt from a set in refuse_sources should be declined, any other
     # prompt answered. SFT keeps a passing sample; a pair puts a passing one over a failing one.
-    best_of_n: int = Field(default=4, ge=2, le=16)
-    refuse_sources: list[str] = Field(default=["red_team"])
+    best_of_n: int = Field(default=4, ge=2, le=16, description="samples per prompt for best_of_n")
+    refuse_sources: list[str] = Field(default=["red_team"], description=(
+        "prompt sets whose prompts should be declined (best_of_n); every other prompt should be answered"))
     # False trains on the answers without the system prompt they were written under: context
     # distillation (Askell et al., 2021), so the trained model behaves as if it were still there.
-    system_prompt_in_data: bool = True
+    system_prompt_in_data: bool = Field(default=True, description=(
+        "keep the system prompt in the rows; false trains on the answers without it (context distillation)"))
     # --- the chain
-    rounds: int = Field(default=1, ge=1, le=16)
-    principles: list[str] | None = None
-    order: Literal["random", "sequential"] = "random"
-    system_prompt: str | None = None
+    rounds: int = Field(default=1, ge=1, le=16, description="critique -> revision rounds per prompt")
+    principles: list[str] | None = Field(default=None, description="use only these principles (default: every enabled one)")
+    order: Literal["random", "sequential"] = Field(default="random", description=(
+        "how each round's principle is picked: drawn by weight, or in the constitution's order"))
+    system_prompt: str | None = Field(default=None, description="a system prompt the answers are written under")
     # --- models: the judge defaults to the policy itself (one model in memory, as in the paper)
-    policy_model: str = "default"
-    judge_model: str | None = None
+    policy_model: str = Field(default="default", description=(
+        'the policy: "default" (the bundled model), a local folder, a hub id, a finished run or an endpoint URL'))
+    judge_model: str | None = Field(default=None, description="the RLAIF judge, when not the policy itself")
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
     # --- RLAIF: two samples per prompt at this temperature, judged under an ensemble of principles
-    sample_temperature: float = Field(default=1.0, gt=0.0, le=2.0)
-    judge_ensemble: int = Field(default=1, ge=1, le=8)
-    # Pairs whose preferred answer wins with less than this probability are dropped (0.5 keeps all).
-    min_confidence: float = Field(default=0.55, ge=0.5, le=1.0)
-    # Optional clamp of the stored soft label, e.g. [0.5, 0.9] so no pair is taken as certain.
-    label_band: tuple[float, float] | None = None
-    seed: Seed = 0
-    # Prompts per checkpoint: a kill loses at most this much work.
-    chunk_size: int = Field(default=16, ge=1, le=4096)
+    sample_temperature: float = Field(default=1.0, gt=0.0, le=2.0, description=(
+        "temperature of the sampled answers (RLAIF pairs and best-of-N)"))
+    judge_ensemble: int = Field(default=1, ge=1, le=8, description="principles the judge asks per pair")
+    min_confidence: float = Field(default=0.55, ge=0.5, le=1.0, description=(
+        "drop pairs whose preferred answer wins with less probability (0.5 keeps all)"))
+    label_band: tuple[float, float] | None = Field(default=None, description=(
+        "clamp the stored soft label into LOW,HIGH, e.g. 0.5,0.9, so no pair is taken as certain"))
+    seed: Seed = Field(default=0, description="seed for principle draws, sampling and shuffling")
+    chunk_size: int = Field(default=16, ge=1, le=4096, description="prompts per checkpoint: a kill loses at most this much work")
 
     @model_validator(mode="after")
     def _coherent(self) -> "GenerationSpec":
@@ -145,7 +155,7 @@ def datasets_dir() -> Path:
 def check_dataset_name(name: str) -> str:
     name = (name or "").strip()
     if not _DATASET_NAME.match(name):
-        raise ConstitutionError(f"dataset name {name!r} may use only letters, digits, '-', '_' and '.', "
+        raise DatasetError(f"dataset name {name!r} may use only letters, digits, '-', '_' and '.', "
                                 "start with a letter or digit, and be at most 64 characters")
     return name
 
@@ -192,7 +202,7 @@ def parse_spec(data: dict) -> GenerationSpec:
     try:
         return GenerationSpec.model_validate(data)
     except ValidationError as error:
-        raise ConstitutionError(f"generation settings: {first_error_message(error)[0]}") from None
+        raise DatasetError(f"generation settings: {first_error_message(error)[0]}") from None
 
 
 def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
@@ -205,7 +215,7 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ConstitutionError(f"{folder} is a file; give a folder for the dataset")
+        raise DatasetError(f"{folder} is a file; give a folder for the dataset")
     check_output_folder(folder)  # a resume rewrites the row files it finds: never someone else's
     if (folder / "spec.json").is_file() and (folder / PROMPTS_FILE).is_file() and (folder / CONSTITUTION_FILE).is_file():
         return
@@ -239,7 +249,7 @@ def check_model_specs(spec: GenerationSpec) -> None:
             try:
                 stack = adapter_stack(model)  # a finished training run is a model too
             except AdapterError as error:
-                raise ConstitutionError(str(error)) from None
+                raise DatasetError(str(error)) from None
             resolve_model_path(stack.base_model if stack else model)
 
 
@@ -292,6 +302,8 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
     try:
         if todo:
             policy = load_model(spec.policy_model)
+            for note in policy.setting_notes(spec.settings):
+                reporter.note(note)
             judge = policy
             if spec.makes_rlaif and spec.judge_model and spec.judge_model != spec.policy_model:
                 judge = load_model(spec.judge_model)

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import httpx2
 
+from .errors import CaiError
 from .models import Generation, GenerationBackend, GenerationSettings, LogprobsUnavailable, ModelLoadError
 
 API_KEY_VARIABLES = ("CAI_ENDPOINT_API_KEY", "OPENAI_API_KEY")
@@ -38,6 +39,7 @@ API_KEY_VARIABLES = ("CAI_ENDPOINT_API_KEY", "OPENAI_API_KEY")
 # on the way when the URL is plain http.
 API_KEY_HOSTS_VARIABLE = "CAI_API_KEY_HOSTS"
 DEFAULT_API_KEY_HOSTS = ("api.openai.com",)  # where OPENAI_API_KEY is meant to go, when the variable is unset
+DEFAULT_CONCURRENCY = 8  # requests in flight, unless the settings say otherwise
 MAX_RETRY_DELAY = 60.0  # seconds; also caps a Retry-After, so a bad header cannot stall a run for hours
 ERROR_MESSAGE_CHARS = 200
 # What a judge's option token may carry before the letter: "(A", "*A", "\"A".
@@ -47,7 +49,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class EndpointError(Exception):
+class EndpointError(CaiError):
     """A request the endpoint did not answer, after the retries; the message is one sentence."""
 
     def __init__(self, url: str, detail: str, *, status: int | None = None, attempts: int = 1,
@@ -116,7 +118,7 @@ def _host_name(host: str) -> str:
     return host.strip().lower().rstrip(".")
 
 
-def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = 8, timeout: float = 120.0,
+def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 120.0,
                   max_retries: int = 4, retry_base_delay: float = 0.5) -> OpenAIEndpointBackend:
     """Connect to the endpoint, checking it answers GET /models; without ``#model``, use the first model listed."""
     base_url, model = parse_endpoint_spec(spec)
@@ -142,13 +144,25 @@ def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = 8
     return backend
 
 
+def endpoint_setting_notes(settings: GenerationSettings) -> list[str]:
+    """What an endpoint does with the settings a local model uses otherwise, one line each, said
+    when a run starts."""
+    notes = [f"the endpoint gets {settings.concurrency or DEFAULT_CONCURRENCY} requests at once (concurrency) and "
+             "batches them itself, "
+             f"so batch_size {settings.batch_size} is not used"]
+    if settings.repetition_penalty != 1.0:
+        notes.append(f"repetition_penalty {settings.repetition_penalty:g} is sent as an extra field, which vLLM and "
+                     "TGI accept; a server that refuses it gets the requests without it")
+    return notes
+
+
 class OpenAIEndpointBackend(GenerationBackend):
     """Chat completions over HTTP: one request per conversation, ``concurrency`` of them in flight."""
 
     device = "endpoint"
     reports_partial_text = False
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 8,
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                  timeout: float = 120.0, max_retries: int = 4, retry_base_delay: float = 0.5):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.concurrency, self.timeout = max(1, concurrency), timeout
@@ -157,8 +171,10 @@ class OpenAIEndpointBackend(GenerationBackend):
         self._key_withheld = api_key_refusal(self.base_url) if api_key else None
         self._secret = api_key if api_key and not self._key_withheld else None
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        self._sends_repetition_penalty = True  # until the server refuses the field
         self._client = httpx2.Client(timeout=timeout, headers=headers,
-                                     limits=httpx2.Limits(max_connections=max(self.concurrency, 10)))
+                                     # the pool must not cap a settings' concurrency (at most 256) below itself
+                                     limits=httpx2.Limits(max_connections=max(self.concurrency, 256)))
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
@@ -173,12 +189,22 @@ class OpenAIEndpointBackend(GenerationBackend):
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
         def complete(conversation: list[dict]) -> Generation:
             began = time.perf_counter()
-            # repetition_penalty is not sent: it is not in the OpenAI API, and strict servers
-            # (``transformers serve`` among them) reject a request with unknown fields (HTTP 422).
-            answer = self.request("POST", "/chat/completions", {
-                "model": self.model, "messages": conversation, "max_tokens": settings.max_new_tokens,
-                "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-            })
+            payload = {"model": self.model, "messages": conversation, "max_tokens": settings.max_new_tokens,
+                       "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
+            if settings.repetition_penalty != 1.0 and self._sends_repetition_penalty:
+                # Not in the OpenAI API, but vLLM and TGI take it as an extra field.
+                payload["repetition_penalty"] = settings.repetition_penalty
+            try:
+                answer = self.request("POST", "/chat/completions", payload)
+            except EndpointError as error:
+                # A strict server (``transformers serve`` among them) refuses unknown fields with
+                # 400/422: send the rest without it from now on, as setting_notes said it would.
+                if "repetition_penalty" not in payload or error.status not in (400, 422) \
+                        or "repetition" not in error.detail.lower():
+                    raise
+                self._sends_repetition_penalty = False
+                del payload["repetition_penalty"]
+                answer = self.request("POST", "/chat/completions", payload)
             url = f"{self.base_url}/chat/completions"
             usage = answer.get("usage")
             if usage is not None and not isinstance(usage, dict):
@@ -188,7 +214,10 @@ class OpenAIEndpointBackend(GenerationBackend):
                               completion_tokens=_token_count(usage, "completion_tokens", url),
                               seconds=time.perf_counter() - began)
 
-        return self._map(complete, conversations)
+        return self._map(complete, conversations, settings.concurrency)
+
+    def setting_notes(self, settings: GenerationSettings) -> list[str]:
+        return endpoint_setting_notes(settings)
 
     def option_logprobs(self, conversations: list[list[dict]], options: Sequence[str],
                         answer_prefix: str = "", batch_size: int = 16) -> list[dict[str, float]]:
@@ -236,11 +265,14 @@ class OpenAIEndpointBackend(GenerationBackend):
             "an endpoint that supports `logprobs`/`top_logprobs` on chat completions"
         )
 
-    def _map(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
-        """``function`` over ``items`` with up to ``concurrency`` in flight, results in input order."""
+    def _map(self, function: Callable[[Item], Result], items: Sequence[Item],
+             concurrency: int | None = None) -> list[Result]:
+        """``function`` over ``items`` with up to ``concurrency`` (default: the backend's) in flight,
+        results in input order."""
         if len(items) <= 1:
             return [function(item) for item in items]
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(items)), thread_name_prefix="cai-endpoint")
+        workers = min(concurrency or self.concurrency, len(items))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cai-endpoint")
         try:
             return list(pool.map(function, items))
         finally:  # on a failure, requests not yet sent are dropped rather than waited for

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import CaiError, Cancelled
 from .atomic import write_text_atomic
 from .threads import job_share
 
@@ -50,11 +51,11 @@ LOCK_ATTEMPTS = 20  # x 0.1 s
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>: a signal the kernel sends a process when its parent ends
 
 
-class JobError(Exception):
+class JobError(CaiError):
     """A job that cannot be started or read; the message is one sentence."""
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised inside a runner when the user asked the job to stop."""
 
 
@@ -357,7 +358,7 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
 def one_sentence(error: BaseException) -> str:
     """Our own errors already read as one sentence; anything else gets its type and first line."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    if type(error).__module__.startswith("cai_core"):
+    if isinstance(error, (CaiError, Cancelled)):
         return text or type(error).__name__
     return f"{type(error).__name__}: {text[:300]} (details in log.txt)" if text else f"{type(error).__name__} (details in log.txt)"
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Seque
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .errors import CaiError
+
 if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help must be instant.
     import torch
 
@@ -33,11 +35,11 @@ def default_model_spec() -> str:
 _HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(CaiError):
     """A model that cannot be loaded; the message is one sentence for the user."""
 
 
-class LogprobsUnavailable(Exception):
+class LogprobsUnavailable(CaiError):
     """The backend cannot report next-token log-probabilities (e.g. an endpoint that omits them)."""
 
 
@@ -60,15 +62,22 @@ class GenerationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int = Field(default=192, ge=1, le=8192)
-    temperature: float = Field(default=0.7, ge=0.0, le=5.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=192, ge=1, le=8192, description="the longest answer, in tokens")
+    temperature: float = Field(default=0.7, ge=0.0, le=5.0, description="sampling temperature; 0 decodes greedily")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="nucleus sampling: draw from the smallest set of "
+                         "tokens whose probabilities add up to this")
     # Above 1, tokens the answer already used become less likely (as in CTRL, over the new tokens
     # only, so the model may still quote the prompt). Small models loop without it; 1.0 is off.
-    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
-    seed: Seed = 0
+    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0, description=(
+        "above 1 makes tokens the answer already used less likely; 1.0 turns it off (small models loop without it)"))
+    seed: Seed = Field(default=0, description="seed for sampling")
     # Chunk size for batched generation: bigger is faster until memory or padding waste bites.
-    batch_size: int = Field(default=16, ge=1, le=1024)
+    batch_size: int = Field(default=16, ge=1, le=1024, description=(
+        "conversations generated together on a local model (an endpoint batches on its own)"))
+    # An endpoint (cai_core.endpoint) sends this many requests at once and lets the server batch
+    # them; a local model ignores it.
+    concurrency: int | None = Field(default=None, ge=1, le=256, description=(
+        "requests in flight at once to an endpoint (default 8; a local model ignores it)"))
 
     @property
     def greedy(self) -> bool:
@@ -115,6 +124,11 @@ class GenerationBackend(ABC):
 
     def describe(self) -> str:
         return f"{self.model_id} on {self.device}"
+
+    def setting_notes(self, settings: GenerationSettings) -> list[str]:
+        """One line for each setting this backend treats otherwise than a local model, said when a
+        run starts (an endpoint batches on its own, for one)."""
+        return []
 
 
 @dataclass

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import CaiError
 from .atomic import write_bytes_atomic
 from .constitution import ConstitutionError
 from .paths import SHIPPED_PROMPTS_DIR, cai_home, is_explicit_path
@@ -30,7 +31,7 @@ _SET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,%d}$" % (MAX_SET_
 DEFAULT_CATEGORY = "uncategorised"
 
 
-class PromptFileError(ConstitutionError):
+class PromptFileError(CaiError):
     """A prompt file that cannot be used; ``str()`` is one sentence with the file and line."""
 
 

@@ -21,6 +21,7 @@ import streamlit as st
 
 from cai_core import charts
 from cai_core.constitution import ConstitutionError
+from cai_core.errors import CaiError
 from cai_core.data import (
     BEST_OF_N_PAIRS_FILE,
     DONE_FILE,
@@ -45,7 +46,6 @@ from cai_core.data import (
 from cai_core.jobs import JobError, JobState, cancel_job, read_job
 from cai_core.models import (
     GenerationSettings,
-    ModelLoadError,
     default_model_spec,
 )
 from cai_core.promptsets import (
@@ -144,7 +144,7 @@ def save_upload() -> None:
         return
     try:
         saved, prompt_set = save_prompt_set(uploaded.name, uploaded.getvalue())
-    except ConstitutionError as error:  # PromptFileError: the file, the line and what is wrong
+    except CaiError as error:  # PromptFileError: the file, the line and what is wrong
         st.session_state[UPLOAD_MESSAGE] = ("error", sentence(error))
         return
     except OSError as error:
@@ -205,7 +205,7 @@ def prompt_set_inputs(limit: int | None, shuffle_seed: int | None, training_only
         return sources
     try:
         selection = prompt_selection(sources, limit, shuffle_seed, training_only)
-    except ConstitutionError as error:
+    except CaiError as error:
         st.error(sentence(error))
         return sources
     notes = []
@@ -380,7 +380,7 @@ def start_or_explain(folder: Path, spec_data: dict) -> bool:
     """Start (or resume) the worker; False after showing why it could not start, in one sentence."""
     try:
         start_generation(folder, parse_spec(spec_data))
-    except (ConstitutionError, JobError, ModelLoadError) as error:
+    except CaiError as error:
         st.error(sentence(error))
         return False
     except OSError as error:
@@ -393,7 +393,7 @@ def launch(name: str, spec_data: dict) -> None:
     """Check the inputs and start the worker; every problem is one st.error sentence."""
     try:
         name = check_dataset_name(name)
-    except ConstitutionError as error:
+    except CaiError as error:
         st.error(sentence(error))
         return
     folder = datasets_dir() / name

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from cai_core import charts
-from cai_core.constitution import ConstitutionError
+from cai_core.errors import CaiError
 from cai_core.evaluation import (
     SUITES,
     EvaluationError,
@@ -285,7 +285,7 @@ def start_or_say(start, kind: str) -> Path | None:
         return start()
     except RecipeError as error:  # the name check is shared with training runs, whose message says "run name"
         st.error(sentence(str(error).replace("run name", f"{kind} name", 1)))
-    except (EvaluationError, LoopError, JobError, ConstitutionError) as error:
+    except CaiError as error:
         st.error(sentence(error))
     except OSError as error:
         st.error(os_error_sentence(f"the {kind} folder could not be written", error))

@@ -95,9 +95,9 @@ def test_generate_makes_a_dataset_and_running_it_again_resumes(tmp_path, tiny_mo
 @pytest.mark.parametrize("args, words", [
     (["--constitution", "general-hhh", "--prompts", "no-such-set"], "neither a shipped or saved set"),
     (["--constitution", "nope", "--prompts", "red_team"], "no constitution named 'nope'"),
-    (["--constitution", "general-hhh"], "give both --constitution and --prompts"),
-    (["--constitution", "general-hhh", "--prompts", "red_team", "--label-band", "x"], "--label-band must be two numbers"),
-    (["--constitution", "general-hhh", "--prompts", "red_team", "--sample-temperature", "0"], "sample temperature"),
+    (["--constitution", "general-hhh"], "give --prompts"),
+    (["--constitution", "general-hhh", "--prompts", "red_team", "--label-band", "x"], "--label-band: Input should be a valid number"),
+    (["--constitution", "general-hhh", "--prompts", "red_team", "--sample-temperature", "0"], "--sample-temperature: Input should be greater than 0"),
 ])
 def test_generate_bad_arguments_get_one_sentence(tmp_path, args, words):
     done = run_cli("generate", "--out", str(tmp_path / "x"), *args)

@@ -16,6 +16,7 @@ from cai_core.data import (
     GenerationSpec, dataset_summary, read_rows, recover, run_generation, start_generation,
 )
 from cai_core.jobs import CANCELLED, FINISHED, INTERRUPTED, JobError, cancel_job, read_job, read_json
+from cai_core.promptsets import PromptFileError
 from cai_core.models import GenerationSettings
 
 
@@ -182,7 +183,7 @@ def test_cancel_stops_keeps_finished_rows_and_resume_completes(tmp_path, tiny_mo
 def test_bad_inputs_fail_before_anything_is_written(tmp_path, tiny_model_dir):
     with pytest.raises(ConstitutionError, match="no constitution named"):
         start_generation(tmp_path / "a", make_spec(tiny_model_dir, constitution="missing"))
-    with pytest.raises(ConstitutionError, match="neither a shipped"):
+    with pytest.raises(PromptFileError, match="neither a shipped"):
         start_generation(tmp_path / "b", make_spec(tiny_model_dir, prompt_sources=["nope"]))
     with pytest.raises(ConstitutionError, match="no principle named"):
         start_generation(tmp_path / "c", make_spec(tiny_model_dir, principles=["not-a-principle"]))

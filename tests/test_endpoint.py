@@ -156,6 +156,14 @@ def test_a_dataset_is_generated_through_the_endpoint(served_endpoint, tmp_path):
     assert all(row["lineage"]["policy_model"].endswith(served_endpoint) for row in rows)
 
 
+def test_a_repetition_penalty_reaches_transformers_serve_or_is_dropped_for_it(served_endpoint):
+    """``transformers serve`` is strict about fields outside the OpenAI API: the run goes on either way."""
+    backend = load_model(served_endpoint)
+    settings = GenerationSettings(max_new_tokens=4, temperature=0.0, repetition_penalty=1.3)
+    assert len(backend.generate([conversation("Hi"), conversation("Hello")], settings)) == 2
+    assert len(backend.generate([conversation("Again")], settings)) == 1
+
+
 # --------------------------------------------------------------------------- a scripted server for faults
 
 Script = Callable[[int, dict], "tuple[int, dict | str, dict]"]
@@ -193,7 +201,12 @@ def scripted_endpoint(script: Script, host: str = "127.0.0.1") -> Iterator[tuple
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # The default backlog of 5 drops the SYNs of a wider burst, which the client resends a
+        # second or more later: in-flight counts would measure the kernel, not the client.
+        request_queue_size = 128
+
+    server = Server((host, 0), Handler)
     server.daemon_threads, server.block_on_close = True, False  # a sleeping handler must not hold up teardown
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
@@ -229,7 +242,28 @@ def test_retries_503_then_succeeds():
     assert seen[-1]["path"] == "/v1/chat/completions"
     assert {key: sent[key] for key in ("model", "max_tokens", "temperature", "top_p", "seed")} == {
         "model": "tiny", "max_tokens": 5, "temperature": 0.3, "top_p": 0.9, "seed": 11}
-    assert "repetition_penalty" not in sent
+    assert sent["repetition_penalty"] == 1.3  # an extra field vLLM and TGI accept
+
+
+def test_a_server_that_refuses_the_repetition_penalty_gets_the_requests_without_it():
+    """``transformers serve`` and other strict servers answer 422 to a field outside the OpenAI API."""
+    def script(number, request):
+        if "repetition_penalty" in request["body"]:
+            return 422, {"detail": [{"loc": ["body", "repetition_penalty"], "msg": "Extra inputs are not permitted"}]}, {}
+        return 200, chat_completion("Fine."), {}
+
+    settings = GenerationSettings(max_new_tokens=5, repetition_penalty=1.3)
+    with scripted_endpoint(script) as (base_url, seen):
+        backend = fast_backend(base_url)
+        assert [g.text for g in backend.generate([conversation("Hi")], settings)] == ["Fine."]
+        assert [g.text for g in backend.generate([conversation("Again")], settings)] == ["Fine."]
+    assert ["repetition_penalty" in request["body"] for request in seen] == [True, False, False]
+    # Said once when a run starts, with the concurrency and the batch size the server does not use.
+    from cai_core.endpoint import endpoint_setting_notes
+
+    notes = endpoint_setting_notes(settings)
+    assert any("repetition_penalty 1.3" in note and "without it" in note for note in notes)
+    assert any("8 requests at once" in note and "batch_size 16 is not used" in note for note in notes)
 
 
 def test_generation_runs_concurrently_and_keeps_the_order():
@@ -250,6 +284,33 @@ def test_generation_runs_concurrently_and_keeps_the_order():
         generations = fast_backend(base_url, concurrency=3).generate([conversation(str(n)) for n in range(7)], GREEDY)
     assert [g.text for g in generations] == [f"echo {n}" for n in range(7)]
     assert most_in_flight[0] == 3 and len(seen) == 7
+
+
+def test_the_settings_concurrency_bounds_the_requests_in_flight():
+    """Each request is held (at most 5 s) until ``expected`` are in flight or the last has come,
+    so the count does not depend on how fast this machine starts threads."""
+    in_flight, most_in_flight, expected, arrivals, total = [0], [0], [0], [0], [0]
+    arrived = threading.Condition()
+
+    def script(number, request):
+        with arrived:
+            in_flight[0] += 1
+            arrivals[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+            arrived.notify_all()
+            arrived.wait_for(lambda: in_flight[0] >= expected[0] or arrivals[0] >= total[0], timeout=5)
+            in_flight[0] -= 1
+        return 200, chat_completion("ok"), {}
+
+    with scripted_endpoint(script) as (base_url, seen):
+        backend = fast_backend(base_url)  # 8 by default
+        for concurrency in (2, 12):
+            expected[0], total[0], arrivals[0], most_in_flight[0] = concurrency, concurrency * 3, 0, 0
+            settings = GREEDY.model_copy(update={"concurrency": concurrency})
+            began = time.monotonic()
+            backend.generate([conversation(str(n)) for n in range(total[0])], settings)
+            assert most_in_flight[0] == concurrency
+            assert time.monotonic() - began < 4  # no request waited out its 5 s
 
 
 def test_always_500_gives_up_after_the_retries():
@@ -477,3 +538,25 @@ def test_malformed_logprobs_are_one_endpoint_sentence():
     with scripted_endpoint(lambda number, request: (200, chat_completion("A", listed), {})) as (base_url, _):
         with pytest.raises(EndpointError, match="top_logprobs is not a list"):
             fast_backend(base_url).option_logprobs([conversation("A or B?")], ["A", "B"])
+
+
+def test_cai_generate_on_an_endpoint_says_how_it_uses_the_settings_when_it_starts(capsys):
+    from cai_core.cli import main
+
+    def script(number, request):
+        if request["method"] == "GET":
+            return 200, {"data": [{"id": "tiny"}]}, {}
+        return 200, chat_completion("Fine."), {}
+
+    with scripted_endpoint(script) as (base_url, seen):
+        code = main(["generate", "--name", "through-endpoint", "--constitution", "general-hhh", "--prompts", "benign",
+                     "--limit", "2", "--phase", "sft", "--model", base_url, "--concurrency", "3",
+                     "--repetition-penalty", "1.2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    first_lines = err.splitlines()[:2]
+    assert "3 requests at once" in first_lines[0] and "batch_size 16 is not used" in first_lines[0]
+    assert "repetition_penalty 1.2" in first_lines[1]
+    assert err.count("requests at once") == 1  # the run's own note is not said again at the end
+    chats = [request["body"] for request in seen if request["method"] == "POST"]
+    assert chats and all(body["repetition_penalty"] == 1.2 for body in chats)

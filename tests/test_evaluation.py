@@ -402,7 +402,7 @@ def test_a_refusal_phrase_counts_only_within_the_window():
 # --------------------------------------------------------------------------- 9. the CLI
 
 
-def test_cai_eval_writes_a_report_and_the_same_command_resumes(tiny_model_dir, tmp_path, capsys):
+def test_cai_eval_writes_a_report_and_the_same_command_resumes(tiny_model_dir, tmp_path, cai_home, capsys):
     out = tmp_path / "base.json"
     args = ["eval", "--model", str(tiny_model_dir), "--suites", "arithmetic,refusal", "--limit", "2",
             "--batch-size", "2", "--out", str(out)]
@@ -413,7 +413,10 @@ def test_cai_eval_writes_a_report_and_the_same_command_resumes(tiny_model_dir, t
     assert list(first["suites"]) == ["arithmetic", "refusal"]
     for name in first["suites"]:
         check_suite(first["suites"][name], 2)
-    suite_files = sorted((tmp_path / f".{out.name}.work" / SUITES_DIR).glob("*.json"))
+    # The evaluation is kept under its name (the --out file's), where the page lists it; --out is a copy.
+    assert not (tmp_path / f".{out.name}.work").exists()
+    assert read_report(cai_home / "evaluations" / "base") == first
+    suite_files = sorted((cai_home / "evaluations" / "base" / SUITES_DIR).glob("*.json"))
     assert [p.name for p in suite_files] == ["arithmetic.json", "refusal.json"]
     stamps = [p.stat().st_mtime_ns for p in suite_files]
 
@@ -435,8 +438,8 @@ def test_a_resumed_cai_eval_names_the_model_as_the_first_run_did(tiny_model_dir,
 
 
 def test_cai_eval_with_other_settings_does_not_reuse_old_suite_results(tiny_model_dir, tmp_path, capsys):
-    """The work folder beside --out holds the suite results of the first settings: a run with
-    other settings must not report them (n=2 under settings that say --limit 3)."""
+    """The evaluation's folder keeps the suites of its own settings only: a second run under the
+    same name with --limit 3 must not report the --limit 2 results (n=2) under settings that say 3."""
     out = tmp_path / "r.json"
     base_args = ["eval", "--model", str(tiny_model_dir), "--suites", "arithmetic", "--out", str(out)]
     assert main([*base_args, "--limit", "2"]) == 0

@@ -67,7 +67,7 @@ def test_generate_resume_without_settings_in_someone_elses_folder_is_one_sentenc
     before = snapshot(users_folder)
     code = main(["generate", "--out", str(users_folder)])
     err = capsys.readouterr().err
-    assert code == 1 and one_sentence(err) and "--constitution" in err
+    assert code == 1 and one_sentence(err) and "did not make" in err
     assert snapshot(users_folder) == before
 
 
@@ -82,7 +82,7 @@ def test_generate_works_in_an_empty_folder_and_resumes_in_its_own_but_not_in_a_u
     # The same --out again, without the settings: this tool's own folder resumes (nothing left to do).
     made = snapshot(empty)
     assert main(["generate", "--out", str(empty)]) == 0
-    assert "resuming the run in" in capsys.readouterr().err
+    assert "resuming the dataset 'empty'" in capsys.readouterr().err
     assert {k: v for k, v in snapshot(empty).items() if k.endswith(".jsonl")} == {
         k: v for k, v in made.items() if k.endswith(".jsonl")}
 
@@ -114,7 +114,7 @@ def eval_args(out: Path, model: Path, limit: int = 1) -> list[str]:
             "--out", str(out)]
 
 
-def test_eval_out_never_replaces_a_file_it_did_not_write(tmp_path, tiny_model_dir, capsys):
+def test_eval_out_never_replaces_a_file_it_did_not_write(tmp_path, tiny_model_dir, cai_home, capsys):
     """Decision: the file at --out is replaced only by the same evaluation run again (its resume);
     any other file, another evaluation's report included, is refused before any work."""
     notes = tmp_path / "notes.json"
@@ -131,11 +131,11 @@ def test_eval_out_never_replaces_a_file_it_did_not_write(tmp_path, tiny_model_di
     assert main(eval_args(report, tiny_model_dir)) == 0
     first = report.read_bytes()
 
-    # Another evaluation's report whose work folder is gone is still someone's result.
-    work = tmp_path / ".base.json.work"
-    for path in sorted(work.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    work.rmdir()
+    # Another evaluation's report whose evaluation folder is gone is still someone's result.
+    import shutil
+
+    work = cai_home / "evaluations" / "base"
+    shutil.rmtree(work)
     capsys.readouterr()
     assert main(eval_args(report, tiny_model_dir, limit=2)) == 1
     err = capsys.readouterr().err
@@ -154,15 +154,15 @@ def test_eval_out_on_a_folder_is_refused_before_any_work(tmp_path, tiny_model_di
     assert snapshot(tmp_path) == before and not (tmp_path / ".results.work").exists()
 
 
-def test_eval_refuses_a_work_folder_it_did_not_make(tmp_path, tiny_model_dir, capsys):
-    work = tmp_path / ".r.json.work"
-    work.mkdir()
-    (work / "suites").mkdir()
+def test_eval_refuses_an_evaluation_folder_it_did_not_make(tmp_path, tiny_model_dir, cai_home, capsys):
+    work = cai_home / "evaluations" / "r"
+    (work / "suites").mkdir(parents=True)
     (work / "suites" / "arithmetic.json").write_text('{"mine": 1}\n')
-    before = snapshot(tmp_path)
+    before = snapshot(cai_home)
     assert main(eval_args(tmp_path / "r.json", tiny_model_dir)) == 1
-    assert one_sentence(capsys.readouterr().err)
-    assert snapshot(tmp_path) == before
+    err = capsys.readouterr().err
+    assert one_sentence(err) and "did not make" in err
+    assert snapshot(cai_home) == before and not (tmp_path / "r.json").exists()
 
 
 # --------------------------------------------------------------------------- cai tax --json

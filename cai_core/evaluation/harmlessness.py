@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..atomic import write_text_atomic
 from ..constitution import ConstitutionError
+from ..errors import CaiError
 from ..jobs import FINISHED, Reporter, read_job, read_json, start_job, write_json
 from ..paths import cai_home
 from .run import NO_SHARED_REFUSAL, judge_harmlessness, read_report, shared_refusal_ids
@@ -74,12 +75,10 @@ def start_harmlessness(spec: HarmlessnessSpec) -> Path:
         raise EvaluationError(NO_SHARED_REFUSAL)
     if not any(p.enabled for p in parse_constitution(constitution_text, spec.constitution).principles):
         raise EvaluationError(f"the constitution {spec.constitution!r} has no enabled principle to judge by")
-    from ..models import ModelLoadError
-
     try:
         check_model_specs(GenerationSpec(constitution=spec.constitution, prompt_sources=["red_team"],
                                          policy_model=spec.judge_model))
-    except (ConstitutionError, ModelLoadError) as error:
+    except CaiError as error:  # a missing constitution, a model that cannot exist
         raise EvaluationError(str(error)) from None
     state = read_job(folder) if (folder / "spec.json").is_file() else None
     if state is not None and (state.state == FINISHED or state.active):

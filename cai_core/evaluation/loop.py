@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..errors import CaiError
 from ..constitution import first_error_message
 from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read_json, run_job, start_job, write_json
 from ..models import MAX_SEED, Seed
@@ -38,21 +39,26 @@ STAGES = ("generate", "sft", "dpo", "evaluate")
 class LoopSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    constitution: str
-    rounds: int = Field(default=1, ge=1, le=50)
-    base_model: str = "default"
-    prompt_sources: list[str] = Field(default=["red_team", "benign"], min_length=1)
-    prompts_per_round: int | None = Field(default=None, ge=1)
+    constitution: str = Field(description="a name from `cai constitutions` or a file path")
+    rounds: int = Field(default=1, ge=1, le=50, description="rounds of generate -> SFT -> DPO -> evaluate")
+    base_model: str = Field(default="default", description="the starting model (or a finished run)")
+    prompt_sources: list[str] = Field(default=["red_team", "benign"], min_length=1, description=(
+        "prompt sets each round draws from (their training half)"))
+    prompts_per_round: int | None = Field(default=None, ge=1, description="prompts drawn (seeded) each round; default all")
     # Overrides of the data generation settings (cai_core.data.GenerationSpec), e.g. {"rounds": 1}.
-    generation: dict = Field(default_factory=dict)
-    recipe: str = str(SHIPPED_RECIPES_DIR / "cpu-demo.yaml")
-    sft_overrides: dict = Field(default_factory=dict)
-    dpo_overrides: dict = Field(default_factory=dict)
-    eval_suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
-    eval_limit: int | None = Field(default=None, ge=1)
-    quality_suites: list[str] | None = None  # default: the capability suites among eval_suites
-    stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0)
-    seed: Seed = 0
+    generation: dict = Field(default_factory=dict, description=(
+        "data generation settings, as for `cai generate --config` (GenerationSpec)"))
+    recipe: str = Field(default=str(SHIPPED_RECIPES_DIR / "cpu-demo.yaml"), description="the training recipe")
+    sft_overrides: dict = Field(default_factory=dict, description="recipe settings changed for SFT")
+    dpo_overrides: dict = Field(default_factory=dict, description="recipe settings changed for DPO")
+    eval_suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1, description=(
+        "the suites each round is scored on"))
+    eval_limit: int | None = Field(default=None, ge=1, description="at most this many items per suite")
+    quality_suites: list[str] | None = Field(default=None, description=(
+        "the suites whose fall stops the loop (default: the capability suites among eval_suites)"))
+    stop_ratio: float = Field(default=0.95, gt=0.0, le=1.0, description=(
+        "stop when quality falls below this times the previous round's"))
+    seed: Seed = Field(default=0, description="seed for the prompts drawn and the data made")
 
     @model_validator(mode="after")
     def _round_seeds_in_range(self) -> "LoopSpec":
@@ -63,7 +69,7 @@ class LoopSpec(BaseModel):
         return self
 
 
-class LoopError(Exception):
+class LoopError(CaiError):
     """A loop that cannot start or go on; the message is one sentence."""
 
 
@@ -263,7 +269,7 @@ def prepare_loop(spec: LoopSpec, name: str) -> Path:
     load_constitution(spec.constitution)
     load_recipe(spec.recipe, "sft", spec.sft_overrides)
     load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
-    folder = loops_dir() / check_run_name(name)
+    folder = loops_dir() / check_run_name(name, "loop")
     folder.mkdir(parents=True, exist_ok=True)
     existing = read_json(folder / "spec.json") or {}
     old, new = existing.get("spec") or {}, spec.model_dump()

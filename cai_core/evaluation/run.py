@@ -38,11 +38,13 @@ COMPARISON_KEYS = frozenset({"base", "aligned", "all", "capability", "safety"})
 class EvaluationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "default"  # "default", a model folder, a hub id, or a finished run / adapter folder
-    suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1)
+    model: str = Field(default="default", description=(
+        '"default", a model folder, a hub id, an endpoint URL, or a finished run / adapter folder'))
+    suites: list[str] = Field(default_factory=lambda: list(SUITES), min_length=1, description=(
+        f"{', '.join(SUITES)}, or lm-eval:TASK"))
     limit: int | None = Field(default=None, ge=1, description="at most this many items per suite (a quick run)")
-    seed: Seed = 0
-    batch_size: int = Field(default=16, ge=1, le=1024)
+    seed: Seed = Field(default=0, description="seed for sampling the suites' items")
+    batch_size: int = Field(default=16, ge=1, le=1024, description="items generated together")
 
 
 def parse_evaluation_spec(data: dict) -> EvaluationSpec:
@@ -121,19 +123,48 @@ def run_evaluation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
     evaluate(folder, parse_evaluation_spec(spec_data), reporter)
 
 
-def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
+def check_evaluation_name(name: str) -> str:
     from ..training.spec import RecipeError, check_run_name
 
-    check_suite_names(spec.suites)  # a spec made in code is checked too: HumanEval without a sandbox stops here
     try:
-        folder = evaluations_dir() / check_run_name(name)
+        return check_run_name(name, "evaluation")
     except RecipeError as error:
-        raise EvaluationError(str(error).replace("run name", "evaluation name")) from None
-    if (folder / "spec.json").exists() and read_json(folder / "spec.json").get("spec") != spec.model_dump():
+        raise EvaluationError(str(error)) from None
+
+
+def _evaluation_folder(spec: EvaluationSpec, name: str) -> Path:
+    """The job folder for ``name``, refused when it holds an evaluation of other settings or is
+    not this tool's; nothing is written when it is refused."""
+    from ..jobs import check_output_folder
+
+    check_suite_names(spec.suites)  # a spec made in code is checked too: HumanEval without a sandbox stops here
+    folder = evaluations_dir() / check_evaluation_name(name)
+    check_output_folder(folder)
+    if (folder / "spec.json").exists() and (read_json(folder / "spec.json") or {}).get("spec") != spec.model_dump():
         raise EvaluationError(f"an evaluation named {name!r} with other settings exists; choose another name")
+    return folder
+
+
+def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
+    folder = _evaluation_folder(spec, name)
     folder.mkdir(parents=True, exist_ok=True)
     start_job(folder, "evaluate", spec.model_dump())
     return folder
+
+
+def run_evaluation(spec: EvaluationSpec, name: str, on_progress=None):
+    """Run (or resume) the evaluation ``name`` in this process, as the CLI does: (final JobState,
+    the report or None when it did not finish)."""
+    from ..jobs import FINISHED, JobError, prepare_job, read_job, run_job
+
+    folder = _evaluation_folder(spec, name)
+    if (folder / "spec.json").exists() and read_job(folder).active:
+        raise JobError(f"the evaluation {name!r} is already running")
+    folder.mkdir(parents=True, exist_ok=True)
+    prepare_job(folder, "evaluate", spec.model_dump())
+    (folder / "cancel").unlink(missing_ok=True)
+    state = run_job(folder, on_progress=on_progress)
+    return state, (read_json(folder / REPORT_FILE) if state.state == FINISHED else None)
 
 
 # --------------------------------------------------------------------------- reports

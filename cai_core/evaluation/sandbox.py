@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CaiError
+
 PASSED, FAILED, TIMEOUT, OUT_OF_MEMORY, SANDBOX_ERROR = "passed", "failed", "timeout", "out of memory", "sandbox error"
 
 NOBODY = 65534
@@ -55,7 +57,7 @@ _STARTED = b"started\n"
 HOW_TO_GET_ONE = "install bubblewrap (`sudo apt-get install bubblewrap`, or `make sandbox`)"
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(CaiError):
     """No working sandbox on this machine; the message is one sentence saying how to get one."""
 
 

@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from ..errors import CaiError
 from .. import prompts as templates
 from ..models import GenerationBackend, GenerationSettings, LogprobsUnavailable
 from ..paths import REPO_ROOT
@@ -39,7 +40,7 @@ EVALSETS_DIR = REPO_ROOT / "evalsets"
 Progress = Callable[[int, int], None]
 
 
-class EvaluationError(Exception):
+class EvaluationError(CaiError):
     """An evaluation that cannot run; the message is one sentence."""
 
 

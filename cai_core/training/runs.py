@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CaiError
 from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
 from ..atomic import write_text_atomic
 from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
@@ -47,7 +48,7 @@ DPO_CURVES = {**SFT_CURVES, "rewards/margins": "reward margin", "rewards/accurac
               "rewards/chosen": "chosen reward", "rewards/rejected": "rejected reward"}
 
 
-class TrainingError(Exception):
+class TrainingError(CaiError):
     """A run that cannot be started or go on; the message is one sentence."""
 
 

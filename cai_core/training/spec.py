@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import CaiError
 from ..constitution import ConstitutionError, first_error_message
 from ..models import Seed
 from ..paths import SHIPPED_RECIPES_DIR, is_explicit_path, user_recipes_dir
@@ -29,7 +30,7 @@ MAX_RECIPE_BYTES = 200_000
 RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 
 
-class RecipeError(ConstitutionError):
+class RecipeError(CaiError):
     """A recipe or run spec that cannot be used; ``str()`` is one sentence with file and line."""
 
 
@@ -40,9 +41,10 @@ class LoraSettings(BaseModel):
 
     r: int = Field(default=16, ge=1, le=1024, description="rank of the update matrices")
     alpha: int = Field(default=32, ge=1, le=4096, description="scale: the update is multiplied by alpha / r")
-    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="dropout on the adapter's input during training")
     # "all-linear" (PEFT's shorthand for every linear layer but the output head), or module names.
-    target_modules: str | list[str] = "all-linear"
+    target_modules: str | list[str] = Field(default="all-linear", description=(
+        "all-linear (every linear layer but the output head) or module names such as [q_proj, v_proj]"))
 
     @field_validator("target_modules")
     @classmethod
@@ -59,47 +61,53 @@ class TrainingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["sft", "dpo"]
+    method: Literal["sft", "dpo"] = Field(description="sft (supervised fine-tuning) or dpo (preference pairs)")
     # "default" (the bundled model), a model folder, a hub id, or a finished run / adapter folder:
     # an adapter is merged into its base before a fresh LoRA goes on top (DPO after SFT).
-    base_model: str = "default"
+    base_model: str = Field(default="default", description=(
+        '"default", a model folder, a hub id, or a finished run (its adapter is merged in first)'))
     # Dataset names from the Data page, or .jsonl files (SFT: messages, or prompt + completion;
     # DPO: prompt + chosen + rejected).
-    data: list[str] = Field(default_factory=list)
+    data: list[str] = Field(default_factory=list, description="dataset names from `cai datasets`, or .jsonl files")
     # Which preference pairs of a dataset DPO trains on: the AI-judged ones, the revision ones, the
     # best-of-N ones (refusal rule), or any mix.
-    pairs: list[Literal["rlaif", "revision", "best_of_n"]] = Field(default=["rlaif", "revision", "best_of_n"], min_length=1)
+    pairs: list[Literal["rlaif", "revision", "best_of_n"]] = Field(default=["rlaif", "revision", "best_of_n"], min_length=1,
+                                                                   description="which of a dataset's pairs DPO trains on")
     limit: int | None = Field(default=None, ge=1, description="use at most this many rows (quick runs)")
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
-    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
-    num_epochs: float = Field(default=1.0, gt=0.0, le=1000.0)
+    learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0, description="the optimiser's step size")
+    num_epochs: float = Field(default=1.0, gt=0.0, le=1000.0, description="passes over the data")
     # When set, the run stops after this many optimiser steps whatever num_epochs says.
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many optimiser steps, whatever num_epochs says")
     batch_size: int = Field(default=4, ge=1, le=4096, description="rows per device per forward pass")
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096, description="forward passes per optimiser step")
     max_length: int = Field(default=512, ge=16, le=131072, description="tokens per row (DPO: prompt + answer)")
-    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
-    max_grad_norm: float = Field(default=1.0, gt=0.0)
-    gradient_checkpointing: bool = False
-    seed: Seed = 0
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="share of the steps the learning rate rises over")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        default="linear", description="how the learning rate changes over the run")
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="AdamW weight decay")
+    max_grad_norm: float = Field(default=1.0, gt=0.0, description="gradients are clipped to this norm")
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations to save memory (slower)")
+    seed: Seed = Field(default=0, description="seed for the data order and the adapter's initial weights")
 
     # DPO: strength of the pull towards the reference (smaller lets the policy move further).
-    beta: float = Field(default=0.1, gt=0.0, le=10.0)
+    beta: float = Field(default=0.1, gt=0.0, le=10.0, description=(
+        "DPO: strength of the pull towards the reference (smaller lets the policy move further)"))
     # DPO: score every pair under the reference once before training instead of at every step.
-    precompute_ref_log_probs: bool = False
+    precompute_ref_log_probs: bool = Field(default=False, description=(
+        "DPO: score every pair under the reference once before training"))
 
     save_steps: int = Field(default=20, ge=1, description="a checkpoint every this many steps")
-    logging_steps: int = Field(default=1, ge=1)
-    keep_checkpoints: int = Field(default=2, ge=1, le=100)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on a GPU, float32 on a CPU
+    logging_steps: int = Field(default=1, ge=1, description="a loss point every this many steps")
+    keep_checkpoints: int = Field(default=2, ge=1, le=100, description="checkpoints kept; older ones are deleted")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description=(
+        "auto: bf16 on a GPU, float32 on a CPU"))
 
     # More than one process: the runner goes through `accelerate launch` (DDP by default, or the
     # FSDP / DeepSpeed set-up in accelerate_config).
-    num_processes: int = Field(default=1, ge=1, le=1024)
-    accelerate_config: str | None = None
+    num_processes: int = Field(default=1, ge=1, le=1024, description="processes (GPUs); more than one goes through accelerate")
+    accelerate_config: str | None = Field(default=None, description="an accelerate config file (FSDP or DeepSpeed)")
 
     @field_validator("data")
     @classmethod
@@ -149,10 +157,11 @@ def available_devices() -> tuple[int, str]:
     return cores, "CPU core" if cores == 1 else "CPU cores"
 
 
-def check_run_name(name: str) -> str:
+def check_run_name(name: str, what: str = "run") -> str:
+    """A job's name (a run, an evaluation, a loop, a recipe: ``what`` says which, for the message)."""
     name = (name or "").strip()
     if not RUN_NAME_PATTERN.match(name):
-        raise RecipeError(f"run name {name!r} must start with a letter or digit and use only letters, digits, "
+        raise RecipeError(f"{what} name {name!r} must start with a letter or digit and use only letters, digits, "
                           "'_', '-' and '.', at most 80 characters")
     return name
 
@@ -268,7 +277,7 @@ def save_recipe(name: str, text: str, method: str) -> Path:
     """Save an edited recipe under the user's folder after checking it reads as a ``method`` spec."""
     from ..atomic import write_text_atomic
 
-    name = check_run_name(name.removesuffix(".yaml"))
+    name = check_run_name(name.removesuffix(".yaml"), "recipe")
     path = user_recipes_dir() / f"{name}.yaml"
     parse_recipe(text, method, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
