@@ -15,6 +15,7 @@ from cai_core.models import DEFAULT_MODEL, default_model_spec, pick_device
 from cai_core.paths import cai_home
 from cai_core.store import list_constitutions
 from ui.common import get_model, page_key
+from ui.navigation import app_navigation
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
@@ -94,13 +95,5 @@ def home() -> None:
     _files_section()
 
 
-# Explicit navigation, so the sidebar says "Home" rather than the script's file name.
-navigation = st.navigation([
-    st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Constitution.py", title="Constitution", icon=":material/gavel:", url_path="Constitution"),
-    st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
-    st.Page("pages/3_Data.py", title="Data", icon=":material/dataset:", url_path="Data"),
-    st.Page("pages/4_Training.py", title="Training", icon=":material/model_training:", url_path="Training"),
-    st.Page("pages/5_Alignment_Tax.py", title="Alignment tax", icon=":material/balance:", url_path="Alignment_Tax"),
-])
-navigation.run()
+# Explicit navigation (ui/navigation.py), so the sidebar says "Home" rather than the script's file name.
+app_navigation(home).run()

@@ -252,11 +252,11 @@ def start_generation(folder: Path, spec: GenerationSpec) -> None:
 
 def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
     """Run (or resume) the job in this process, as the CLI does; returns the final JobState."""
-    from .jobs import prepare_job, run_job
+    from .jobs import clear_stop_request, prepare_job, run_job
 
     spec_data = _prepare(folder, spec)
     prepare_job(folder, "generate", spec_data)
-    (Path(folder) / "cancel").unlink(missing_ok=True)
+    clear_stop_request(folder)
     return run_job(folder, on_progress=on_progress)
 
 

@@ -39,6 +39,7 @@ from cai_core.store import (
     restore_version,
     save_constitution,
 )
+from ui.navigation import start_page
 from ui.common import md, page_key, upload_limit_words, upload_max_mb
 
 PAGE = "constitution"
@@ -429,7 +430,7 @@ def render_manage(name: str | None, info) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Constitution · Constitution Studio", layout="wide")
+    start_page("Constitution")
     st.title("Constitution")
     infos = list_constitutions()
     usable = {info.name: info for info in infos if not info.error}

@@ -21,6 +21,7 @@ from cai_core.preview import PreviewJob, start_preview
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from cai_core.training import RunInfo, list_runs, read_run
+from ui.navigation import start_page
 from ui.common import get_model, md, page_key
 
 PAGE = "playground"
@@ -550,7 +551,7 @@ def show_empty_state() -> None:
 # ---------------------------------------------------------------- the page
 
 
-st.set_page_config(page_title="Playground · Constitution Studio", layout="wide")
+start_page("Playground")
 st.title("Playground")
 st.caption("Watch a model answer, critique and revise under your constitution, one round at a time.")
 

@@ -55,6 +55,7 @@ from cai_core.promptsets import (
     save_prompt_set,
 )
 from cai_core.store import list_constitutions, load_constitution
+from ui.navigation import start_page
 from ui.common import (
     md,
     os_error_sentence,
@@ -835,7 +836,7 @@ def show_delete(folder: Path, job: JobState) -> None:
 # ---------------------------------------------------------------- the page
 
 
-st.set_page_config(page_title="Data · Constitution Studio", layout="wide")
+start_page("Data")
 st.title("Data")
 st.caption("Turn a constitution into training data: Phase 1 SFT rows from critique → revision chains, and "
            "Phase 2 preference pairs, from the revisions and ranked by an AI judge (RLAIF); or, for a model too "

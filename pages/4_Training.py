@@ -55,6 +55,7 @@ from cai_core.training import (
     stop_run,
     uploads_dir,
 )
+from ui.navigation import start_page
 from ui.common import (
     duration,
     file_stamp,
@@ -780,7 +781,7 @@ def compare_runs(runs: list[RunInfo], selected: RunInfo) -> None:
 # ---------------------------------------------------------------- the page
 
 
-st.set_page_config(page_title="Training · Constitution Studio", layout="wide")
+start_page("Training")
 st.title("Training")
 st.caption("Train a LoRA adapter on the data from the Data page: SFT on the revised answers (Phase 1), then DPO on the "
            "preference pairs (Phase 2), starting from the SFT run. Each run trains in its own process.")

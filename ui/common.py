@@ -12,7 +12,6 @@ from streamlit.errors import StreamlitAPIException
 from cai_core.adapters import content_key
 from cai_core.jobs import read_json
 from cai_core.models import (
-    DEFAULT_MODEL,
     GenerationBackend,
     ModelLoadError,
     default_model_spec,
@@ -20,7 +19,7 @@ from cai_core.models import (
 )
 from cai_core.promptsets import MAX_PROMPT_FILE_BYTES
 from cai_core.store import MAX_FILE_BYTES
-from cai_core.training import runs_dir
+from cai_core.training import model_label  # noqa: F401 - pages import it from here too
 
 # How the pages that start background jobs (data, training, evaluation) name and colour a job's state.
 STATE_LABELS = {
@@ -150,18 +149,6 @@ def link_page(path: str, label: str, icon: str | None = None) -> None:
         st.page_link(path, label=label, icon=icon)
     except StreamlitAPIException:
         st.caption(md(f"({label}: {path})"))
-
-
-def model_label(spec: str | None) -> str:
-    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
-    if not spec:
-        return "?"
-    if spec == DEFAULT_MODEL:
-        return "the bundled model (default)"
-    path = Path(spec).expanduser()
-    if path.parent == runs_dir():
-        return f"run {path.name}"
-    return path.name if path.is_dir() else spec
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:

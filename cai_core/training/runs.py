@@ -32,7 +32,7 @@ from pathlib import Path
 from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
 from ..atomic import write_text_atomic
 from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
-from ..models import ModelLoadError, is_endpoint_spec, resolve_model_path
+from ..models import DEFAULT_MODEL, ModelLoadError, is_endpoint_spec, resolve_model_path
 from ..paths import cai_home
 from .rows import training_rows
 from .spec import RecipeError, TrainingSpec, check_run_name, parse_spec, recipe_text
@@ -53,6 +53,33 @@ class TrainingError(Exception):
 
 def runs_dir() -> Path:
     return cai_home() / "runs"
+
+
+def model_label(spec: str | None) -> str:
+    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
+    if not spec:
+        return "?"
+    if spec == DEFAULT_MODEL:
+        return "the bundled model (default)"
+    path = Path(spec).expanduser()
+    if path.parent == runs_dir():
+        return f"run {path.name}"
+    return path.name if path.is_dir() else spec
+
+
+def adapter_zip(folder: Path) -> bytes:
+    """A run's adapter folder (a standard PEFT folder) as a zip made in memory, its files under
+    ``RUN-adapter/``."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((folder / ADAPTER_DIR).rglob("*")):
+            if path.is_file():
+                archive.write(path, arcname=f"{folder.name}-adapter/{path.relative_to(folder / ADAPTER_DIR)}")
+    return buffer.getvalue()
 
 
 @dataclass

@@ -251,3 +251,16 @@ def save_recipe(name: str, text: str, method: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text if text.endswith("\n") else text + "\n")
     return path
+
+
+def planned_steps(spec: TrainingSpec, rows: int) -> str:
+    """The optimiser steps a run of ``spec`` on ``rows`` rows will take, as a reader sees it:
+    max_steps when set, else "≈ N" from the epochs over the rows, "—" with no rows."""
+    import math
+
+    if spec.max_steps:
+        return str(spec.max_steps)
+    if not rows:
+        return "—"
+    batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
+    return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
