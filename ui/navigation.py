@@ -19,6 +19,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 # (file, sidebar title, icon, url path). The url path is also the name the legacy mode derives from the
 # file ("4_Training.py" -> "Training"), which is what lets a deep link land on the same page.
+LEGACY_MODE_LEFT = "navigation:legacy-mode-left"  # session state: this session has left the legacy mode
 PAGES = (
     ("pages/1_Constitution.py", "Constitution", ":material/gavel:", "Constitution"),
     ("pages/2_Playground.py", "Playground", ":material/science:", "Playground"),
@@ -45,8 +46,11 @@ def page_path(url_path: str) -> str:
 def start_page(title: str) -> None:
     """A page's first call: leave Streamlit's legacy pages/ mode if the server is still in it, then
     the browser tab's title and the wide layout."""
-    if getattr(PagesManager, "uses_pages_directory", False):
-        # What st.navigation itself does on its first call; app.py then routes this rerun.
+    if getattr(PagesManager, "uses_pages_directory", False) and not st.session_state.get(LEGACY_MODE_LEFT):
+        # What st.navigation itself does on its first call; app.py then routes this rerun. Once per
+        # session: a rerun drops the click that started a run, and only a session's first run can be
+        # a deep link (Streamlit's AppTest starts every run in the legacy mode).
+        st.session_state[LEGACY_MODE_LEFT] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
     st.set_page_config(page_title=f"{title} · Constitution Studio", layout="wide")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..training.runs import model_label
-from .loop import list_loops, loops_dir, round_numbers, round_report_path
+from .loop import loops_dir, round_numbers, round_report_path
 from .run import REPORT_FILE, evaluations_dir, keep_uploaded_report, read_report
 from .suites import EvaluationError
 
@@ -78,7 +78,10 @@ def report_ref(ref_id: str) -> ReportRef:
 
 def loop_round_reports() -> list[ReportRef]:
     """Every round of every loop that has its evaluation report, loop by loop and round by round."""
-    return [ref for folder in list_loops() if folder.is_dir()
+    root = loops_dir()
+    # Every loop folder, even one whose spec.json is gone: its rounds' reports are still reports.
+    folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    return [ref for folder in folders
             for ref in (loop_round_report(folder.name, number) for number in round_numbers(folder))
             if ref.path.is_file()]
 
@@ -142,7 +145,9 @@ def save_uploaded_report(file_name: str, data: bytes) -> tuple[ReportRef, dict]:
             report = read_report(path)
         except EvaluationError as error:
             text = str(error).replace(str(path), file_name)
-            raise EvaluationError(text if text.endswith(".") else text + ".") from None
+            problem = EvaluationError(text if text.endswith(".") else text + ".")
+            problem.path = file_name  # the sentence starts with the file's name, as the user wrote it
+            raise problem from None
     kept = keep_uploaded_report(uploaded_reports_dir(), upload_stem(file_name), data)
     return uploaded_report(kept.stem), report
 
