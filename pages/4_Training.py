@@ -8,10 +8,7 @@ rerun, a closed tab or a second browser neither stops a run nor starts it twice.
 
 from __future__ import annotations
 
-import io
-import math
 import time
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +23,7 @@ from cai_core.data import (
     dataset_summary,
     list_datasets,
 )
-from cai_core.jobs import JobError, log_tail, read_job
-from cai_core.models import DEFAULT_MODEL, default_model_spec
+from cai_core.jobs import read_job
 from cai_core.paths import REPO_ROOT, SHIPPED_RECIPES_DIR
 from cai_core.training import (
     DPO_CURVES,
@@ -37,12 +33,14 @@ from cai_core.training import (
     RunInfo,
     TrainingError,
     TrainingSpec,
+    adapter_zip,
     cli_command,
     delete_run,
     last_checkpoint,
     list_recipes,
     list_runs,
     parse_recipe,
+    planned_steps,
     process_command,
     read_metrics,
     read_run,
@@ -52,10 +50,8 @@ from cai_core.training import (
     save_recipe,
     save_upload,
     start_run,
-    stop_run,
     uploads_dir,
 )
-from ui.navigation import start_page
 from ui.common import (
     duration,
     file_stamp,
@@ -76,22 +72,22 @@ from ui.common import (
     upload_max_mb,
     upload_size_problem,
 )
+from ui.jobs import POLL_SECONDS as JOB_POLL_SECONDS
+from ui.jobs import job_panel, live_while, start_or_say
+from ui.navigation import page_path, start_page
+from ui.pickers import model_picker
 
 PAGE = "training"
-POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
-LOG_LINES = 40
+POLL_SECONDS = 2 * JOB_POLL_SECONDS  # the curves of a live run are redrawn this often
 MAX_NOTES = 5
 PREFERRED_RECIPE = "cpu-demo"
 OVERLAY_DEFAULT_RUNS = 4  # the compare chart starts with this many of the newest runs of the selected run's method
-PLAYGROUND = "pages/2_Playground.py"
-DATA_PAGE = "pages/3_Data.py"
 PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
 METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
 PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions",
                "best_of_n": "best-of-N pairs (refusal rule)"}
-RESUMABLE = ("cancelled", "interrupted", "failed")
-# The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
-START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
+# The "start from" choice's own entry (ui.pickers has the others): the model the recipe names.
+START_RECIPE = ":recipe"
 ALL_CURVES = {**SFT_CURVES, **DPO_CURVES}
 
 
@@ -184,16 +180,6 @@ def recipe_argument(path: Path) -> str:
         return str(path)
 
 
-def adapter_zip(folder: Path) -> bytes:
-    """The run's adapter folder (a standard PEFT folder) as a zip, made in memory."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((folder / "adapter").rglob("*")):
-            if path.is_file():
-                archive.write(path, arcname=f"{folder.name}-adapter/{path.relative_to(folder / 'adapter')}")
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------- new run: state carried between reruns
 
 
@@ -257,44 +243,17 @@ def start_inputs(method: str, runs: list[RunInfo], recipe_base: str | None) -> s
     finished = [run for run in runs if run.state == "finished" and run.has_adapter and run.spec is not None]
     if method == "dpo":
         finished.sort(key=lambda run: run.spec.method != "sft")  # SFT runs first, newest first within
-    by_name = {run.name: run for run in finished}
-    app_model = default_model_spec()
-    models = ([START_APP] if app_model != DEFAULT_MODEL else []) + [START_RECIPE, START_OTHER]
-    run_options = [RUN_PREFIX + run.name for run in finished]
-    options = run_options + models if method == "dpo" else models + run_options
-    sft_runs = [option for option in run_options if by_name[option.removeprefix(RUN_PREFIX)].spec.method == "sft"]
-    default = sft_runs[0] if method == "dpo" and sft_runs else models[0]
-    if st.session_state.get(start_key(method)) not in options:
-        st.session_state[start_key(method)] = default
-
-    def label(option: str) -> str:
-        if option == START_APP:
-            return f"the app's model (CAI_MODEL): {model_label(app_model)}"
-        if option == START_RECIPE:
-            return f"the recipe's base_model: {model_label(recipe_base) if recipe_base else '(the recipe does not read)'}"
-        if option == START_OTHER:
-            return "another model: a folder or hub id…"
-        run = by_name[option.removeprefix(RUN_PREFIX)]
-        return f"finished run {run.name} ({run.spec.method.upper()} on {model_label(run.spec.base_model)})"
-
-    left, right = st.columns(2)
-    choice = left.selectbox("Start from", options, key=start_key(method), format_func=label,
-                            help="The model the LoRA adapter is trained on top of. A finished run's adapter is merged "
-                                 "into its base first: DPO after SFT starts from the SFT model, which is also DPO's "
-                                 "reference model.")
+    sft_runs = [str(run.folder) for run in finished if run.spec.method == "sft"]
+    recipe = f"the recipe's base_model: {model_label(recipe_base) if recipe_base else '(the recipe does not read)'}"
+    model = model_picker("Start from", start_key(method), OTHER_MODEL, finished,
+                         "The model the LoRA adapter is trained on top of. A finished run's adapter is merged into its "
+                         "base first: DPO after SFT starts from the SFT model, which is also DPO's reference model.",
+                         bundled=False, extra={START_RECIPE: recipe}, runs_first=method == "dpo",
+                         default=sft_runs[0] if method == "dpo" and sft_runs else None)
     if method == "dpo" and not sft_runs:
         st.info("No finished SFT run yet, so DPO would start from a plain model. The usual path is SFT first, then DPO "
                 "starting from that run: choose SFT above.")
-    if choice == START_OTHER:
-        other = right.text_input("Model", key=OTHER_MODEL, placeholder="/path/to/model-folder or org/model-id",
-                                 help="A local folder holding config.json and safetensors weights, a Hugging Face hub "
-                                      "id, or a finished run's folder.")
-        return other.strip() or None
-    if choice == START_APP:
-        return app_model
-    if choice.startswith(RUN_PREFIX):
-        return str(by_name[choice.removeprefix(RUN_PREFIX)].folder)
-    return None
+    return model
 
 
 def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str], active: bool) -> str:
@@ -334,7 +293,7 @@ def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[li
     if not options:
         st.info("No datasets yet. Make one on the Data page (Phase 1 SFT rows and Phase 2 preference pairs from a "
                 "constitution), or upload a JSONL file below.")
-        link_page(DATA_PAGE, "Open the Data page", ":material/dataset:")
+        link_page(page_path("Data"), "Open the Data page", ":material/dataset:")
     shape = ('{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, or "prompt" and "completion"'
              if method == "sft" else '"prompt", "chosen" and "rejected" (text or lists of messages)')
     st.file_uploader(f"Add your own {what} (.jsonl, one row a line: {shape})", type=["jsonl"], key=UPLOAD,
@@ -345,15 +304,6 @@ def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[li
         (st.success if message[0] == "success" else st.error)(message[1])
     total = sum(usable_rows(counts[c], method, pairs) if c in counts else uploads[c] for c in chosen)
     return chosen, total
-
-
-def planned_steps(spec: TrainingSpec, rows: int) -> str:
-    if spec.max_steps:
-        return str(spec.max_steps)
-    if not rows:
-        return "—"
-    batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
-    return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
 
 
 def show_summary(spec: TrainingSpec, rows: int) -> None:
@@ -487,14 +437,9 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
 
 def launch(spec: TrainingSpec, name: str) -> None:
     """Check everything and start the training process; every problem is one st.error sentence."""
-    try:
-        with st.spinner("Checking the starting model and every row of the data…"):
-            folder = start_run(spec, name.strip() or None)
-    except (RecipeError, TrainingError, JobError) as error:  # RecipeError covers TrainingDataError
-        st.error(sentence(error))
-        return
-    except OSError as error:
-        st.error(os_error_sentence("the run folder could not be written", error))
+    with st.spinner("Checking the starting model and every row of the data…"):
+        folder = start_or_say(lambda: start_run(spec, name.strip() or None), "run")
+    if folder is None:
         return
     st.session_state[STARTED] = folder.name
     set_flash(FLASH, md(f"Started {folder.name}. It trains in its own process: you may leave "
@@ -524,7 +469,7 @@ def runs_table(runs: list[RunInfo]) -> None:
     """The table of runs; while one of them trains it is redrawn every few seconds (steps, loss, state)."""
     live = any(run.job.active for run in runs)
 
-    @st.fragment(run_every=POLL_SECONDS if live else None)
+    @live_while(live, POLL_SECONDS)
     def table() -> None:
         current = [read_run(run.folder) if live else run for run in runs]
         st.dataframe(pd.DataFrame([run_row(run) for run in current]), hide_index=True, width="stretch",
@@ -583,37 +528,10 @@ def show_state(run: RunInfo) -> None:
         st.error(sentence(f"the run failed: {job.error}"))
 
 
-def show_controls(run: RunInfo) -> None:
-    folder = run.folder
-    if run.job.active:
-        stopping = (folder / "cancel").exists()
-        if st.button("Stop", key=key("stop"), icon=":material/stop:", disabled=stopping,
-                     help="Saves a checkpoint at the end of the step being trained, then stops; Resume carries on."):
-            stop_run(folder)
-            stopping = True
-        if stopping:
-            st.caption("Stopping: a checkpoint is saved at the end of this step…")
-    elif run.state in RESUMABLE and run.spec is not None:
-        checkpoint = last_checkpoint(folder)
-        st.caption(f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
-                   if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
-        if st.button("Resume", key=key("resume"), type="primary", icon=":material/play_arrow:"):
-            try:
-                resume_run(folder)
-            except (TrainingError, JobError, RecipeError) as error:
-                st.error(sentence(error))
-                return
-            st.rerun()  # the whole page: polling starts again
-
-
-def show_log(run: RunInfo) -> None:
-    failed = run.state in ("failed", "interrupted")
-    with st.expander("End of the log (log.txt)", expanded=failed, icon=":material/article:"):
-        tail = log_tail(run.folder, LOG_LINES)
-        if tail.strip():
-            st.code(tail, language=None)
-        else:
-            st.caption("Nothing logged yet.")
+def resume_words(folder: Path) -> str:
+    checkpoint = last_checkpoint(folder)
+    return (f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
+            if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
 
 
 def show_curves(run: RunInfo) -> None:
@@ -642,21 +560,16 @@ def show_curves(run: RunInfo) -> None:
 
 
 def show_live_run(drawn: RunInfo) -> None:
-    """``drawn``: the run as it was when the page was drawn; the fragment polls while it was active."""
-    polling = drawn.job.active
-
-    @st.fragment(run_every=POLL_SECONDS if polling else None)
-    def live_run() -> None:
-        run = read_run(drawn.folder)
-        show_state(run)
-        show_controls(run)
-        show_log(run)
-        show_curves(run)
-        # Rerun the whole page when the run ends: the table, result and downloads catch up, polling stops.
-        if polling and not run.job.active:
-            st.rerun()
-
-    live_run()
+    """The run's panel: state, Stop or Resume, log and curves, polled while it trains; the page
+    catches up (table, result, downloads) when it ends."""
+    folder = drawn.folder
+    job_panel(folder, drawn.job, key(""), show=lambda job: show_state(read_run(folder)),
+              stop_help="Saves a checkpoint at the end of the step being trained, then stops; Resume carries on.",
+              stopping_words="Stopping: a checkpoint is saved at the end of this step…",
+              resume=(lambda: start_or_say(lambda: resume_run(folder) or folder, "run") is not None)
+              if drawn.spec is not None else None,
+              resume_words=lambda job: resume_words(folder), log="always",
+              then=lambda job: show_curves(read_run(folder)), poll_seconds=POLL_SECONDS)
 
 
 # ---------------------------------------------------------------- the selected run, once it has ended
@@ -685,13 +598,13 @@ def show_result(run: RunInfo) -> None:
                      help="Opens the Playground with the starting model and this run side by side."):
             st.session_state[page_key("playground", "preset")] = {"models": [run.spec.base_model, str(run.folder)]}
             try:
-                st.switch_page(PLAYGROUND)
+                st.switch_page(page_path("Playground"))
             except StreamlitAPIException:
                 st.error("The Playground page is not part of this app.")
         if run.spec.method == "sft" and st.button("Start DPO from this run", key=key("dpo_from"),
                                                   icon=":material/arrow_forward:",
                                                   help="Fills in New run above: DPO, starting from this run."):
-            st.session_state[PENDING] = {METHOD: "dpo", start_key("dpo"): RUN_PREFIX + run.name}
+            st.session_state[PENDING] = {METHOD: "dpo", start_key("dpo"): str(run.folder)}
             st.session_state[FORM_OPEN] = True
             st.session_state.pop(NAME, None)
             st.rerun()
@@ -761,7 +674,7 @@ def compare_runs(runs: list[RunInfo], selected: RunInfo) -> None:
     st.session_state.setdefault(OVERLAY_METRIC, "loss")
     live = any(by_name[name].job.active for name in st.session_state[OVERLAY])
 
-    @st.fragment(run_every=POLL_SECONDS if live else None)
+    @live_while(live, POLL_SECONDS)
     def overlay() -> None:
         left, right = st.columns([3, 1])
         chosen = left.multiselect("Runs", list(by_name), key=OVERLAY,

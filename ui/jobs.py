@@ -67,9 +67,9 @@ def job_panel(
 
     ``drawn`` is the job as the page saw it when drawn: the panel polls while it was active.
     ``show(job)`` draws the job's own state; then come Stop (while active) or Resume (``resume()``
-    starts the job again and returns whether it did; the page is rerun when it did), then
-    ``then(job)``, then the log: ``log`` is "always" (open when the job failed or was interrupted),
-    "on_failure" (only then, open) or "never". ``rerun_when(job)`` may rerun the page while the job
+    starts the job again and returns whether it did; the page is rerun when it did), then the log
+    (``log``: "always", open when the job failed or was interrupted; "on_failure", only then, open;
+    or "never"), then ``then(job)``. ``rerun_when(job)`` may rerun the page while the job
     still runs (say when a chunk of rows was written). ``key`` prefixes the buttons' keys.
     """
 
@@ -85,11 +85,11 @@ def job_panel(
                 st.caption(words)
             if st.button(resume_label, key=f"{key}resume", type="primary", icon=":material/play_arrow:") and resume():
                 st.rerun()  # the whole page: polling starts again
-        if then is not None:
-            then(job)
         failed = job.state in (FAILED, INTERRUPTED)
         if log == "always" or (log == "on_failure" and failed):
             log_expander(folder, expanded=failed)
+        if then is not None:
+            then(job)
         if drawn.active and (not job.active or (rerun_when is not None and rerun_when(job))):
             st.rerun()
 

@@ -36,7 +36,7 @@ def model_picker(label: str, state_key: str, other_key: str, runs: list[RunInfo]
     """A model: the app's, the bundled one, a finished run (base + adapters), or a typed one.
 
     ``runs`` are offered in the order given; ``extra`` maps a page's own entries to their labels;
-    ``default`` is the entry chosen first (else the first). Returns the model's spec, or None for
+    ``default`` is the entry chosen first (else the first fixed one). Returns the model's spec, or None for
     an ``extra`` entry or an empty typed one.
     """
     app = default_model_spec()
@@ -44,7 +44,7 @@ def model_picker(label: str, state_key: str, other_key: str, runs: list[RunInfo]
     fixed = ([APP_MODEL] if app != DEFAULT_MODEL else []) + list(extra or {}) + ([DEFAULT_MODEL] if bundled else [])
     options = [*by_folder, *fixed, OTHER_MODEL] if runs_first else [*fixed, *by_folder, OTHER_MODEL]
     if st.session_state.get(state_key) not in options:
-        st.session_state[state_key] = default if default in options else options[0]
+        st.session_state[state_key] = default if default in options else fixed[0]
 
     def name(option: str) -> str:
         if option == APP_MODEL:
