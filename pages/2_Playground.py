@@ -14,23 +14,24 @@ import streamlit as st
 
 from cai_core.adapters import ADAPTER_DIR, find_adapter
 from cai_core.chain import MAX_PROMPT_CHARS, Trace, check_prompts
-from cai_core.constitution import Constitution, ConstitutionError
+from cai_core.constitution import Constitution, ConstitutionError, preferred_constitution
 from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
 from cai_core.models import DEFAULT_MODEL, GenerationSettings, default_model_spec, is_endpoint_spec
 from cai_core.preview import PreviewJob, start_preview
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from cai_core.training import RunInfo, list_runs, read_run
-from ui.navigation import start_page
 from ui.common import get_model, md, page_key
+from ui.navigation import start_page
+from ui.pickers import APP_MODEL, OTHER_MODEL
 
 PAGE = "playground"
 POLL_SECONDS = 0.5
 LETTERS = "ABC"
 MAX_ROUNDS = 4
-PREFERRED_CONSTITUTION = "general-hhh"
-# The model choice's two fixed entries; every other value is a finished run's folder.
-DEFAULT_CHOICE, OTHER_CHOICE = ":default", ":other"
+# The model choice's two fixed entries (ui.pickers' scheme: the app's model, another one); every other
+# value is a finished run's folder.
+DEFAULT_CHOICE, OTHER_CHOICE = APP_MODEL, OTHER_MODEL
 # What the Training page leaves for this page: {"models": [before_spec, after_spec]}.
 PRESET_KEY = "playground:preset"
 _DEFAULTS = GenerationSettings()
@@ -108,7 +109,7 @@ def choice_for_spec(spec: str, runs: list[RunInfo]) -> tuple[str, str | None]:
     return OTHER_CHOICE, spec
 
 
-def model_label(spec: str, runs: list[RunInfo]) -> str:
+def result_label(spec: str, runs: list[RunInfo]) -> str:
     """How results name a model: a run by its name, the default as the default, anything else as given."""
     run = run_for_spec(spec, runs)
     if run is not None:
@@ -166,7 +167,7 @@ def model_input(index: int, runs: list[RunInfo]) -> tuple[str, str]:
              "hub id such as org/name, or an OpenAI-compatible endpoint URL such as http://localhost:8000/v1.",
     )
     spec = (spec or "").strip() or default_model_spec()
-    return spec, model_label(spec, runs)
+    return spec, result_label(spec, runs)
 
 
 # ---------------------------------------------------------------- inputs
@@ -212,7 +213,7 @@ def configuration_inputs(index: int, names: list[str], runs: list[RunInfo], comp
     # Widgets take their starting values from session state (never a default argument too), so a
     # preset from another page can set them before they are drawn.
     if st.session_state.get(constitution_key) not in names:
-        st.session_state[constitution_key] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+        st.session_state[constitution_key] = preferred_constitution(names)
     areas = [st.container(), st.container(), st.container()] if compact else st.columns([1, 2, 1])
     with areas[0]:
         name = st.selectbox("Constitution", names, key=constitution_key)
@@ -303,7 +304,7 @@ def apply_preset(names: list[str], runs: list[RunInfo]) -> None:
     # B runs under A's constitution and principles, so the model is the only difference.
     constitution = st.session_state.get(key("constitution-0"))
     if constitution not in names:
-        constitution = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+        constitution = preferred_constitution(names)
     st.session_state[key("constitution-0")] = st.session_state[key("constitution-1")] = constitution
     principles = st.session_state.get(key(f"principles-0-{constitution}"))
     if principles is None:

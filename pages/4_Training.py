@@ -15,42 +15,33 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cai_core import charts
-from cai_core.data import (
-    REVISION_PAIRS_FILE,
-    RLAIF_PAIRS_FILE,
-    SFT_FILE,
-    dataset_summary,
-    list_datasets,
-)
+from cai_core.data import SFT_FILE, dataset_summary, list_datasets
 from cai_core.jobs import read_job
-from cai_core.paths import REPO_ROOT, SHIPPED_RECIPES_DIR
 from cai_core.training import (
-    DPO_CURVES,
     METHODS,
-    SFT_CURVES,
+    PAIR_FILES,
     RecipeError,
     RunInfo,
-    TrainingError,
     TrainingSpec,
-    adapter_zip,
     cli_command,
-    delete_run,
     last_checkpoint,
     list_recipes,
     list_runs,
     parse_recipe,
     planned_steps,
     process_command,
-    read_metrics,
+    read_recipe_text,
     read_run,
     read_training_file,
+    recipe_argument,
+    recipe_label,
     resume_run,
     runs_dir,
     save_recipe,
     save_upload,
     start_run,
     uploads_dir,
+    usable_rows,
 )
 from ui.common import (
     duration,
@@ -61,12 +52,9 @@ from ui.common import (
     os_error_sentence,
     page_key,
     plural,
-    progress_times,
     sentence,
     set_flash,
     show_flash,
-    show_notes,
-    state_badge,
     state_label,
     upload_limit_words,
     upload_max_mb,
@@ -76,19 +64,16 @@ from ui.jobs import POLL_SECONDS as JOB_POLL_SECONDS
 from ui.jobs import job_panel, live_while, start_or_say
 from ui.navigation import page_path, start_page
 from ui.pickers import model_picker
+from ui.run_view import compare_runs, show_curves, show_delete, show_downloads, show_settings, show_state
 
 PAGE = "training"
 POLL_SECONDS = 2 * JOB_POLL_SECONDS  # the curves of a live run are redrawn this often
-MAX_NOTES = 5
 PREFERRED_RECIPE = "cpu-demo"
-OVERLAY_DEFAULT_RUNS = 4  # the compare chart starts with this many of the newest runs of the selected run's method
-PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
 METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
 PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions",
                "best_of_n": "best-of-N pairs (refusal rule)"}
 # The "start from" choice's own entry (ui.pickers has the others): the model the recipe names.
 START_RECIPE = ":recipe"
-ALL_CURVES = {**SFT_CURVES, **DPO_CURVES}
 
 
 def key(name: str) -> str:
@@ -98,7 +83,7 @@ def key(name: str) -> str:
 FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, STARTED, PENDING, FORM_OPEN = (
     key("flash"), key("selected"), key("name"), key("suggested"), key("method"), key("recipe"), key("upload"),
     key("upload_message"), key("started"), key("pending"), key("form_open"))
-OTHER_MODEL, OVERLAY, OVERLAY_METRIC = key("other_model"), key("overlay"), key("overlay_metric")
+OTHER_MODEL = key("other_model")
 
 
 def start_key(method: str) -> str:
@@ -131,7 +116,7 @@ def _dataset_rows(folder: str, stamps: tuple) -> dict[str, int]:
 
 def dataset_rows(folder: Path) -> dict[str, int]:
     """Rows per file of a dataset (read again when one of its row files changes)."""
-    stamps = tuple(file_stamp(folder / name) for name in (SFT_FILE, RLAIF_PAIRS_FILE, REVISION_PAIRS_FILE))
+    stamps = tuple(file_stamp(folder / name) for name in (SFT_FILE, *PAIR_FILES.values()))
     return _dataset_rows(str(folder), stamps)
 
 
@@ -149,35 +134,6 @@ def uploaded_files(method: str) -> dict[str, int]:
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
     counts = {str(path): _upload_rows(str(path), method, file_stamp(path)) for path in files}
     return {path: rows for path, rows in counts.items() if rows}
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _metrics(folder: str, stamp: tuple | None) -> list[dict]:
-    return read_metrics(Path(folder))
-
-
-def metrics_of(folder: Path) -> list[dict]:
-    return _metrics(str(folder), file_stamp(folder / "metrics.jsonl"))
-
-
-def recipe_file_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def recipe_label(path: str) -> str:
-    where = "shipped" if Path(path).parent == SHIPPED_RECIPES_DIR else "yours"
-    return f"{Path(path).stem} ({where})"
-
-
-def recipe_argument(path: Path) -> str:
-    """The recipe as the command line names it: relative to the repository when shipped."""
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 # ---------------------------------------------------------------- new run: state carried between reruns
@@ -232,7 +188,7 @@ def save_uploaded_file() -> None:
 
 
 def reset_recipe_text(path: str) -> None:
-    st.session_state[recipe_text_key(path)] = recipe_file_text(Path(path))
+    st.session_state[recipe_text_key(path)] = read_recipe_text(Path(path))
 
 
 # ---------------------------------------------------------------- new run: the inputs
@@ -263,10 +219,6 @@ def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str]
         short = {"rlaif": "RLAIF", "revision": "revision", "best_of_n": "best-of-N"}
         text = f"{name} · " + " + ".join(f"{rows.get(PAIR_FILES[p], 0)} {short[p]}" for p in pairs) + " pairs"
     return text + (" (still being generated)" if active else "")
-
-
-def usable_rows(rows: dict[str, int], method: str, pairs: list[str]) -> int:
-    return rows.get(SFT_FILE, 0) if method == "sft" else sum(rows.get(PAIR_FILES[p], 0) for p in pairs)
 
 
 def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[list[str], int]:
@@ -327,7 +279,7 @@ def show_summary(spec: TrainingSpec, rows: int) -> None:
 
 def recipe_editor(path: Path, method: str) -> str:
     """The editable recipe text (kept per recipe for the session) with reset and save-as."""
-    file_text = recipe_file_text(path)
+    file_text = read_recipe_text(path)
     text_key = recipe_text_key(path)
     st.session_state.setdefault(text_key, file_text)
     text = st.text_area("Recipe (YAML)", key=text_key, height=380,
@@ -371,13 +323,13 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
         method = method_col.radio("Method", METHODS, key=METHOD, format_func=METHOD_LABELS.get, on_change=method_changed,
                                   help="SFT teaches the model the final revisions; DPO teaches it to prefer the chosen "
                                        "answer of each pair over the rejected one.")
-        recipe = Path(recipe_col.selectbox("Recipe", recipes, key=RECIPE, format_func=recipe_label,
+        recipe = Path(recipe_col.selectbox("Recipe", recipes, key=RECIPE, format_func=lambda path: recipe_label(Path(path)),
                                            help="Shipped recipes (recipes/) and the ones you saved from here."))
         name = name_col.text_input("Run name", key=NAME, max_chars=80,
                                    help="Letters, digits, '-', '_' and '.'; the folder under runs/ in your CAI_HOME.")
 
         # The editor is drawn below; its text as it stands decides what "the recipe's base_model" is.
-        text = st.session_state.get(recipe_text_key(recipe), recipe_file_text(recipe))
+        text = st.session_state.get(recipe_text_key(recipe), read_recipe_text(recipe))
         try:
             recipe_base: str | None = parse_recipe(text, method, recipe.name).base_model
         except RecipeError:
@@ -389,7 +341,7 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
         if method == "dpo":
             if pairs_key(recipe) not in st.session_state:
                 try:
-                    st.session_state[pairs_key(recipe)] = parse_recipe(recipe_file_text(recipe), "dpo").pairs
+                    st.session_state[pairs_key(recipe)] = parse_recipe(read_recipe_text(recipe), "dpo").pairs
                 except RecipeError:
                     st.session_state[pairs_key(recipe)] = pairs
             pairs = pairs_override = st.multiselect(
@@ -410,7 +362,7 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
             overrides["base_model"] = base_override
         if pairs_override:
             overrides["pairs"] = pairs_override
-        source = recipe.name + (" (edited)" if text != recipe_file_text(recipe) else "")
+        source = recipe.name + (" (edited)" if text != read_recipe_text(recipe) else "")
         spec = None
         try:
             spec = parse_recipe(text, method, source, overrides)
@@ -499,64 +451,10 @@ def run_selector(runs: list[RunInfo]) -> RunInfo | None:
 # ---------------------------------------------------------------- the selected run, live
 
 
-def show_state(run: RunInfo) -> None:
-    job, progress = run.job, run.job.progress
-    about = [progress["stage"]] if job.active and progress.get("stage") else []
-    if run.spec is not None:
-        about.append(f"{run.spec.method.upper()} on {model_label(run.spec.base_model)}")
-    with st.container(horizontal=True, vertical_alignment="center"):
-        state_badge(run.state)
-        st.caption(md(" · ".join(about)))
-    done, total = progress.get("done", 0), progress.get("total")
-    if total:
-        text = f"step {done} of {total}" + (" · done" if run.state == "finished" else "")
-        st.progress(job.fraction, text=text)
-    elif job.active:
-        st.progress(0.0, text=progress.get("stage") or "starting the training process…")
-    metrics = st.columns(4)
-    rate = progress.get("rate_per_second")
-    metrics[0].metric("Steps per second", f"{rate:.2f}" if rate else "—")
-    # progress.json is written every step or half second: while the run goes, count on from its last write.
-    left, elapsed = progress_times(progress, job.active)
-    metrics[1].metric("Time left", left)
-    metrics[2].metric("Elapsed", elapsed)
-    loss = (run.result or {}).get("train_loss") if run.state == "finished" else progress.get("loss")
-    metrics[3].metric("Mean training loss" if run.state == "finished" else "Last loss",
-                      f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
-    show_notes(job.notes, MAX_NOTES)
-    if job.error:
-        st.error(sentence(f"the run failed: {job.error}"))
-
-
 def resume_words(folder: Path) -> str:
     checkpoint = last_checkpoint(folder)
     return (f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
             if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
-
-
-def show_curves(run: RunInfo) -> None:
-    rows = metrics_of(run.folder)
-    name = run.name
-    if not rows:
-        st.caption("The curves start with the first logged step." if run.job.active or run.state == "new"
-                   else "This run logged no step.")
-    method = run.spec.method if run.spec else "sft"
-    left, right = st.columns(2)
-    left.plotly_chart(charts.loss_and_lr_chart(rows), key=key(f"chart-loss:{name}"))
-    if method == "dpo":
-        margin, rewards = charts.dpo_reward_charts(rows)
-        right.plotly_chart(margin, key=key(f"chart-margin:{name}"))
-        left, right = st.columns(2)
-        left.plotly_chart(rewards, key=key(f"chart-rewards:{name}"))
-        right.plotly_chart(charts.training_curves(rows, {"grad_norm": DPO_CURVES["grad_norm"]}, "Gradient norm"),
-                           key=key(f"chart-other:{name}"))
-        st.caption("Reward = beta × the log-probability ratio of an answer under the trained model and the starting "
-                   "(reference) model. A rising margin and an accuracy near 100% mean the model learns to prefer the "
-                   "chosen answers; a margin that shoots up while the loss goes to 0 can mean overfitting.")
-    else:
-        curves = {k: SFT_CURVES[k] for k in ("mean_token_accuracy", "grad_norm")}
-        right.plotly_chart(charts.training_curves(rows, curves, "Token accuracy and gradient norm"),
-                           key=key(f"chart-other:{name}"))
 
 
 def show_live_run(drawn: RunInfo) -> None:
@@ -610,85 +508,7 @@ def show_result(run: RunInfo) -> None:
             st.rerun()
 
 
-def show_settings(run: RunInfo) -> None:
-    with st.expander("Settings and commands", icon=":material/tune:"):
-        recipe = run.folder / "recipe.yaml"
-        if recipe.is_file():
-            st.caption("The run's settings as a recipe (recipe.yaml); start a similar run from it:")
-            st.code(recipe.read_text(encoding="utf-8", errors="replace"), language="yaml")
-            if run.spec is not None:
-                st.code(cli_command(run.spec, str(recipe)), language="bash", wrap_lines=True)
-        if run.spec is not None:
-            st.caption("The training process of this run (Resume starts it again):")
-            st.code(process_command(run.folder, run.spec), language="bash", wrap_lines=True)
-
-
-def show_downloads(run: RunInfo) -> None:
-    folder = run.folder
-    files = [(name, mime) for name, mime in (("metrics.jsonl", "application/jsonl"), ("recipe.yaml", "application/yaml"),
-                                              ("log.txt", "text/plain")) if (folder / name).is_file()]
-    if not files and not run.has_adapter:
-        return
-    st.subheader("Downloads")
-    with st.container(horizontal=True):
-        for name, mime in files:
-            st.download_button(name, data=(folder / name).read_bytes, file_name=f"{folder.name}-{name}", mime=mime,
-                               key=key(f"download:{name}"), on_click="ignore", icon=":material/download:")
-        if run.has_adapter:
-            st.download_button("LoRA adapter (.zip)", data=lambda: adapter_zip(folder), file_name=f"{folder.name}-adapter.zip",
-                               mime="application/zip", key=key("download:adapter"), on_click="ignore",
-                               icon=":material/folder_zip:", type="primary",
-                               help="A standard PEFT folder: PeftModel.from_pretrained(base, folder) loads it.")
-
-
-def show_delete(run: RunInfo) -> None:
-    with st.expander("Delete this run", icon=":material/delete:"):
-        active = run.job.active
-        if active:
-            st.caption("A run cannot be deleted while it trains; stop it first.")
-        st.caption("The folder is moved into runs/.trash, from where it can be recovered by hand. A later run started "
-                   "from this one needs it.")
-        confirm = st.checkbox(md(f"Yes, delete {run.name}"), key=key(f"confirm-delete:{run.name}"), disabled=active)
-        if st.button("Delete run", key=key("delete"), disabled=not confirm or active):
-            try:
-                target = delete_run(run.folder)
-            except (TrainingError, OSError) as error:
-                st.error(sentence(error))
-                return
-            set_flash(FLASH, md(f"Deleted {run.name} (moved to {target})."))
-            st.rerun()
-
-
 # ---------------------------------------------------------------- several runs on one chart
-
-
-def compare_runs(runs: list[RunInfo], selected: RunInfo) -> None:
-    st.subheader("Compare runs")
-    by_name = {run.name: run for run in runs}
-    if OVERLAY in st.session_state:
-        st.session_state[OVERLAY] = [n for n in st.session_state[OVERLAY] if n in by_name]
-    else:
-        method = selected.spec.method if selected.spec else None
-        same = [run.name for run in runs if run.spec is not None and run.spec.method == method]
-        st.session_state[OVERLAY] = same[:OVERLAY_DEFAULT_RUNS]
-    st.session_state.setdefault(OVERLAY_METRIC, "loss")
-    live = any(by_name[name].job.active for name in st.session_state[OVERLAY])
-
-    @live_while(live, POLL_SECONDS)
-    def overlay() -> None:
-        left, right = st.columns([3, 1])
-        chosen = left.multiselect("Runs", list(by_name), key=OVERLAY,
-                                  format_func=lambda n: f"{n} · {by_name[n].spec.method.upper() if by_name[n].spec else '?'}")
-        metric = right.selectbox("Curve", list(ALL_CURVES), key=OVERLAY_METRIC, format_func=ALL_CURVES.get)
-        if not chosen:
-            st.caption("Choose runs to draw their curves on one chart.")
-            return
-        st.plotly_chart(charts.overlaid_runs_chart({name: metrics_of(by_name[name].folder) for name in chosen},
-                                                   metric, ALL_CURVES[metric]), key=key("chart-overlay"))
-        if metric.startswith("rewards/") and not any(by_name[n].spec and by_name[n].spec.method == "dpo" for n in chosen):
-            st.caption("Only DPO runs log rewards.")
-
-    overlay()
 
 
 # ---------------------------------------------------------------- the page
@@ -711,4 +531,4 @@ if selected is not None:
     show_settings(selected)
     show_downloads(selected)
     show_delete(selected)
-    compare_runs(runs, selected)
+    compare_runs(runs, selected, POLL_SECONDS)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cai_core.constitution import DEFAULT_CONSTITUTION
 from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, list_loops, loops_dir, parse_loop_settings, parse_loop_spec,
                                       read_state, resume_loop, start_loop)
 from cai_core.jobs import JobState, read_job, read_json
@@ -114,8 +115,8 @@ folders = list_loops()
 new_loop_form(expanded=not folders)
 st.subheader("Loops")
 if not folders:
-    st.caption("No loop yet. Start one above, or from the command line: cai loop --constitution general-hhh "
-               "--settings recipes/loops/small-model.yaml.")
+    st.caption(f"No loop yet. Start one above, or from the command line: cai loop --constitution "
+               f"{DEFAULT_CONSTITUTION} --settings recipes/loops/small-model.yaml.")
 else:
     names = [folder.name for folder in folders]
     if st.session_state.get(SELECTED) not in names:

@@ -122,16 +122,21 @@ def os_error_sentence(what: str, error: OSError) -> str:
 
 
 def set_flash(flash_key: str, text: str, kind: str = "success") -> None:
-    """A message (already markdown-safe) for the next run of the page to show once, above everything."""
+    """A message (already markdown-safe) for the next run of the page to show once where the page
+    calls show_flash. ``kind``: success, info, warning or error."""
     st.session_state[flash_key] = (kind, text)
 
 
-def show_flash(flash_key: str) -> None:
-    """Show, once, the message set_flash left under ``flash_key``."""
+FLASH_KINDS = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
+
+
+def show_flash(flash_key: str) -> bool:
+    """Show, once, the message set_flash left under ``flash_key``; True when there was one."""
     flash = st.session_state.pop(flash_key, None)
     if flash:
         kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
+        FLASH_KINDS.get(kind, st.error)(text)
+    return bool(flash)
 
 
 def show_text(text, empty: str = "(empty)") -> None:

@@ -264,3 +264,29 @@ def planned_steps(spec: TrainingSpec, rows: int) -> str:
         return "—"
     batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
     return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
+
+
+def read_recipe_text(path: Path) -> str:
+    """A recipe file's text, or "" when it cannot be read (the form then shows the parse error)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def recipe_label(path: Path) -> str:
+    """A recipe as a list shows it: its name, and whether it is shipped or the user's own."""
+    from ..paths import SHIPPED_RECIPES_DIR
+
+    where = "shipped" if Path(path).parent == SHIPPED_RECIPES_DIR else "yours"
+    return f"{Path(path).stem} ({where})"
+
+
+def recipe_argument(path: Path) -> str:
+    """The recipe as the command line names it: relative to the repository when shipped."""
+    from ..paths import REPO_ROOT
+
+    try:
+        return str(Path(path).relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
