@@ -43,6 +43,7 @@ from cai_core.promptsets import (
 )
 from cai_core.store import load_constitution
 from ui.common import (
+    apply_pending,
     md,
     os_error_sentence,
     page_key,
@@ -50,6 +51,7 @@ from ui.common import (
     progress_times,
     sentence,
     set_flash,
+    set_pending,
     show_flash,
     show_notes,
     state_label,
@@ -74,8 +76,8 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, STARTED, REFUSE = (
-    key("flash"), key("selected"), key("name"), key("sources"), key("upload"), key("upload_message"), key("started"),
+FLASH, SELECTED, NAME, SOURCES, UPLOAD, UPLOAD_MESSAGE, PENDING, REFUSE = (
+    key("flash"), key("selected"), key("name"), key("sources"), key("upload"), key("upload_message"), key("pending"),
     key("refuse_sources"))
 SFT_SOURCES = {"revision": "critique → revision chain", "best_of_n": "best of N samples (refusal rule)"}
 
@@ -85,15 +87,6 @@ def suggest_name() -> str:
 
 
 # ---------------------------------------------------------------- new dataset
-
-
-def apply_pending() -> None:
-    """Changes to widgets made by the previous run (a widget's state can only be set before it is drawn)."""
-    started = st.session_state.pop(STARTED, None)
-    if started:
-        st.session_state[SELECTED] = started
-        st.session_state[NAME] = suggest_name()
-    st.session_state.setdefault(NAME, suggest_name())
 
 
 def save_upload() -> None:
@@ -373,7 +366,7 @@ def launch(name: str, spec_data: dict) -> None:
         return
     if not start_or_explain(folder, spec_data):
         return
-    st.session_state[STARTED] = name
+    set_pending(PENDING, {SELECTED: name, NAME: suggest_name()})
     set_flash(FLASH, md(f"Started {name}. It runs in its own process: you may leave this page."))
     st.rerun()
 
@@ -451,7 +444,8 @@ st.title("Data")
 st.caption("Turn a constitution into training data: Phase 1 SFT rows from critique → revision chains, and "
            "Phase 2 preference pairs, from the revisions and ranked by an AI judge (RLAIF); or, for a model too "
            "small to critique or judge itself, the best of N samples under the refusal rule.")
-apply_pending()
+apply_pending(PENDING)
+st.session_state.setdefault(NAME, suggest_name())
 show_flash(FLASH)
 
 names = loadable_constitutions()

@@ -46,6 +46,7 @@ from cai_core.training import (
 from ui.common import (
     duration,
     file_stamp,
+    apply_pending,
     link_page,
     md,
     model_label,
@@ -54,6 +55,7 @@ from ui.common import (
     plural,
     sentence,
     set_flash,
+    set_pending,
     show_flash,
     state_label,
     upload_limit_words,
@@ -80,9 +82,9 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, STARTED, PENDING, FORM_OPEN = (
+FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, PENDING, FORM_OPEN = (
     key("flash"), key("selected"), key("name"), key("suggested"), key("method"), key("recipe"), key("upload"),
-    key("upload_message"), key("started"), key("pending"), key("form_open"))
+    key("upload_message"), key("pending"), key("form_open"))
 OTHER_MODEL = key("other_model")
 
 
@@ -137,21 +139,6 @@ def uploaded_files(method: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- new run: state carried between reruns
-
-
-def apply_pending() -> None:
-    """Changes to widgets made by the previous run (a widget's state can only be set before it is drawn)."""
-    st.session_state.setdefault(METHOD, "sft")
-    started = st.session_state.pop(STARTED, None)
-    if started:
-        st.session_state[SELECTED] = started
-        st.session_state[FORM_OPEN] = False
-        st.session_state.pop(NAME, None)
-    pending = st.session_state.pop(PENDING, None) or {}
-    for name, value in pending.items():
-        st.session_state[name] = value
-    if NAME not in st.session_state:
-        st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
 
 
 def method_changed() -> None:
@@ -299,7 +286,7 @@ def recipe_editor(path: Path, method: str) -> str:
                 except OSError as error:
                     st.error(os_error_sentence("the recipe could not be saved", error))
                 else:
-                    st.session_state[PENDING] = {RECIPE: str(saved), recipe_text_key(saved): text}
+                    set_pending(PENDING, {RECIPE: str(saved), recipe_text_key(saved): text})
                     st.session_state[FORM_OPEN] = True
                     set_flash(FLASH, md(f"Saved your recipe {saved.stem} ({saved})."))
                     st.rerun()
@@ -393,7 +380,8 @@ def launch(spec: TrainingSpec, name: str) -> None:
         folder = start_or_say(lambda: start_run(spec, name.strip() or None), "run")
     if folder is None:
         return
-    st.session_state[STARTED] = folder.name
+    set_pending(PENDING, {SELECTED: folder.name, FORM_OPEN: False})
+    st.session_state.pop(NAME, None)  # the next run suggests a new name
     set_flash(FLASH, md(f"Started {folder.name}. It trains in its own process: you may leave "
                         "this page, and its curves appear below as it goes."))
     st.rerun()
@@ -502,7 +490,7 @@ def show_result(run: RunInfo) -> None:
         if run.spec.method == "sft" and st.button("Start DPO from this run", key=key("dpo_from"),
                                                   icon=":material/arrow_forward:",
                                                   help="Fills in New run above: DPO, starting from this run."):
-            st.session_state[PENDING] = {METHOD: "dpo", start_key("dpo"): str(run.folder)}
+            set_pending(PENDING, {METHOD: "dpo", start_key("dpo"): str(run.folder)})
             st.session_state[FORM_OPEN] = True
             st.session_state.pop(NAME, None)
             st.rerun()
@@ -518,7 +506,10 @@ start_page("Training")
 st.title("Training")
 st.caption("Train a LoRA adapter on the data from the Data page: SFT on the revised answers (Phase 1), then DPO on the "
            "preference pairs (Phase 2), starting from the SFT run. Each run trains in its own process.")
-apply_pending()
+st.session_state.setdefault(METHOD, "sft")
+apply_pending(PENDING)
+if NAME not in st.session_state:
+    st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
 show_flash(FLASH)
 
 runs = list_runs()

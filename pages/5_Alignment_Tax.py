@@ -27,6 +27,7 @@ from cai_core.evaluation.run import evaluations_dir, shared_refusal_ids
 from cai_core.jobs import JobState, read_job, read_json
 from cai_core.training import RunInfo, list_runs
 from ui.common import (
+    apply_pending,
     link_page,
     md,
     model_label,
@@ -36,6 +37,7 @@ from ui.common import (
     progress_times,
     sentence,
     set_flash,
+    set_pending,
     show_flash,
     show_notes,
     state_badge,
@@ -59,8 +61,8 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, STARTED, MODEL, OTHER_MODEL, SUITE_CHOICE, LIMIT, SEED, BATCH, LM_EVAL = (
-    key("flash"), key("selected"), key("name"), key("started"), key("model"), key("other_model"), key("suites"),
+FLASH, SELECTED, NAME, PENDING, MODEL, OTHER_MODEL, SUITE_CHOICE, LIMIT, SEED, BATCH, LM_EVAL = (
+    key("flash"), key("selected"), key("name"), key("pending"), key("model"), key("other_model"), key("suites"),
     key("limit"), key("seed"), key("batch_size"), key("lm_eval"))
 BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONSTITUTION, JUDGE_CHOSEN = (
     key("base"), key("aligned"), key("upload"), key("upload_messages"), key("history"), key("judge_model"),
@@ -69,15 +71,6 @@ BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONST
 
 def suggest_name() -> str:
     return time.strftime("eval-%Y%m%d-%H%M%S")
-
-
-def apply_pending() -> None:
-    """Changes made by the previous run to widgets drawn above the code that made them."""
-    started = st.session_state.pop(STARTED, None)
-    if started:
-        st.session_state[SELECTED] = started
-        st.session_state[NAME] = suggest_name()
-    st.session_state.setdefault(NAME, suggest_name())
 
 
 # ---------------------------------------------------------------- reading folders and reports
@@ -142,7 +135,7 @@ def launch(spec_data: dict, name: str) -> None:
     folder = start_or_say(lambda: start_evaluation(parse_evaluation_spec(spec_data), name), "evaluation")
     if folder is None:
         return
-    st.session_state[STARTED] = folder.name
+    set_pending(PENDING, {SELECTED: folder.name, NAME: suggest_name()})
     set_flash(FLASH, md(f"Started {folder.name}. It runs in its own process: you may leave this "
                         "page, and its report appears below when it ends."))
     st.rerun()
@@ -504,7 +497,8 @@ st.title("Alignment tax")
 st.caption("Evaluate the base model and the trained one on capability and safety suites, each in its own process; "
            "then see what the training bought (safety, harmlessness) and what it cost (capability), benchmark by "
            "benchmark and round after round.")
-apply_pending()
+apply_pending(PENDING)
+st.session_state.setdefault(NAME, suggest_name())
 show_flash(FLASH)
 
 runs = list_runs()

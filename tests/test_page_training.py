@@ -337,3 +337,20 @@ def test_stop_saves_a_checkpoint_and_resume_carries_on(app, tiny_model_dir):
     wait_for_run(folder, "cancelled")
     steps = [row["step"] for row in read_metrics(folder)]
     assert steps == sorted(set(steps)) and steps[-1] > stopped_at  # carried on, no step logged twice
+
+
+def test_dpo_counts_best_of_n_pairs_of_a_dataset(app):
+    """A dataset's best-of-N pairs are training data for DPO like the other pairs: choosing them
+    counts them in the data's label instead of failing the page."""
+    from cai_core.data import BEST_OF_N_PAIRS_FILE, datasets_dir
+
+    folder = datasets_dir() / "best"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"kind": "generate", "spec": {}}))
+    (folder / BEST_OF_N_PAIRS_FILE).write_text(dpo_lines(3))
+    app.radio(key=k("method")).set_value("dpo").run()
+    pairs = next(m for m in app.multiselect if m.label == "Preference pairs")
+    pairs.set_value(["best_of_n"]).run()
+    assert not app.exception, app.exception
+    data = app.multiselect(key=k("data:dpo"))
+    assert "best · 3 best-of-N pairs" in data.options

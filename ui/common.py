@@ -121,6 +121,18 @@ def os_error_sentence(what: str, error: OSError) -> str:
     return sentence(f"{what}: {error.strerror or error}")
 
 
+def set_pending(pending_key: str, values: dict) -> None:
+    """Widget values for the next run to set before the widgets are drawn (Streamlit refuses to change
+    a drawn widget's value): say the job just started as the one selected."""
+    st.session_state.setdefault(pending_key, {}).update(values)
+
+
+def apply_pending(pending_key: str) -> None:
+    """At the top of a page: the values set_pending left, set while no widget is drawn yet."""
+    for name, value in (st.session_state.pop(pending_key, None) or {}).items():
+        st.session_state[name] = value
+
+
 def set_flash(flash_key: str, text: str, kind: str = "success") -> None:
     """A message (already markdown-safe) for the next run of the page to show once where the page
     calls show_flash. ``kind``: success, info, warning or error."""
