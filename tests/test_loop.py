@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, prepare_loop, quality, read_state, start_loop
-from cai_core.jobs import prepare_job, read_job, read_json, run_job
+from cai_core.jobs import prepare_job, read_job, read_json, request_stop, run_job
 from cai_core.training import read_metrics, read_run
 
 SMALL = {
@@ -101,7 +101,7 @@ def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_pa
     while not read_job(sft).active:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    (sft / "cancel").touch()  # stop the long SFT: the loop ends cancelled, at its stage
+    request_stop(sft)  # stop the long SFT: the loop ends cancelled, at its stage
     assert wait(folder).state == "cancelled"
     assert (folder / "round-1" / "generate" / "sft.jsonl").read_text() == generated  # not made again
     steps = [row["step"] for row in read_metrics(sft)]
