@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
+from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack, find_adapter
 from ..atomic import write_text_atomic
 from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
 from ..models import DEFAULT_MODEL, ModelLoadError, is_endpoint_spec, resolve_model_path
@@ -374,3 +374,35 @@ def read_snapshot(folder: Path) -> list[dict]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as error:
         raise TrainingError(f"{path} (the run's copy of its data) cannot be read: {error}") from None
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two paths name the same file or folder (False when either cannot be resolved)."""
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def run_for_spec(spec: str, runs: list[RunInfo]) -> RunInfo | None:
+    """The trained run ``spec`` names: its folder, or its adapter folder."""
+    adapter = find_adapter(spec)
+    if adapter is None:
+        return None
+    return next((run for run in runs if same_path(str(run.folder / ADAPTER_DIR), str(adapter))), None)
+
+
+def run_model_problem(spec: str) -> str | None:
+    """One sentence when ``spec`` is a training run's folder that holds no adapter to load."""
+    if is_endpoint_spec(spec) or find_adapter(spec) is not None:
+        return None
+    folder = Path(spec).expanduser()
+    if not (folder / "spec.json").is_file():
+        return None
+    run = read_run(folder)
+    if run.job.kind != "train" and run.spec is None:
+        return None  # some other job's folder: loading it says what is wrong
+    if run.job.active:
+        return f"Run {run.name!r} is still training; it can be used as a model once it has finished."
+    return (f"Run {run.name!r} has no trained adapter (it did not finish, or its adapter folder was deleted), "
+            "so it cannot be used as a model; choose another.")
