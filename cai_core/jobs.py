@@ -289,6 +289,11 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def timestamped_name(prefix: str) -> str:
+    """A new job's suggested name: ``PREFIX-YYYYMMDD-HHMMSS``."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def log_tail(folder: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
     """The end of a job's log (where a failure's traceback is), read without loading it all."""
     path = Path(folder) / "log.txt"

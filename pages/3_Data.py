@@ -29,7 +29,7 @@ from cai_core.data import (
     parse_spec,
     start_generation,
 )
-from cai_core.jobs import JobError, JobState, read_job
+from cai_core.jobs import JobError, JobState, read_job, timestamped_name
 from cai_core.models import (
     GenerationSettings,
     ModelLoadError,
@@ -83,7 +83,7 @@ SFT_SOURCES = {"revision": "critique → revision chain", "best_of_n": "best of 
 
 
 def suggest_name() -> str:
-    return time.strftime("data-%Y%m%d-%H%M%S")
+    return timestamped_name("data")
 
 
 # ---------------------------------------------------------------- new dataset

@@ -8,15 +8,13 @@ rerun, a closed tab or a second browser neither stops a run nor starts it twice.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cai_core.data import SFT_FILE, dataset_summary, list_datasets
-from cai_core.jobs import read_job
+from cai_core.jobs import read_job, timestamped_name
 from cai_core.training import (
     METHODS,
     PAIR_FILES,
@@ -57,16 +55,15 @@ from ui.common import (
     set_flash,
     set_pending,
     show_flash,
-    state_label,
     upload_limit_words,
     upload_max_mb,
     upload_size_problem,
 )
 from ui.jobs import POLL_SECONDS as JOB_POLL_SECONDS
-from ui.jobs import job_panel, live_while, start_or_say
+from ui.jobs import job_panel, start_or_say
 from ui.navigation import page_path, start_page
 from ui.pickers import model_picker
-from ui.run_view import compare_runs, show_curves, show_delete, show_downloads, show_settings, show_state
+from ui.run_view import compare_runs, runs_table, show_curves, show_delete, show_downloads, show_settings, show_state
 
 PAGE = "training"
 POLL_SECONDS = 2 * JOB_POLL_SECONDS  # the curves of a live run are redrawn this often
@@ -105,7 +102,7 @@ def pairs_key(path: Path | str) -> str:
 
 
 def suggest_name(method: str) -> str:
-    return f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return timestamped_name(method)
 
 
 # ---------------------------------------------------------------- reading files (cached until they change)
@@ -390,35 +387,6 @@ def launch(spec: TrainingSpec, name: str) -> None:
 # ---------------------------------------------------------------- the runs
 
 
-def run_row(run: RunInfo) -> dict:
-    progress, result = run.job.progress, run.result or {}
-    loss = result.get("train_loss", progress.get("loss"))
-    spec = run.spec
-    return {
-        "run": run.name, "method": spec.method.upper() if spec else "?",
-        "state": state_label(run.state),
-        "steps": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
-        "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "—",
-        "starting model": model_label(spec.base_model) if spec else "?",
-        "data": ", ".join(Path(d).name for d in spec.data) if spec else "?",
-        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.job.started)) if run.job.started else "—",
-    }
-
-
-def runs_table(runs: list[RunInfo]) -> None:
-    """The table of runs; while one of them trains it is redrawn every few seconds (steps, loss, state)."""
-    live = any(run.job.active for run in runs)
-
-    @live_while(live, POLL_SECONDS)
-    def table() -> None:
-        current = [read_run(run.folder) if live else run for run in runs]
-        st.dataframe(pd.DataFrame([run_row(run) for run in current]), hide_index=True, width="stretch",
-                     key=key("runs_table"), column_config={"loss": st.column_config.TextColumn(
-                         "loss", help="The finished run's mean training loss, or the last logged loss while it trains.")})
-
-    table()
-
-
 def run_selector(runs: list[RunInfo]) -> RunInfo | None:
     st.subheader("Runs")
     if not runs:
@@ -428,7 +396,7 @@ def run_selector(runs: list[RunInfo]) -> RunInfo | None:
     by_name = {run.name: run for run in runs}
     if st.session_state.get(SELECTED) not in by_name:
         st.session_state.pop(SELECTED, None)
-    runs_table(runs)
+    runs_table(runs, POLL_SECONDS)
 
     # No state in the labels: a run's state changes while the list stands (the table and the badge show it).
     chosen = st.selectbox("Run", list(by_name), key=SELECTED,

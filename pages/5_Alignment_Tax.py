@@ -20,11 +20,11 @@ from cai_core import charts
 from cai_core.evaluation import SUITES, EvaluationError, compare_reports, parse_evaluation_spec, start_evaluation
 from cai_core.evaluation import list_evaluations as list_evaluation_folders
 from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
-from cai_core.evaluation.progress import live_progress, scoring_current_suite, suites_done
+from cai_core.evaluation.progress import finished_suites, live_progress, scoring_current_suite, suites_done
 from cai_core.evaluation.reports import (ReportRef, default_pair, evaluation_report, list_reports, report_model,
                                          report_ref, reports_by_loop, save_uploaded_report, suite_row)
 from cai_core.evaluation.run import evaluations_dir, shared_refusal_ids
-from cai_core.jobs import JobState, read_job, read_json
+from cai_core.jobs import JobState, read_job, timestamped_name
 from cai_core.training import RunInfo, list_runs
 from ui.common import (
     apply_pending,
@@ -70,7 +70,7 @@ BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONST
 
 
 def suggest_name() -> str:
-    return time.strftime("eval-%Y%m%d-%H%M%S")
+    return timestamped_name("eval")
 
 
 # ---------------------------------------------------------------- reading folders and reports
@@ -185,15 +185,6 @@ def evaluation_selector(folders: list[Path], jobs: dict[str, JobState]) -> Path 
     return by_name[chosen]
 
 
-def finished_suites_frame(folder: Path) -> pd.DataFrame:
-    rows = []
-    for path in sorted((folder / "suites").glob("*.json")) if (folder / "suites").is_dir() else []:
-        data = read_json(path)
-        if data and isinstance(data.get("score"), (int, float)):
-            rows.append(suite_row(data.get("name", path.stem), data))
-    return pd.DataFrame(rows)
-
-
 def show_job(folder: Path, job: JobState) -> None:
     """A running or ended evaluation: its state, progress, times and notes."""
     spec = stored_spec(folder)
@@ -231,13 +222,7 @@ def resume_words(folder: Path) -> str:
 
 
 def show_finished_suites(folder: Path, job: JobState) -> None:
-    if job.state == "finished":
-        return
-    rows = []
-    for path in sorted((folder / "suites").glob("*.json")) if (folder / "suites").is_dir() else []:
-        data = read_json(path)
-        if data and isinstance(data.get("score"), (int, float)):
-            rows.append(suite_row(data.get("name", path.stem), data))
+    rows = [suite_row(suite["name"], suite) for suite in finished_suites(folder)] if job.state != "finished" else []
     if rows:
         st.caption("Suites finished so far (kept when the evaluation is stopped and resumed):")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key=key(f"partial:{folder.name}"))

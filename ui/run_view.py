@@ -4,15 +4,17 @@ deletion, and several runs' curves on one chart.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from cai_core import charts
 from cai_core.training import (DPO_CURVES, SFT_CURVES, RunInfo, TrainingError, adapter_zip, cli_command, delete_run,
-                               model_label, process_command, read_metrics)
+                               model_label, process_command, read_metrics, read_run)
 from ui.common import (file_stamp, md, page_key, progress_times, sentence, set_flash, show_notes,
-                       state_badge)
+                       state_badge, state_label)
 from ui.jobs import live_while
 
 MAX_NOTES = 5
@@ -166,3 +168,32 @@ def compare_runs(runs: list[RunInfo], selected: RunInfo, poll_seconds: float) ->
             st.caption("Only DPO runs log rewards.")
 
     overlay()
+
+
+def run_row(run: RunInfo) -> dict:
+    progress, result = run.job.progress, run.result or {}
+    loss = result.get("train_loss", progress.get("loss"))
+    spec = run.spec
+    return {
+        "run": run.name, "method": spec.method.upper() if spec else "?",
+        "state": state_label(run.state),
+        "steps": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
+        "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "—",
+        "starting model": model_label(spec.base_model) if spec else "?",
+        "data": ", ".join(Path(d).name for d in spec.data) if spec else "?",
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.job.started)) if run.job.started else "—",
+    }
+
+
+def runs_table(runs: list[RunInfo], poll_seconds: float) -> None:
+    """The table of runs; while one of them trains it is redrawn every few seconds (steps, loss, state)."""
+    live = any(run.job.active for run in runs)
+
+    @live_while(live, poll_seconds)
+    def table() -> None:
+        current = [read_run(run.folder) if live else run for run in runs]
+        st.dataframe(pd.DataFrame([run_row(run) for run in current]), hide_index=True, width="stretch",
+                     key=key("runs_table"), column_config={"loss": st.column_config.TextColumn(
+                         "loss", help="The finished run's mean training loss, or the last logged loss while it trains.")})
+
+    table()

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..jobs import read_json
+
 
 def suites_done(folder: Path) -> int:
     """How many suites the evaluation in ``folder`` has finished (each writes suites/NAME.json)."""
     suites = Path(folder) / "suites"
     return sum(1 for _ in suites.glob("*.json")) if suites.is_dir() else 0
+
+
+def finished_suites(folder: Path) -> list[dict]:
+    """The suites the evaluation in ``folder`` has scored so far (each its suites/NAME.json), by name;
+    a file without a numeric score is left out."""
+    found = []
+    suites = Path(folder) / "suites"
+    for path in sorted(suites.glob("*.json")) if suites.is_dir() else []:
+        data = read_json(path)
+        if data and isinstance(data.get("score"), (int, float)):
+            found.append({**data, "name": str(data.get("name") or path.stem)})
+    return found
 
 
 def current_suite(spec: dict, done_suites: int) -> str | None:
