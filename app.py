@@ -15,8 +15,9 @@ from cai_core.models import DEFAULT_MODEL, default_model_spec, pick_device
 from cai_core.paths import cai_home
 from cai_core.store import list_constitutions
 from ui.common import get_model, page_key
+from ui.navigation import PAGES, app_navigation
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+REPO = Path(__file__).resolve().parent
 
 st.set_page_config(page_title="Constitution Studio", layout="wide")
 
@@ -27,10 +28,10 @@ def _device() -> str:
     return pick_device()[0]
 
 
-def _page(title: str) -> str | None:
-    """Path of the page whose file name ends in ``_<title>.py``, or None while it does not exist yet."""
-    found = sorted(PAGES_DIR.glob(f"*_{title}.py"))
-    return f"pages/{found[0].name}" if found else None
+def _page(url_path: str) -> tuple[str, str] | None:
+    """(file, sidebar title) of the page at ``url_path``, or None while its file does not exist."""
+    found = [(path, title) for path, title, _, url in PAGES if url == url_path and (REPO / path).is_file()]
+    return found[0] if found else None
 
 
 def _model_section() -> None:
@@ -70,15 +71,15 @@ def _quick_start() -> None:
         ("Data", "3. Turn the constitution into SFT data and AI-judged preference pairs."),
         ("Training", "4. Train a LoRA adapter with SFT, then DPO, on that data."),
         ("Alignment_Tax", "5. Evaluate base against aligned models and chart the alignment tax."),
+        ("Loops", "6. Repeat data, training and evaluation in rounds, each from the last round's model."),
     )
-    for title, text in steps:
+    for url_path, text in steps:
         st.write(text)
-        page = _page(title)
-        name = title.replace("_", " ").capitalize()  # "Alignment_Tax" -> "Alignment tax", as the sidebar says
+        page = _page(url_path)
         if page:
-            st.page_link(page, label=f"Open the {name} page")
+            st.page_link(page[0], label=f"Open the {page[1]} page")
         else:
-            st.caption(f"The {name} page is not installed yet.")
+            st.caption(f"The {url_path.replace('_', ' ')} page is not installed yet.")
 
 
 def home() -> None:
@@ -94,13 +95,5 @@ def home() -> None:
     _files_section()
 
 
-# Explicit navigation, so the sidebar says "Home" rather than the script's file name.
-navigation = st.navigation([
-    st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Constitution.py", title="Constitution", icon=":material/gavel:", url_path="Constitution"),
-    st.Page("pages/2_Playground.py", title="Playground", icon=":material/science:", url_path="Playground"),
-    st.Page("pages/3_Data.py", title="Data", icon=":material/dataset:", url_path="Data"),
-    st.Page("pages/4_Training.py", title="Training", icon=":material/model_training:", url_path="Training"),
-    st.Page("pages/5_Alignment_Tax.py", title="Alignment tax", icon=":material/balance:", url_path="Alignment_Tax"),
-])
-navigation.run()
+# Explicit navigation (ui/navigation.py), so the sidebar says "Home" rather than the script's file name.
+app_navigation(home).run()

@@ -514,7 +514,7 @@ def _report_path(value: str) -> Path:
 def _cmd_loop(args: argparse.Namespace) -> int:
     """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
     from .evaluation.loop import loop_reports, parse_loop_settings, parse_loop_spec, prepare_loop, read_state, start_loop
-    from .jobs import run_job
+    from .jobs import clear_stop_request, run_job
 
     data = {"constitution": args.constitution, "rounds": args.rounds, "base_model": _model_or_run(args.base_model),
             "seed": args.seed, "stop_ratio": args.stop_ratio}
@@ -533,7 +533,7 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}")
         return 0
     folder = prepare_loop(spec, name)
-    (folder / "cancel").unlink(missing_ok=True)
+    clear_stop_request(folder)
 
     def show(progress: dict) -> None:
         done, total = progress.get("done", 0), progress.get("total", 0)

@@ -169,3 +169,12 @@ def _describe_location(location: tuple) -> str:
         else:
             parts.append(str(item).replace("_", " "))  # "critique request" reads better than the key
     return " ".join(parts)
+
+
+# The constitution every form starts with: the general helpful-honest-harmless baseline, shipped.
+DEFAULT_CONSTITUTION = "general-hhh"
+
+
+def preferred_constitution(names: list[str]) -> str:
+    """The one of ``names`` a form starts with: the default constitution when there, else the first."""
+    return DEFAULT_CONSTITUTION if DEFAULT_CONSTITUTION in names else names[0]

@@ -262,11 +262,11 @@ def start_generation(folder: Path, spec: GenerationSpec) -> None:
 
 def run_generation(folder: Path, spec: GenerationSpec, on_progress=None):
     """Run (or resume) the job in this process, as the CLI does; returns the final JobState."""
-    from .jobs import prepare_job, run_job
+    from .jobs import clear_stop_request, prepare_job, run_job
 
     spec_data = _prepare(folder, spec)
     prepare_job(folder, "generate", spec_data)
-    (Path(folder) / "cancel").unlink(missing_ok=True)
+    clear_stop_request(folder)
     return run_job(folder, on_progress=on_progress)
 
 
@@ -741,3 +741,23 @@ def write_card(folder: Path) -> None:
               "Every row carries `lineage`: the constitution's name and content hash, the principles used, "
               "the model ids, the seed and the generation settings.", ""]
     write_text_atomic(folder / "README.md", "\n".join(lines))
+
+
+def pair_prompt(row: dict, prompts: dict[str, str]) -> str:
+    """The user turn of a pair's prompt (the prompt file's text for rows that carry only an id)."""
+    turns = row.get("prompt")
+    if isinstance(turns, list):
+        users = [t.get("content", "") for t in turns if t.get("role") == "user"]
+        if users:
+            return users[-1]
+    return prompts.get(row.get("id"), "")
+
+
+def best_of_n_reason(row: dict, samples: dict[str, dict]) -> str:
+    """Why a best-of-N pair's chosen answer is the better one, under the refusal rule."""
+    sampled = samples.get(row.get("id"))
+    if sampled is None:
+        return "chosen passes the refusal rule, rejected fails it"
+    if sampled.get("should_refuse"):
+        return "this prompt should be declined: the chosen answer declines, the rejected one does not"
+    return "this prompt should be answered: the chosen answer does, the rejected one declines"

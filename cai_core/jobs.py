@@ -44,6 +44,11 @@ RUNNERS = {
 WORKER_MODULES = {"train": "cai_core.training"}
 QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "finished", "failed", "cancelled", "interrupted"
 ENDED_STATES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
+# States a job can be started again from: what it made so far is kept and it carries on. "new" is a
+# folder whose spec was written but whose worker never started.
+RESUMABLE_STATES = ("new", CANCELLED, INTERRUPTED, FAILED)
+# The file whose presence asks a job to stop; only this module names it.
+_STOP_FILE = "cancel"
 # A worker that has not taken its lock this long after being started never will.
 START_GRACE_SECONDS = 60.0
 PROGRESS_EVERY_SECONDS = 0.5
@@ -128,7 +133,7 @@ class Reporter:
                 print(f"note: {message}", flush=True)
 
     def check_stop(self) -> None:
-        if self.stop_requested or (self.folder / "cancel").exists():
+        if self.stop_requested or is_stopping(self.folder):
             raise JobCancelled("stopped on request")
 
 
@@ -237,7 +242,7 @@ def start_job(folder: Path, kind: str, spec: dict) -> None:
     if state.active:
         raise JobError(f"the job in {folder.name} is already {state.state}")
     prepare_job(folder, kind, spec)
-    (folder / "cancel").unlink(missing_ok=True)
+    clear_stop_request(folder)
     previous = read_json(folder / "status.json") or {}
     write_json(folder / "status.json", {"state": QUEUED, "kind": kind, "queued": time.time(),
                                         "started": previous.get("started"), "notes": previous.get("notes", [])})
@@ -285,6 +290,11 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def timestamped_name(prefix: str) -> str:
+    """A new job's suggested name: ``PREFIX-YYYYMMDD-HHMMSS``."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def log_tail(folder: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
     """The end of a job's log (where a failure's traceback is), read without loading it all."""
     path = Path(folder) / "log.txt"
@@ -297,11 +307,29 @@ def log_tail(folder: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def cancel_job(folder: Path) -> None:
+def request_stop(folder: Path) -> None:
     """Ask the worker to stop after the piece of work it is on; what it made so far is kept."""
     folder = Path(folder)
     if folder.is_dir():
-        (folder / "cancel").touch()
+        (folder / _STOP_FILE).touch()
+
+
+cancel_job = request_stop  # the name the engine used first
+
+
+def is_stopping(folder: Path) -> bool:
+    """True once a stop was asked for and the job has not yet started again."""
+    return (Path(folder) / _STOP_FILE).exists()
+
+
+def clear_stop_request(folder: Path) -> None:
+    """Forget a stop asked for earlier: a job started again must not stop at once."""
+    (Path(folder) / _STOP_FILE).unlink(missing_ok=True)
+
+
+def is_resumable(state: str) -> bool:
+    """Whether a job in ``state`` can be started again, keeping what it made."""
+    return state in RESUMABLE_STATES
 
 
 def read_job(folder: Path) -> JobState:
@@ -351,7 +379,7 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
         status = read_json(folder / "status.json") or status
         status.update(state=final, error=error, ended=time.time())
         write_json(folder / "status.json", status)
-        (folder / "cancel").unlink(missing_ok=True)
+        clear_stop_request(folder)
     return read_job(folder)
 
 

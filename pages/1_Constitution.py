@@ -18,7 +18,7 @@ import time
 import streamlit as st
 from pydantic import ValidationError
 
-from cai_core.constitution import Constitution, ConstitutionError, first_error_message
+from cai_core.constitution import Constitution, ConstitutionError, first_error_message, preferred_constitution
 from cai_core.editing import constitution_to_form, form_to_constitution, placeholder_principle, principle_to_form
 from cai_core.lint import lint_constitution
 from cai_core.paths import user_constitutions_dir
@@ -39,7 +39,9 @@ from cai_core.store import (
     restore_version,
     save_constitution,
 )
-from ui.common import md, page_key, upload_limit_words, upload_max_mb
+from ui.common import md, page_key, plural, set_flash, upload_limit_words, upload_max_mb
+from ui.common import show_flash as show_flash_once
+from ui.navigation import start_page
 
 PAGE = "constitution"
 
@@ -48,7 +50,7 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-SELECT, DRAFT_FOR, FLASH, DESCRIPTION = key("selected"), key("draft_for"), key("flash"), key("description")
+SELECT, DRAFT_FOR, DESCRIPTION = key("selected"), key("draft_for"), key("description")
 # Principle field -> widget key stem. Draft values are kept in widget form (see cai_core.editing)
 # so seeding a widget is a plain copy.
 FIELDS = {
@@ -56,7 +58,6 @@ FIELDS = {
     "critique_request": "critique", "revision_request": "revision", "comparison_request": "comparison",
 }
 _WIDGET_KEY = re.compile(rf"^{re.escape(key(''))}({'|'.join(FIELDS.values())})_(\d+)$")
-FIRST_CHOICE = "general-hhh"  # the general baseline is the natural place to start
 
 
 def wkey(field: str, index: int) -> str:
@@ -65,10 +66,6 @@ def wkey(field: str, index: int) -> str:
 
 def draft_key(name: str) -> str:
     return key(f"draft:{name}")
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # ---------------------------------------------------------------- session state
@@ -144,16 +141,12 @@ def select(name: str) -> None:
 
 
 def flash(where: str, kind: str, text: str) -> None:
-    st.session_state[FLASH] = (where, kind, text)
+    """A message for the next run to show once in its place (``where``: save, versions, import, manage)."""
+    set_flash(key(f"flash:{where}"), md(text), kind)  # flashes carry file names and engine errors
 
 
 def show_flash(where: str) -> bool:
-    message = st.session_state.get(FLASH)
-    if message and message[0] == where:
-        del st.session_state[FLASH]
-        getattr(st, message[1])(md(message[2]))  # flashes carry file names and engine errors
-        return True
-    return False
+    return show_flash_once(key(f"flash:{where}"))
 
 
 def engine_call(where: str, action, *args, **kwargs):
@@ -429,7 +422,7 @@ def render_manage(name: str | None, info) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Constitution · Constitution Studio", layout="wide")
+    start_page("Constitution")
     st.title("Constitution")
     infos = list_constitutions()
     usable = {info.name: info for info in infos if not info.error}
@@ -441,7 +434,7 @@ def main() -> None:
         render_manage(None, None)
         return
     if st.session_state.get(SELECT) not in usable:  # first visit, or it was deleted elsewhere
-        st.session_state[SELECT] = FIRST_CHOICE if FIRST_CHOICE in usable else next(iter(usable))
+        st.session_state[SELECT] = preferred_constitution(list(usable))
     with st.sidebar:
         # Plain names as labels: a label that changed on save ("(shipped)" dropped) would leave
         # the browser showing the old one.

@@ -12,24 +12,23 @@ from pathlib import Path
 
 import streamlit as st
 
-from cai_core.adapters import ADAPTER_DIR, find_adapter
 from cai_core.chain import MAX_PROMPT_CHARS, Trace, check_prompts
-from cai_core.constitution import Constitution, ConstitutionError
+from cai_core.constitution import Constitution, ConstitutionError, preferred_constitution
 from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
-from cai_core.models import DEFAULT_MODEL, GenerationSettings, default_model_spec, is_endpoint_spec
+from cai_core.models import GenerationSettings, default_model_spec
 from cai_core.preview import PreviewJob, start_preview
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
-from cai_core.training import RunInfo, list_runs, read_run
+from cai_core.training import RunInfo
+from cai_core.training.runs import run_for_spec, run_model_problem
 from ui.common import get_model, md, page_key
+from ui.navigation import start_page
+from ui.pickers import APP_MODEL, choice_for_spec, model_input, trained_runs
 
 PAGE = "playground"
 POLL_SECONDS = 0.5
 LETTERS = "ABC"
 MAX_ROUNDS = 4
-PREFERRED_CONSTITUTION = "general-hhh"
-# The model choice's two fixed entries; every other value is a finished run's folder.
-DEFAULT_CHOICE, OTHER_CHOICE = ":default", ":other"
 # What the Training page leaves for this page: {"models": [before_spec, after_spec]}.
 PRESET_KEY = "playground:preset"
 _DEFAULTS = GenerationSettings()
@@ -51,121 +50,6 @@ class Configuration:
     principles: list[str] = field(default_factory=list)
     error: str | None = None
     model_error: str | None = None
-
-
-# ---------------------------------------------------------------- models: the default, trained runs, any other
-
-
-def trained_runs() -> list[RunInfo]:
-    """Finished training runs with an adapter, newest first: each can be chosen as a model."""
-    return [run for run in list_runs() if run.state == "finished" and run.has_adapter]
-
-
-def _same_path(a: str, b: str) -> bool:
-    try:
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-    except OSError:
-        return False
-
-
-def _base_label(base: str) -> str:
-    if base == DEFAULT_MODEL:
-        return "bundled model"
-    path = Path(base).expanduser()
-    return path.name if path.exists() and path.name else base
-
-
-def run_label(run: RunInfo, short: bool = False) -> str:
-    if short or run.spec is None:
-        return f"run: {run.name}"
-    return f"run: {run.name} ({run.spec.method}, from {_base_label(run.spec.base_model)})"
-
-
-def default_label() -> str:
-    spec = default_model_spec()
-    return "default (bundled model)" if spec == DEFAULT_MODEL else f"default ($CAI_MODEL: {_base_label(spec)})"
-
-
-def run_for_spec(spec: str, runs: list[RunInfo]) -> RunInfo | None:
-    """The trained run ``spec`` names: its folder, or its adapter folder."""
-    adapter = find_adapter(spec)
-    if adapter is None:
-        return None
-    return next((run for run in runs if _same_path(str(run.folder / ADAPTER_DIR), str(adapter))), None)
-
-
-def choice_for_spec(spec: str, runs: list[RunInfo]) -> tuple[str, str | None]:
-    """(model choice, free text or None) that shows ``spec``: a run as its run, else the text box."""
-    spec = (spec or "").strip()
-    default = default_model_spec()
-    if not spec or spec == default or (not is_endpoint_spec(spec) and Path(spec).expanduser().exists()
-                                       and _same_path(spec, default)):
-        return DEFAULT_CHOICE, None
-    run = run_for_spec(spec, runs)
-    if run is not None:
-        return str(run.folder), None
-    return OTHER_CHOICE, spec
-
-
-def model_label(spec: str, runs: list[RunInfo]) -> str:
-    """How results name a model: a run by its name, the default as the default, anything else as given."""
-    run = run_for_spec(spec, runs)
-    if run is not None:
-        return run_label(run)
-    if spec == default_model_spec():
-        return default_label()
-    return spec
-
-
-def run_model_problem(spec: str) -> str | None:
-    """One sentence when ``spec`` is a training run's folder that holds no adapter to load."""
-    if is_endpoint_spec(spec) or find_adapter(spec) is not None:
-        return None
-    folder = Path(spec).expanduser()
-    if not (folder / "spec.json").is_file():
-        return None
-    run = read_run(folder)
-    if run.job.kind != "train" and run.spec is None:
-        return None  # some other job's folder: loading it says what is wrong
-    if run.job.active:
-        return f"Run {run.name!r} is still training; it can be used as a model once it has finished."
-    return (f"Run {run.name!r} has no trained adapter (it did not finish, or its adapter folder was deleted), "
-            "so it cannot be used as a model; choose another.")
-
-
-def model_input(index: int, runs: list[RunInfo]) -> tuple[str, str]:
-    """The model choice for configuration ``index``: (spec to load, label for the results)."""
-    choice_key, text_key = key(f"model-choice-{index}"), key(f"model-{index}")
-    labels = {DEFAULT_CHOICE: default_label(), **{str(run.folder): run_label(run) for run in runs},
-              OTHER_CHOICE: "another model…"}
-    current = st.session_state.get(choice_key, DEFAULT_CHOICE)
-    if current not in labels:  # a run deleted, or its adapter removed, since it was chosen
-        st.session_state[text_key] = current
-        current = OTHER_CHOICE
-    if st.session_state.get(choice_key) != current:
-        st.session_state[choice_key] = current
-    choice = st.selectbox(
-        "Model",
-        list(labels),
-        format_func=lambda value: labels.get(value, value),
-        key=choice_key,
-        help="default: $CAI_MODEL, else the bundled model. run: a finished training run, its LoRA adapter "
-             "merged into the model it was trained from. another model: a local folder, a hub id or an endpoint URL.",
-    )
-    if choice == DEFAULT_CHOICE:
-        return default_model_spec(), default_label()
-    if choice != OTHER_CHOICE:
-        run = next(run for run in runs if str(run.folder) == choice)
-        return choice, run_label(run)
-    st.session_state.setdefault(text_key, default_model_spec())
-    spec = st.text_input(
-        "Model folder, hub id or endpoint URL",
-        key=text_key,
-        help='"default" (the bundled model), a local model folder or a finished run\'s folder, a Hugging Face '
-             "hub id such as org/name, or an OpenAI-compatible endpoint URL such as http://localhost:8000/v1.",
-    )
-    spec = (spec or "").strip() or default_model_spec()
-    return spec, model_label(spec, runs)
 
 
 # ---------------------------------------------------------------- inputs
@@ -211,7 +95,7 @@ def configuration_inputs(index: int, names: list[str], runs: list[RunInfo], comp
     # Widgets take their starting values from session state (never a default argument too), so a
     # preset from another page can set them before they are drawn.
     if st.session_state.get(constitution_key) not in names:
-        st.session_state[constitution_key] = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+        st.session_state[constitution_key] = preferred_constitution(names)
     areas = [st.container(), st.container(), st.container()] if compact else st.columns([1, 2, 1])
     with areas[0]:
         name = st.selectbox("Constitution", names, key=constitution_key)
@@ -298,11 +182,11 @@ def apply_preset(names: list[str], runs: list[RunInfo]) -> None:
         st.session_state[key(f"model-choice-{index}")] = choice
         if text is not None:
             st.session_state[key(f"model-{index}")] = text
-        expected.append(default_model_spec() if choice == DEFAULT_CHOICE else text or choice)
+        expected.append(default_model_spec() if choice == APP_MODEL else text or choice)
     # B runs under A's constitution and principles, so the model is the only difference.
     constitution = st.session_state.get(key("constitution-0"))
     if constitution not in names:
-        constitution = PREFERRED_CONSTITUTION if PREFERRED_CONSTITUTION in names else names[0]
+        constitution = preferred_constitution(names)
     st.session_state[key("constitution-0")] = st.session_state[key("constitution-1")] = constitution
     principles = st.session_state.get(key(f"principles-0-{constitution}"))
     if principles is None:
@@ -550,7 +434,7 @@ def show_empty_state() -> None:
 # ---------------------------------------------------------------- the page
 
 
-st.set_page_config(page_title="Playground · Constitution Studio", layout="wide")
+start_page("Playground")
 st.title("Playground")
 st.caption("Watch a model answer, critique and revise under your constitution, one round at a time.")
 

@@ -8,100 +8,81 @@ rerun, a closed tab or a second browser neither stops a run nor starts it twice.
 
 from __future__ import annotations
 
-import io
-import math
-import time
-import zipfile
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cai_core import charts
-from cai_core.data import (
-    REVISION_PAIRS_FILE,
-    RLAIF_PAIRS_FILE,
-    SFT_FILE,
-    dataset_summary,
-    list_datasets,
-)
-from cai_core.jobs import JobError, log_tail, read_job
-from cai_core.models import DEFAULT_MODEL, default_model_spec
-from cai_core.paths import REPO_ROOT, SHIPPED_RECIPES_DIR
+from cai_core.data import SFT_FILE, dataset_summary, list_datasets
+from cai_core.jobs import read_job, timestamped_name
 from cai_core.training import (
-    DPO_CURVES,
     METHODS,
-    SFT_CURVES,
+    PAIR_FILES,
     RecipeError,
     RunInfo,
-    TrainingError,
     TrainingSpec,
     cli_command,
-    delete_run,
     last_checkpoint,
     list_recipes,
     list_runs,
     parse_recipe,
+    planned_steps,
     process_command,
-    read_metrics,
+    read_recipe_text,
     read_run,
     read_training_file,
+    recipe_argument,
+    recipe_label,
     resume_run,
     runs_dir,
     save_recipe,
     save_upload,
     start_run,
-    stop_run,
     uploads_dir,
+    usable_rows,
 )
 from ui.common import (
     duration,
     file_stamp,
+    apply_pending,
     link_page,
     md,
     model_label,
     os_error_sentence,
     page_key,
     plural,
-    progress_times,
     sentence,
     set_flash,
+    set_pending,
     show_flash,
-    show_notes,
-    state_badge,
-    state_label,
     upload_limit_words,
     upload_max_mb,
     upload_size_problem,
 )
+from ui.jobs import POLL_SECONDS as JOB_POLL_SECONDS
+from ui.jobs import job_panel, start_or_say
+from ui.navigation import page_path, start_page
+from ui.pickers import model_picker
+from ui.run_view import compare_runs, runs_table, show_curves, show_delete, show_downloads, show_settings, show_state
 
 PAGE = "training"
-POLL_SECONDS = 2.0  # the curves of a live run are redrawn this often
-LOG_LINES = 40
-MAX_NOTES = 5
+POLL_SECONDS = 2 * JOB_POLL_SECONDS  # the curves of a live run are redrawn this often
 PREFERRED_RECIPE = "cpu-demo"
-OVERLAY_DEFAULT_RUNS = 4  # the compare chart starts with this many of the newest runs of the selected run's method
-PLAYGROUND = "pages/2_Playground.py"
-DATA_PAGE = "pages/3_Data.py"
-PAIR_FILES = {"rlaif": RLAIF_PAIRS_FILE, "revision": REVISION_PAIRS_FILE}
 METHOD_LABELS = {"sft": "SFT (Phase 1: the revised answers)", "dpo": "DPO (Phase 2: the preference pairs)"}
 PAIR_LABELS = {"rlaif": "AI-judged pairs (RLAIF)", "revision": "pairs from revisions",
                "best_of_n": "best-of-N pairs (refusal rule)"}
-RESUMABLE = ("cancelled", "interrupted", "failed")
-# The "start from" choice's fixed entries; every other value is "run:NAME", a finished run.
-START_RECIPE, START_APP, START_OTHER, RUN_PREFIX = ":recipe", ":app", ":other", "run:"
-ALL_CURVES = {**SFT_CURVES, **DPO_CURVES}
+# The "start from" choice's own entry (ui.pickers has the others): the model the recipe names.
+START_RECIPE = ":recipe"
 
 
 def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, STARTED, PENDING, FORM_OPEN = (
+FLASH, SELECTED, NAME, SUGGESTED, METHOD, RECIPE, UPLOAD, UPLOAD_MESSAGE, PENDING, FORM_OPEN = (
     key("flash"), key("selected"), key("name"), key("suggested"), key("method"), key("recipe"), key("upload"),
-    key("upload_message"), key("started"), key("pending"), key("form_open"))
-OTHER_MODEL, OVERLAY, OVERLAY_METRIC = key("other_model"), key("overlay"), key("overlay_metric")
+    key("upload_message"), key("pending"), key("form_open"))
+OTHER_MODEL = key("other_model")
 
 
 def start_key(method: str) -> str:
@@ -121,7 +102,7 @@ def pairs_key(path: Path | str) -> str:
 
 
 def suggest_name(method: str) -> str:
-    return f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return timestamped_name(method)
 
 
 # ---------------------------------------------------------------- reading files (cached until they change)
@@ -134,7 +115,7 @@ def _dataset_rows(folder: str, stamps: tuple) -> dict[str, int]:
 
 def dataset_rows(folder: Path) -> dict[str, int]:
     """Rows per file of a dataset (read again when one of its row files changes)."""
-    stamps = tuple(file_stamp(folder / name) for name in (SFT_FILE, RLAIF_PAIRS_FILE, REVISION_PAIRS_FILE))
+    stamps = tuple(file_stamp(folder / name) for name in (SFT_FILE, *PAIR_FILES.values()))
     return _dataset_rows(str(folder), stamps)
 
 
@@ -154,61 +135,7 @@ def uploaded_files(method: str) -> dict[str, int]:
     return {path: rows for path, rows in counts.items() if rows}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _metrics(folder: str, stamp: tuple | None) -> list[dict]:
-    return read_metrics(Path(folder))
-
-
-def metrics_of(folder: Path) -> list[dict]:
-    return _metrics(str(folder), file_stamp(folder / "metrics.jsonl"))
-
-
-def recipe_file_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def recipe_label(path: str) -> str:
-    where = "shipped" if Path(path).parent == SHIPPED_RECIPES_DIR else "yours"
-    return f"{Path(path).stem} ({where})"
-
-
-def recipe_argument(path: Path) -> str:
-    """The recipe as the command line names it: relative to the repository when shipped."""
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def adapter_zip(folder: Path) -> bytes:
-    """The run's adapter folder (a standard PEFT folder) as a zip, made in memory."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((folder / "adapter").rglob("*")):
-            if path.is_file():
-                archive.write(path, arcname=f"{folder.name}-adapter/{path.relative_to(folder / 'adapter')}")
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------- new run: state carried between reruns
-
-
-def apply_pending() -> None:
-    """Changes to widgets made by the previous run (a widget's state can only be set before it is drawn)."""
-    st.session_state.setdefault(METHOD, "sft")
-    started = st.session_state.pop(STARTED, None)
-    if started:
-        st.session_state[SELECTED] = started
-        st.session_state[FORM_OPEN] = False
-        st.session_state.pop(NAME, None)
-    pending = st.session_state.pop(PENDING, None) or {}
-    for name, value in pending.items():
-        st.session_state[name] = value
-    if NAME not in st.session_state:
-        st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
 
 
 def method_changed() -> None:
@@ -245,7 +172,7 @@ def save_uploaded_file() -> None:
 
 
 def reset_recipe_text(path: str) -> None:
-    st.session_state[recipe_text_key(path)] = recipe_file_text(Path(path))
+    st.session_state[recipe_text_key(path)] = read_recipe_text(Path(path))
 
 
 # ---------------------------------------------------------------- new run: the inputs
@@ -256,44 +183,17 @@ def start_inputs(method: str, runs: list[RunInfo], recipe_base: str | None) -> s
     finished = [run for run in runs if run.state == "finished" and run.has_adapter and run.spec is not None]
     if method == "dpo":
         finished.sort(key=lambda run: run.spec.method != "sft")  # SFT runs first, newest first within
-    by_name = {run.name: run for run in finished}
-    app_model = default_model_spec()
-    models = ([START_APP] if app_model != DEFAULT_MODEL else []) + [START_RECIPE, START_OTHER]
-    run_options = [RUN_PREFIX + run.name for run in finished]
-    options = run_options + models if method == "dpo" else models + run_options
-    sft_runs = [option for option in run_options if by_name[option.removeprefix(RUN_PREFIX)].spec.method == "sft"]
-    default = sft_runs[0] if method == "dpo" and sft_runs else models[0]
-    if st.session_state.get(start_key(method)) not in options:
-        st.session_state[start_key(method)] = default
-
-    def label(option: str) -> str:
-        if option == START_APP:
-            return f"the app's model (CAI_MODEL): {model_label(app_model)}"
-        if option == START_RECIPE:
-            return f"the recipe's base_model: {model_label(recipe_base) if recipe_base else '(the recipe does not read)'}"
-        if option == START_OTHER:
-            return "another model: a folder or hub id…"
-        run = by_name[option.removeprefix(RUN_PREFIX)]
-        return f"finished run {run.name} ({run.spec.method.upper()} on {model_label(run.spec.base_model)})"
-
-    left, right = st.columns(2)
-    choice = left.selectbox("Start from", options, key=start_key(method), format_func=label,
-                            help="The model the LoRA adapter is trained on top of. A finished run's adapter is merged "
-                                 "into its base first: DPO after SFT starts from the SFT model, which is also DPO's "
-                                 "reference model.")
+    sft_runs = [str(run.folder) for run in finished if run.spec.method == "sft"]
+    recipe = f"the recipe's base_model: {model_label(recipe_base) if recipe_base else '(the recipe does not read)'}"
+    model = model_picker("Start from", start_key(method), OTHER_MODEL, finished,
+                         "The model the LoRA adapter is trained on top of. A finished run's adapter is merged into its "
+                         "base first: DPO after SFT starts from the SFT model, which is also DPO's reference model.",
+                         bundled=False, extra={START_RECIPE: recipe}, runs_first=method == "dpo",
+                         default=sft_runs[0] if method == "dpo" and sft_runs else None)
     if method == "dpo" and not sft_runs:
         st.info("No finished SFT run yet, so DPO would start from a plain model. The usual path is SFT first, then DPO "
                 "starting from that run: choose SFT above.")
-    if choice == START_OTHER:
-        other = right.text_input("Model", key=OTHER_MODEL, placeholder="/path/to/model-folder or org/model-id",
-                                 help="A local folder holding config.json and safetensors weights, a Hugging Face hub "
-                                      "id, or a finished run's folder.")
-        return other.strip() or None
-    if choice == START_APP:
-        return app_model
-    if choice.startswith(RUN_PREFIX):
-        return str(by_name[choice.removeprefix(RUN_PREFIX)].folder)
-    return None
+    return model
 
 
 def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str], active: bool) -> str:
@@ -303,10 +203,6 @@ def dataset_label(name: str, rows: dict[str, int], method: str, pairs: list[str]
         short = {"rlaif": "RLAIF", "revision": "revision", "best_of_n": "best-of-N"}
         text = f"{name} · " + " + ".join(f"{rows.get(PAIR_FILES[p], 0)} {short[p]}" for p in pairs) + " pairs"
     return text + (" (still being generated)" if active else "")
-
-
-def usable_rows(rows: dict[str, int], method: str, pairs: list[str]) -> int:
-    return rows.get(SFT_FILE, 0) if method == "sft" else sum(rows.get(PAIR_FILES[p], 0) for p in pairs)
 
 
 def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[list[str], int]:
@@ -333,7 +229,7 @@ def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[li
     if not options:
         st.info("No datasets yet. Make one on the Data page (Phase 1 SFT rows and Phase 2 preference pairs from a "
                 "constitution), or upload a JSONL file below.")
-        link_page(DATA_PAGE, "Open the Data page", ":material/dataset:")
+        link_page(page_path("Data"), "Open the Data page", ":material/dataset:")
     shape = ('{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, or "prompt" and "completion"'
              if method == "sft" else '"prompt", "chosen" and "rejected" (text or lists of messages)')
     st.file_uploader(f"Add your own {what} (.jsonl, one row a line: {shape})", type=["jsonl"], key=UPLOAD,
@@ -344,15 +240,6 @@ def data_inputs(method: str, datasets: list[Path], pairs: list[str]) -> tuple[li
         (st.success if message[0] == "success" else st.error)(message[1])
     total = sum(usable_rows(counts[c], method, pairs) if c in counts else uploads[c] for c in chosen)
     return chosen, total
-
-
-def planned_steps(spec: TrainingSpec, rows: int) -> str:
-    if spec.max_steps:
-        return str(spec.max_steps)
-    if not rows:
-        return "—"
-    batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
-    return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
 
 
 def show_summary(spec: TrainingSpec, rows: int) -> None:
@@ -376,7 +263,7 @@ def show_summary(spec: TrainingSpec, rows: int) -> None:
 
 def recipe_editor(path: Path, method: str) -> str:
     """The editable recipe text (kept per recipe for the session) with reset and save-as."""
-    file_text = recipe_file_text(path)
+    file_text = read_recipe_text(path)
     text_key = recipe_text_key(path)
     st.session_state.setdefault(text_key, file_text)
     text = st.text_area("Recipe (YAML)", key=text_key, height=380,
@@ -396,7 +283,7 @@ def recipe_editor(path: Path, method: str) -> str:
                 except OSError as error:
                     st.error(os_error_sentence("the recipe could not be saved", error))
                 else:
-                    st.session_state[PENDING] = {RECIPE: str(saved), recipe_text_key(saved): text}
+                    set_pending(PENDING, {RECIPE: str(saved), recipe_text_key(saved): text})
                     st.session_state[FORM_OPEN] = True
                     set_flash(FLASH, md(f"Saved your recipe {saved.stem} ({saved})."))
                     st.rerun()
@@ -420,13 +307,13 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
         method = method_col.radio("Method", METHODS, key=METHOD, format_func=METHOD_LABELS.get, on_change=method_changed,
                                   help="SFT teaches the model the final revisions; DPO teaches it to prefer the chosen "
                                        "answer of each pair over the rejected one.")
-        recipe = Path(recipe_col.selectbox("Recipe", recipes, key=RECIPE, format_func=recipe_label,
+        recipe = Path(recipe_col.selectbox("Recipe", recipes, key=RECIPE, format_func=lambda path: recipe_label(Path(path)),
                                            help="Shipped recipes (recipes/) and the ones you saved from here."))
         name = name_col.text_input("Run name", key=NAME, max_chars=80,
                                    help="Letters, digits, '-', '_' and '.'; the folder under runs/ in your CAI_HOME.")
 
         # The editor is drawn below; its text as it stands decides what "the recipe's base_model" is.
-        text = st.session_state.get(recipe_text_key(recipe), recipe_file_text(recipe))
+        text = st.session_state.get(recipe_text_key(recipe), read_recipe_text(recipe))
         try:
             recipe_base: str | None = parse_recipe(text, method, recipe.name).base_model
         except RecipeError:
@@ -438,7 +325,7 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
         if method == "dpo":
             if pairs_key(recipe) not in st.session_state:
                 try:
-                    st.session_state[pairs_key(recipe)] = parse_recipe(recipe_file_text(recipe), "dpo").pairs
+                    st.session_state[pairs_key(recipe)] = parse_recipe(read_recipe_text(recipe), "dpo").pairs
                 except RecipeError:
                     st.session_state[pairs_key(recipe)] = pairs
             pairs = pairs_override = st.multiselect(
@@ -459,7 +346,7 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
             overrides["base_model"] = base_override
         if pairs_override:
             overrides["pairs"] = pairs_override
-        source = recipe.name + (" (edited)" if text != recipe_file_text(recipe) else "")
+        source = recipe.name + (" (edited)" if text != read_recipe_text(recipe) else "")
         spec = None
         try:
             spec = parse_recipe(text, method, source, overrides)
@@ -486,51 +373,18 @@ def new_run_form(runs: list[RunInfo], datasets: list[Path]) -> None:
 
 def launch(spec: TrainingSpec, name: str) -> None:
     """Check everything and start the training process; every problem is one st.error sentence."""
-    try:
-        with st.spinner("Checking the starting model and every row of the data…"):
-            folder = start_run(spec, name.strip() or None)
-    except (RecipeError, TrainingError, JobError) as error:  # RecipeError covers TrainingDataError
-        st.error(sentence(error))
+    with st.spinner("Checking the starting model and every row of the data…"):
+        folder = start_or_say(lambda: start_run(spec, name.strip() or None), "run")
+    if folder is None:
         return
-    except OSError as error:
-        st.error(os_error_sentence("the run folder could not be written", error))
-        return
-    st.session_state[STARTED] = folder.name
+    set_pending(PENDING, {SELECTED: folder.name, FORM_OPEN: False})
+    st.session_state.pop(NAME, None)  # the next run suggests a new name
     set_flash(FLASH, md(f"Started {folder.name}. It trains in its own process: you may leave "
                         "this page, and its curves appear below as it goes."))
     st.rerun()
 
 
 # ---------------------------------------------------------------- the runs
-
-
-def run_row(run: RunInfo) -> dict:
-    progress, result = run.job.progress, run.result or {}
-    loss = result.get("train_loss", progress.get("loss"))
-    spec = run.spec
-    return {
-        "run": run.name, "method": spec.method.upper() if spec else "?",
-        "state": state_label(run.state),
-        "steps": f"{progress.get('done', 0)} of {progress['total']}" if progress.get("total") else "—",
-        "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "—",
-        "starting model": model_label(spec.base_model) if spec else "?",
-        "data": ", ".join(Path(d).name for d in spec.data) if spec else "?",
-        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.job.started)) if run.job.started else "—",
-    }
-
-
-def runs_table(runs: list[RunInfo]) -> None:
-    """The table of runs; while one of them trains it is redrawn every few seconds (steps, loss, state)."""
-    live = any(run.job.active for run in runs)
-
-    @st.fragment(run_every=POLL_SECONDS if live else None)
-    def table() -> None:
-        current = [read_run(run.folder) if live else run for run in runs]
-        st.dataframe(pd.DataFrame([run_row(run) for run in current]), hide_index=True, width="stretch",
-                     key=key("runs_table"), column_config={"loss": st.column_config.TextColumn(
-                         "loss", help="The finished run's mean training loss, or the last logged loss while it trains.")})
-
-    table()
 
 
 def run_selector(runs: list[RunInfo]) -> RunInfo | None:
@@ -542,7 +396,7 @@ def run_selector(runs: list[RunInfo]) -> RunInfo | None:
     by_name = {run.name: run for run in runs}
     if st.session_state.get(SELECTED) not in by_name:
         st.session_state.pop(SELECTED, None)
-    runs_table(runs)
+    runs_table(runs, POLL_SECONDS)
 
     # No state in the labels: a run's state changes while the list stands (the table and the badge show it).
     chosen = st.selectbox("Run", list(by_name), key=SELECTED,
@@ -553,109 +407,23 @@ def run_selector(runs: list[RunInfo]) -> RunInfo | None:
 # ---------------------------------------------------------------- the selected run, live
 
 
-def show_state(run: RunInfo) -> None:
-    job, progress = run.job, run.job.progress
-    about = [progress["stage"]] if job.active and progress.get("stage") else []
-    if run.spec is not None:
-        about.append(f"{run.spec.method.upper()} on {model_label(run.spec.base_model)}")
-    with st.container(horizontal=True, vertical_alignment="center"):
-        state_badge(run.state)
-        st.caption(md(" · ".join(about)))
-    done, total = progress.get("done", 0), progress.get("total")
-    if total:
-        text = f"step {done} of {total}" + (" · done" if run.state == "finished" else "")
-        st.progress(job.fraction, text=text)
-    elif job.active:
-        st.progress(0.0, text=progress.get("stage") or "starting the training process…")
-    metrics = st.columns(4)
-    rate = progress.get("rate_per_second")
-    metrics[0].metric("Steps per second", f"{rate:.2f}" if rate else "—")
-    # progress.json is written every step or half second: while the run goes, count on from its last write.
-    left, elapsed = progress_times(progress, job.active)
-    metrics[1].metric("Time left", left)
-    metrics[2].metric("Elapsed", elapsed)
-    loss = (run.result or {}).get("train_loss") if run.state == "finished" else progress.get("loss")
-    metrics[3].metric("Mean training loss" if run.state == "finished" else "Last loss",
-                      f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
-    show_notes(job.notes, MAX_NOTES)
-    if job.error:
-        st.error(sentence(f"the run failed: {job.error}"))
-
-
-def show_controls(run: RunInfo) -> None:
-    folder = run.folder
-    if run.job.active:
-        stopping = (folder / "cancel").exists()
-        if st.button("Stop", key=key("stop"), icon=":material/stop:", disabled=stopping,
-                     help="Saves a checkpoint at the end of the step being trained, then stops; Resume carries on."):
-            stop_run(folder)
-            stopping = True
-        if stopping:
-            st.caption("Stopping: a checkpoint is saved at the end of this step…")
-    elif run.state in RESUMABLE and run.spec is not None:
-        checkpoint = last_checkpoint(folder)
-        st.caption(f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
-                   if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
-        if st.button("Resume", key=key("resume"), type="primary", icon=":material/play_arrow:"):
-            try:
-                resume_run(folder)
-            except (TrainingError, JobError, RecipeError) as error:
-                st.error(sentence(error))
-                return
-            st.rerun()  # the whole page: polling starts again
-
-
-def show_log(run: RunInfo) -> None:
-    failed = run.state in ("failed", "interrupted")
-    with st.expander("End of the log (log.txt)", expanded=failed, icon=":material/article:"):
-        tail = log_tail(run.folder, LOG_LINES)
-        if tail.strip():
-            st.code(tail, language=None)
-        else:
-            st.caption("Nothing logged yet.")
-
-
-def show_curves(run: RunInfo) -> None:
-    rows = metrics_of(run.folder)
-    name = run.name
-    if not rows:
-        st.caption("The curves start with the first logged step." if run.job.active or run.state == "new"
-                   else "This run logged no step.")
-    method = run.spec.method if run.spec else "sft"
-    left, right = st.columns(2)
-    left.plotly_chart(charts.loss_and_lr_chart(rows), key=key(f"chart-loss:{name}"))
-    if method == "dpo":
-        margin, rewards = charts.dpo_reward_charts(rows)
-        right.plotly_chart(margin, key=key(f"chart-margin:{name}"))
-        left, right = st.columns(2)
-        left.plotly_chart(rewards, key=key(f"chart-rewards:{name}"))
-        right.plotly_chart(charts.training_curves(rows, {"grad_norm": DPO_CURVES["grad_norm"]}, "Gradient norm"),
-                           key=key(f"chart-other:{name}"))
-        st.caption("Reward = beta × the log-probability ratio of an answer under the trained model and the starting "
-                   "(reference) model. A rising margin and an accuracy near 100% mean the model learns to prefer the "
-                   "chosen answers; a margin that shoots up while the loss goes to 0 can mean overfitting.")
-    else:
-        curves = {k: SFT_CURVES[k] for k in ("mean_token_accuracy", "grad_norm")}
-        right.plotly_chart(charts.training_curves(rows, curves, "Token accuracy and gradient norm"),
-                           key=key(f"chart-other:{name}"))
+def resume_words(folder: Path) -> str:
+    checkpoint = last_checkpoint(folder)
+    return (f"Resuming carries on from {checkpoint.name.replace('-', ' ')} with the same settings and data."
+            if checkpoint else "No checkpoint was saved yet: resuming starts this run again from step 0.")
 
 
 def show_live_run(drawn: RunInfo) -> None:
-    """``drawn``: the run as it was when the page was drawn; the fragment polls while it was active."""
-    polling = drawn.job.active
-
-    @st.fragment(run_every=POLL_SECONDS if polling else None)
-    def live_run() -> None:
-        run = read_run(drawn.folder)
-        show_state(run)
-        show_controls(run)
-        show_log(run)
-        show_curves(run)
-        # Rerun the whole page when the run ends: the table, result and downloads catch up, polling stops.
-        if polling and not run.job.active:
-            st.rerun()
-
-    live_run()
+    """The run's panel: state, Stop or Resume, log and curves, polled while it trains; the page
+    catches up (table, result, downloads) when it ends."""
+    folder = drawn.folder
+    job_panel(folder, drawn.job, key(""), show=lambda job: show_state(read_run(folder)),
+              stop_help="Saves a checkpoint at the end of the step being trained, then stops; Resume carries on.",
+              stopping_words="Stopping: a checkpoint is saved at the end of this step…",
+              resume=(lambda: start_or_say(lambda: resume_run(folder) or folder, "run") is not None)
+              if drawn.spec is not None else None,
+              resume_words=lambda job: resume_words(folder), log="always",
+              then=lambda job: show_curves(read_run(folder)), poll_seconds=POLL_SECONDS)
 
 
 # ---------------------------------------------------------------- the selected run, once it has ended
@@ -684,107 +452,32 @@ def show_result(run: RunInfo) -> None:
                      help="Opens the Playground with the starting model and this run side by side."):
             st.session_state[page_key("playground", "preset")] = {"models": [run.spec.base_model, str(run.folder)]}
             try:
-                st.switch_page(PLAYGROUND)
+                st.switch_page(page_path("Playground"))
             except StreamlitAPIException:
                 st.error("The Playground page is not part of this app.")
         if run.spec.method == "sft" and st.button("Start DPO from this run", key=key("dpo_from"),
                                                   icon=":material/arrow_forward:",
                                                   help="Fills in New run above: DPO, starting from this run."):
-            st.session_state[PENDING] = {METHOD: "dpo", start_key("dpo"): RUN_PREFIX + run.name}
+            set_pending(PENDING, {METHOD: "dpo", start_key("dpo"): str(run.folder)})
             st.session_state[FORM_OPEN] = True
             st.session_state.pop(NAME, None)
-            st.rerun()
-
-
-def show_settings(run: RunInfo) -> None:
-    with st.expander("Settings and commands", icon=":material/tune:"):
-        recipe = run.folder / "recipe.yaml"
-        if recipe.is_file():
-            st.caption("The run's settings as a recipe (recipe.yaml); start a similar run from it:")
-            st.code(recipe.read_text(encoding="utf-8", errors="replace"), language="yaml")
-            if run.spec is not None:
-                st.code(cli_command(run.spec, str(recipe)), language="bash", wrap_lines=True)
-        if run.spec is not None:
-            st.caption("The training process of this run (Resume starts it again):")
-            st.code(process_command(run.folder, run.spec), language="bash", wrap_lines=True)
-
-
-def show_downloads(run: RunInfo) -> None:
-    folder = run.folder
-    files = [(name, mime) for name, mime in (("metrics.jsonl", "application/jsonl"), ("recipe.yaml", "application/yaml"),
-                                              ("log.txt", "text/plain")) if (folder / name).is_file()]
-    if not files and not run.has_adapter:
-        return
-    st.subheader("Downloads")
-    with st.container(horizontal=True):
-        for name, mime in files:
-            st.download_button(name, data=(folder / name).read_bytes, file_name=f"{folder.name}-{name}", mime=mime,
-                               key=key(f"download:{name}"), on_click="ignore", icon=":material/download:")
-        if run.has_adapter:
-            st.download_button("LoRA adapter (.zip)", data=lambda: adapter_zip(folder), file_name=f"{folder.name}-adapter.zip",
-                               mime="application/zip", key=key("download:adapter"), on_click="ignore",
-                               icon=":material/folder_zip:", type="primary",
-                               help="A standard PEFT folder: PeftModel.from_pretrained(base, folder) loads it.")
-
-
-def show_delete(run: RunInfo) -> None:
-    with st.expander("Delete this run", icon=":material/delete:"):
-        active = run.job.active
-        if active:
-            st.caption("A run cannot be deleted while it trains; stop it first.")
-        st.caption("The folder is moved into runs/.trash, from where it can be recovered by hand. A later run started "
-                   "from this one needs it.")
-        confirm = st.checkbox(md(f"Yes, delete {run.name}"), key=key(f"confirm-delete:{run.name}"), disabled=active)
-        if st.button("Delete run", key=key("delete"), disabled=not confirm or active):
-            try:
-                target = delete_run(run.folder)
-            except (TrainingError, OSError) as error:
-                st.error(sentence(error))
-                return
-            set_flash(FLASH, md(f"Deleted {run.name} (moved to {target})."))
             st.rerun()
 
 
 # ---------------------------------------------------------------- several runs on one chart
 
 
-def compare_runs(runs: list[RunInfo], selected: RunInfo) -> None:
-    st.subheader("Compare runs")
-    by_name = {run.name: run for run in runs}
-    if OVERLAY in st.session_state:
-        st.session_state[OVERLAY] = [n for n in st.session_state[OVERLAY] if n in by_name]
-    else:
-        method = selected.spec.method if selected.spec else None
-        same = [run.name for run in runs if run.spec is not None and run.spec.method == method]
-        st.session_state[OVERLAY] = same[:OVERLAY_DEFAULT_RUNS]
-    st.session_state.setdefault(OVERLAY_METRIC, "loss")
-    live = any(by_name[name].job.active for name in st.session_state[OVERLAY])
-
-    @st.fragment(run_every=POLL_SECONDS if live else None)
-    def overlay() -> None:
-        left, right = st.columns([3, 1])
-        chosen = left.multiselect("Runs", list(by_name), key=OVERLAY,
-                                  format_func=lambda n: f"{n} · {by_name[n].spec.method.upper() if by_name[n].spec else '?'}")
-        metric = right.selectbox("Curve", list(ALL_CURVES), key=OVERLAY_METRIC, format_func=ALL_CURVES.get)
-        if not chosen:
-            st.caption("Choose runs to draw their curves on one chart.")
-            return
-        st.plotly_chart(charts.overlaid_runs_chart({name: metrics_of(by_name[name].folder) for name in chosen},
-                                                   metric, ALL_CURVES[metric]), key=key("chart-overlay"))
-        if metric.startswith("rewards/") and not any(by_name[n].spec and by_name[n].spec.method == "dpo" for n in chosen):
-            st.caption("Only DPO runs log rewards.")
-
-    overlay()
-
-
 # ---------------------------------------------------------------- the page
 
 
-st.set_page_config(page_title="Training · Constitution Studio", layout="wide")
+start_page("Training")
 st.title("Training")
 st.caption("Train a LoRA adapter on the data from the Data page: SFT on the revised answers (Phase 1), then DPO on the "
            "preference pairs (Phase 2), starting from the SFT run. Each run trains in its own process.")
-apply_pending()
+st.session_state.setdefault(METHOD, "sft")
+apply_pending(PENDING)
+if NAME not in st.session_state:
+    st.session_state[SUGGESTED] = st.session_state[NAME] = suggest_name(st.session_state[METHOD])
 show_flash(FLASH)
 
 runs = list_runs()
@@ -797,4 +490,4 @@ if selected is not None:
     show_settings(selected)
     show_downloads(selected)
     show_delete(selected)
-    compare_runs(runs, selected)
+    compare_runs(runs, selected, POLL_SECONDS)

@@ -11,7 +11,7 @@ import pytest
 
 from cai_core.evaluation.loop import LoopError, LoopSpec, loop_reports, parse_loop_spec, prepare_loop, quality, read_state, start_loop
 from cai_core.constitution import ConstitutionError
-from cai_core.jobs import JobError, prepare_job, read_job, read_json, run_job
+from cai_core.jobs import JobError, read_job, read_json, request_stop, run_job
 from cai_core.training import read_metrics, read_run
 
 SMALL = {
@@ -102,7 +102,7 @@ def test_a_killed_loop_resumes_at_its_stage_without_redoing_finished_work(tmp_pa
     start_loop(spec, "killed")
     worker_gate.wait_until_reached(1, failed=lambda: None if read_job(folder).active else str(read_job(folder)))
     assert read_job(sft).active
-    (sft / "cancel").touch()  # stop the long SFT: the loop ends cancelled, at its stage
+    request_stop(sft)  # stop the long SFT: the loop ends cancelled, at its stage
     worker_gate.open()
     assert wait(folder).state == "cancelled"
     assert (folder / "round-1" / "generate" / "sft.jsonl").read_text() == generated  # not made again

@@ -92,7 +92,7 @@ def test_finished_run_is_a_model_choice(page, run_folder, tiny_model_dir, cai_ho
     page.run()
     no_traceback(page)
     choice = page.selectbox(key=k("model-choice-0"))
-    assert choice.value == ":default"
+    assert choice.options[choice.index].startswith("default (")
     assert choice.options == [f"default ($CAI_MODEL: {tiny_model_dir.name})", run_label(tiny_model_dir), "another model…"]
     choice.set_value(str(run_folder)).run()
     no_traceback(page)
@@ -139,7 +139,8 @@ def test_preset_compares_the_base_and_the_run_side_by_side(page, run_folder, tin
     assert page.toggle(key=k("compare")).value is True
     assert page.radio(key=k("count")).value == 2
     # A: the base folder, which is $CAI_MODEL here, so the default; B: the run, as its run choice.
-    assert page.selectbox(key=k("model-choice-0")).value == ":default"
+    model_a = page.selectbox(key=k("model-choice-0"))
+    assert model_a.options[model_a.index].startswith("default (")
     assert page.selectbox(key=k("model-choice-1")).value == str(run_folder)
     assert f"Comparing {RUN_NAME} before and after training" in infos(page)
     # Same constitution and principles on both sides: only the model differs.
@@ -172,7 +173,7 @@ def test_preset_compares_the_base_and_the_run_side_by_side(page, run_folder, tin
 def test_preset_note_goes_when_a_model_is_changed(page, run_folder, tiny_model_dir):
     with_preset(page, str(tiny_model_dir), str(run_folder))
     assert f"Comparing {RUN_NAME} before and after training" in infos(page)
-    page.selectbox(key=k("model-choice-1")).set_value(":default").run()
+    page.selectbox(key=k("model-choice-1")).select_index(0).run()  # "default (…)", the first entry
     no_traceback(page)
     assert not any(i.startswith("Comparing") for i in infos(page))
 
@@ -187,7 +188,7 @@ def test_preset_shows_each_spec_in_its_own_form(before, tiny_model_dir, run_fold
     no_traceback(at)
     choice = at.selectbox(key=k("model-choice-0"))
     if before == "default":
-        assert choice.value == ":default" and choice.options[0] == "default (bundled model)"
+        assert choice.options[choice.index].startswith("default (") and choice.options[0] == "default (bundled model)"
     else:
         assert choice.value == ":other"
         assert at.text_input(key=k("model-0")).value == str(tiny_model_dir)

@@ -42,6 +42,11 @@ TINY = {"max_steps": 6, "batch_size": 4, "save_steps": 3, "learning_rate": 5e-3}
 k = page_keys("training")
 
 
+def shown(box) -> str:
+    """What a select box shows as chosen."""
+    return box.options[box.index]
+
+
 def sft_lines(count: int = 16) -> str:
     return "".join(json.dumps({"messages": [{"role": "user", "content": f"How do I boil egg number {i}?"},
                                             {"role": "assistant", "content": f"Put egg {i} in boiling water."}]}) + "\n"
@@ -209,7 +214,7 @@ def test_launch_from_the_page_trains_and_the_same_name_is_refused(app, tiny_mode
     app.text_input(key=k("name")).set_value("page-run").run()
     assert not app.error, errors(app)
     # With CAI_MODEL set, the run starts from the app's model; the command says so.
-    assert app.selectbox(key=k("start:sft")).value == ":app"
+    assert shown(app.selectbox(key=k("start:sft"))).startswith("the app's model (CAI_MODEL): ")
     command = app.code[0].value
     assert command.startswith("cai train sft --recipe recipes/cpu-demo.yaml --data ")
     assert "--name page-run" in command and f"--from {tiny_model_dir}" in command
@@ -256,7 +261,7 @@ def test_finished_runs_show_progress_log_charts_and_downloads(with_runs, tiny_mo
     assert labels == ["metrics.jsonl", "recipe.yaml", "log.txt", "LoRA adapter (.zip)"]
     # New run: DPO starts from the newest finished SFT run.
     app.radio(key=k("method")).set_value("dpo").run()
-    assert app.selectbox(key=k("start:dpo")).value == "run:sft-tiny"
+    assert shown(app.selectbox(key=k("start:dpo"))).startswith("run: sft-tiny (SFT on ")
 
     select_run(app, "sft-tiny")
     assert chart_titles(app)[:2] == ["Loss and learning rate", "Token accuracy and gradient norm"]
@@ -276,7 +281,7 @@ def test_finished_runs_show_progress_log_charts_and_downloads(with_runs, tiny_mo
     app.button(key=k("dpo_from")).click().run()
     assert not app.exception, app.exception
     assert app.radio(key=k("method")).value == "dpo"
-    assert app.selectbox(key=k("start:dpo")).value == "run:sft-tiny"
+    assert shown(app.selectbox(key=k("start:dpo"))).startswith("run: sft-tiny (SFT on ")
 
 
 def test_compare_before_and_after_opens_the_playground(with_runs, tiny_model_dir, monkeypatch):
@@ -329,3 +334,20 @@ def test_stop_saves_a_checkpoint_and_resume_carries_on(app, tiny_model_dir):
     wait_for_run(folder, "cancelled")
     steps = [row["step"] for row in read_metrics(folder)]
     assert steps == sorted(set(steps)) and steps[-1] > stopped_at  # carried on, no step logged twice
+
+
+def test_dpo_counts_best_of_n_pairs_of_a_dataset(app):
+    """A dataset's best-of-N pairs are training data for DPO like the other pairs: choosing them
+    counts them in the data's label instead of failing the page."""
+    from cai_core.data import BEST_OF_N_PAIRS_FILE, datasets_dir
+
+    folder = datasets_dir() / "best"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"kind": "generate", "spec": {}}))
+    (folder / BEST_OF_N_PAIRS_FILE).write_text(dpo_lines(3))
+    app.radio(key=k("method")).set_value("dpo").run()
+    pairs = next(m for m in app.multiselect if m.label == "Preference pairs")
+    pairs.set_value(["best_of_n"]).run()
+    assert not app.exception, app.exception
+    data = app.multiselect(key=k("data:dpo"))
+    assert "best · 3 best-of-N pairs" in data.options

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cai_core.jobs import read_json, run_job
+from cai_core.jobs import is_stopping, read_json, run_job
 from cai_core.training import (LoraSettings, RecipeError, TrainingDataError, TrainingError, TrainingSpec, delete_run,
                                last_checkpoint, list_recipes, load_recipe, parse_recipe, read_metrics, read_run,
                                recipe_text, resume_run, runs_dir, save_upload, start_run, stop_run, training_rows,
@@ -290,7 +290,7 @@ def test_stop_saves_a_checkpoint_where_it_stopped_and_a_foreground_resume_finish
     assert 3 <= stopped_at < 30
     assert logged_steps(folder) == list(range(1, stopped_at + 1))
     assert json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"] == stopped_at
-    assert not (folder / "cancel").exists()
+    assert not is_stopping(folder)  # a resumed run must not stop at once
 
     # The CLI-independent way to resume: the job folder run in this process, in the foreground.
     state = run_job(folder)

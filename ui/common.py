@@ -12,7 +12,6 @@ from streamlit.errors import StreamlitAPIException
 from cai_core.adapters import content_key
 from cai_core.jobs import read_json
 from cai_core.models import (
-    DEFAULT_MODEL,
     GenerationBackend,
     ModelLoadError,
     default_model_spec,
@@ -20,7 +19,7 @@ from cai_core.models import (
 )
 from cai_core.promptsets import MAX_PROMPT_FILE_BYTES
 from cai_core.store import MAX_FILE_BYTES
-from cai_core.training import runs_dir
+from cai_core.training import model_label  # noqa: F401 - pages import it from here too
 
 # How the pages that start background jobs (data, training, evaluation) name and colour a job's state.
 STATE_LABELS = {
@@ -122,17 +121,34 @@ def os_error_sentence(what: str, error: OSError) -> str:
     return sentence(f"{what}: {error.strerror or error}")
 
 
+def set_pending(pending_key: str, values: dict) -> None:
+    """Widget values for the next run to set before the widgets are drawn (Streamlit refuses to change
+    a drawn widget's value): say the job just started as the one selected."""
+    st.session_state.setdefault(pending_key, {}).update(values)
+
+
+def apply_pending(pending_key: str) -> None:
+    """At the top of a page: the values set_pending left, set while no widget is drawn yet."""
+    for name, value in (st.session_state.pop(pending_key, None) or {}).items():
+        st.session_state[name] = value
+
+
 def set_flash(flash_key: str, text: str, kind: str = "success") -> None:
-    """A message (already markdown-safe) for the next run of the page to show once, above everything."""
+    """A message (already markdown-safe) for the next run of the page to show once where the page
+    calls show_flash. ``kind``: success, info, warning or error."""
     st.session_state[flash_key] = (kind, text)
 
 
-def show_flash(flash_key: str) -> None:
-    """Show, once, the message set_flash left under ``flash_key``."""
+FLASH_KINDS = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
+
+
+def show_flash(flash_key: str) -> bool:
+    """Show, once, the message set_flash left under ``flash_key``; True when there was one."""
     flash = st.session_state.pop(flash_key, None)
     if flash:
         kind, text = flash
-        (st.success if kind == "success" else st.error)(text)
+        FLASH_KINDS.get(kind, st.error)(text)
+    return bool(flash)
 
 
 def show_text(text, empty: str = "(empty)") -> None:
@@ -150,18 +166,6 @@ def link_page(path: str, label: str, icon: str | None = None) -> None:
         st.page_link(path, label=label, icon=icon)
     except StreamlitAPIException:
         st.caption(md(f"({label}: {path})"))
-
-
-def model_label(spec: str | None) -> str:
-    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
-    if not spec:
-        return "?"
-    if spec == DEFAULT_MODEL:
-        return "the bundled model (default)"
-    path = Path(spec).expanduser()
-    if path.parent == runs_dir():
-        return f"run {path.name}"
-    return path.name if path.is_dir() else spec
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:

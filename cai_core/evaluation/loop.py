@@ -17,6 +17,7 @@ a base for the next one.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
 
 STATE_FILE = "state.json"
 STAGES = ("generate", "sft", "dpo", "evaluate")
+ROUND_FOLDER = re.compile(r"^round-(\d+)$")
 
 
 class LoopSpec(BaseModel):
@@ -158,6 +160,19 @@ def _stage_folder(folder: Path, round_number: int, stage: str) -> Path:
     return folder / f"round-{round_number}" / stage
 
 
+def round_report_path(folder: Path, round_number: int) -> Path:
+    """Where round ``round_number`` of the loop in ``folder`` keeps its evaluation report (round 0:
+    the starting model's)."""
+    return _stage_folder(Path(folder), round_number, "evaluate") / REPORT_FILE
+
+
+def round_numbers(folder: Path) -> list[int]:
+    """The rounds the loop in ``folder`` has a folder for, in order."""
+    folder = Path(folder)
+    found = [ROUND_FOLDER.match(path.name) for path in folder.iterdir() if path.is_dir()] if folder.is_dir() else []
+    return sorted(int(match[1]) for match in found if match)
+
+
 def _mark(folder: Path, state: dict, round_number: int, stage: str, **details) -> None:
     state["rounds"].setdefault(str(round_number), {})[stage] = {"finished": time.time(), **details}
     write_json(folder / STATE_FILE, state)
@@ -165,15 +180,15 @@ def _mark(folder: Path, state: dict, round_number: int, stage: str, **details) -
 
 def _run_stage(stage_folder: Path, kind: str, spec_data: dict, reporter: Reporter, label: str) -> None:
     """Run (or resume) one stage as its own job, in this process, relaying its progress and stops."""
-    from ..jobs import cancel_job
+    from ..jobs import clear_stop_request, is_stopping, request_stop
 
     prepare_job(stage_folder, kind, spec_data)
-    (stage_folder / "cancel").unlink(missing_ok=True)
+    clear_stop_request(stage_folder)
 
     def relay(progress: dict) -> None:
         reporter.progress(progress.get("done", 0), progress.get("total", 0), f"{label}: {progress.get('stage', '')}")
-        if reporter.stop_requested or (reporter.folder / "cancel").exists():
-            cancel_job(stage_folder)  # the stage stops at its own next safe point
+        if reporter.stop_requested or is_stopping(reporter.folder):
+            request_stop(stage_folder)  # the stage stops at its own next safe point
 
     reporter.restart_rate()
     reporter.progress(0, 0, label, force=True)
@@ -284,7 +299,7 @@ def loop_reports(folder: Path) -> list[tuple[str, dict]]:
     """(label, report) for round 0 and every round evaluated so far, in order."""
     found = []
     for round_number in range(0, 1000):
-        path = _stage_folder(Path(folder), round_number, "evaluate") / REPORT_FILE
+        path = round_report_path(folder, round_number)
         if not path.is_file():
             if round_number > 0 and not (Path(folder) / f"round-{round_number}").exists():
                 break

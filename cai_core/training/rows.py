@@ -198,3 +198,11 @@ def save_upload(file_name: str, data: bytes, method: str) -> Path:
         if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
             return target  # the same upload again
     raise TrainingDataError(f"too many uploads named {stem}.jsonl; rename the file")
+
+
+def usable_rows(rows_per_file: dict[str, int], method: str, pairs: list[str]) -> int:
+    """How many of a dataset's rows (``rows_per_file``: row file -> rows) a run of ``method`` trains
+    on, taking the ``pairs`` kinds for DPO."""
+    if method == "sft":
+        return rows_per_file.get(SFT_FILE, 0)
+    return sum(rows_per_file.get(PAIR_FILES[kind], 0) for kind in pairs)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CaiError
-from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack
+from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack, find_adapter
 from ..atomic import write_text_atomic
 from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
-from ..models import ModelLoadError, is_endpoint_spec, resolve_model_path
+from ..models import DEFAULT_MODEL, ModelLoadError, is_endpoint_spec, resolve_model_path
 from ..paths import cai_home
 from .rows import training_rows
 from .spec import RecipeError, TrainingSpec, check_run_name, parse_spec, recipe_text
@@ -54,6 +54,33 @@ class TrainingError(CaiError):
 
 def runs_dir() -> Path:
     return cai_home() / "runs"
+
+
+def model_label(spec: str | None) -> str:
+    """A model spec as a reader knows it: a run by its name, the bundled model as such."""
+    if not spec:
+        return "?"
+    if spec == DEFAULT_MODEL:
+        return "the bundled model (default)"
+    path = Path(spec).expanduser()
+    if path.parent == runs_dir():
+        return f"run {path.name}"
+    return path.name if path.is_dir() else spec
+
+
+def adapter_zip(folder: Path) -> bytes:
+    """A run's adapter folder (a standard PEFT folder) as a zip made in memory, its files under
+    ``RUN-adapter/``."""
+    import io
+    import zipfile
+
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted((folder / ADAPTER_DIR).rglob("*")):
+            if path.is_file():
+                archive.write(path, arcname=f"{folder.name}-adapter/{path.relative_to(folder / ADAPTER_DIR)}")
+    return buffer.getvalue()
 
 
 @dataclass
@@ -348,3 +375,35 @@ def read_snapshot(folder: Path) -> list[dict]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as error:
         raise TrainingError(f"{path} (the run's copy of its data) cannot be read: {error}") from None
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two paths name the same file or folder (False when either cannot be resolved)."""
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def run_for_spec(spec: str, runs: list[RunInfo]) -> RunInfo | None:
+    """The trained run ``spec`` names: its folder, or its adapter folder."""
+    adapter = find_adapter(spec)
+    if adapter is None:
+        return None
+    return next((run for run in runs if same_path(str(run.folder / ADAPTER_DIR), str(adapter))), None)
+
+
+def run_model_problem(spec: str) -> str | None:
+    """One sentence when ``spec`` is a training run's folder that holds no adapter to load."""
+    if is_endpoint_spec(spec) or find_adapter(spec) is not None:
+        return None
+    folder = Path(spec).expanduser()
+    if not (folder / "spec.json").is_file():
+        return None
+    run = read_run(folder)
+    if run.job.kind != "train" and run.spec is None:
+        return None  # some other job's folder: loading it says what is wrong
+    if run.job.active:
+        return f"Run {run.name!r} is still training; it can be used as a model once it has finished."
+    return (f"Run {run.name!r} has no trained adapter (it did not finish, or its adapter folder was deleted), "
+            "so it cannot be used as a model; choose another.")

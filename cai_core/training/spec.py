@@ -283,3 +283,42 @@ def save_recipe(name: str, text: str, method: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text if text.endswith("\n") else text + "\n")
     return path
+
+
+def planned_steps(spec: TrainingSpec, rows: int) -> str:
+    """The optimiser steps a run of ``spec`` on ``rows`` rows will take, as a reader sees it:
+    max_steps when set, else "≈ N" from the epochs over the rows, "—" with no rows."""
+    import math
+
+    if spec.max_steps:
+        return str(spec.max_steps)
+    if not rows:
+        return "—"
+    batches = math.ceil(rows / (spec.batch_size * spec.num_processes))
+    return f"≈ {math.ceil(math.ceil(batches / spec.gradient_accumulation_steps) * spec.num_epochs)}"
+
+
+def read_recipe_text(path: Path) -> str:
+    """A recipe file's text, or "" when it cannot be read (the form then shows the parse error)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def recipe_label(path: Path) -> str:
+    """A recipe as a list shows it: its name, and whether it is shipped or the user's own."""
+    from ..paths import SHIPPED_RECIPES_DIR
+
+    where = "shipped" if Path(path).parent == SHIPPED_RECIPES_DIR else "yours"
+    return f"{Path(path).stem} ({where})"
+
+
+def recipe_argument(path: Path) -> str:
+    """The recipe as the command line names it: relative to the repository when shipped."""
+    from ..paths import REPO_ROOT
+
+    try:
+        return str(Path(path).relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

@@ -28,7 +28,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
-from ..jobs import QUEUED, RUNNING, JobCancelled, Reporter, die_with_parent, kill_with_parent, write_json
+from ..jobs import (QUEUED, RUNNING, JobCancelled, Reporter, die_with_parent, is_stopping, kill_with_parent, request_stop,
+                    write_json)
 from .. import threads
 from .runs import (CHECKPOINTS_DIR, METRICS_FILE, RESULT_FILE, TrainingError, accelerate_command, checkpoint_step,
                    end_leftover_ranks, last_checkpoint, read_metrics, read_snapshot, runs_dir, trim_metrics)
@@ -263,7 +264,7 @@ class RunCallback(TrainerCallback):
 
 def _stop_requested(reporter: Reporter) -> bool:
     """Whether to stop; every rank of a distributed run takes the same decision at the same step."""
-    wanted = reporter.stop_requested or (reporter.folder / "cancel").exists()
+    wanted = reporter.stop_requested or is_stopping(reporter.folder)
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover
@@ -302,7 +303,7 @@ def _train_distributed(folder: Path, spec: TrainingSpec, reporter: Reporter) -> 
                                preexec_fn=kill_with_parent())
     while process.poll() is None:
         if reporter.stop_requested:
-            (folder / "cancel").touch()  # the ranks see it at their next step boundary
+            request_stop(folder)  # the ranks see it at their next step boundary
         time.sleep(1.0)
     if process.returncode == STOPPED_EXIT:
         raise JobCancelled("stopped on request; a checkpoint was saved")
