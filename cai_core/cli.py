@@ -185,10 +185,11 @@ def _endpoint_notes(spec) -> list[str]:
 def _export_dataset(folder: Path, out: Path) -> None:
     """Copy the finished dataset's files into ``out``, each written atomically."""
     from .atomic import write_bytes_atomic
+    from .jobs import is_stop_file
 
     out.mkdir(parents=True, exist_ok=True)
     # spec.json first: it marks the copy as this tool's, so the same command may refresh it later.
-    names = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name != "cancel"),
+    names = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not is_stop_file(p)),
                    key=lambda p: p.name != "spec.json")
     for path in names:
         write_bytes_atomic(out / path.name, path.read_bytes())

@@ -322,6 +322,11 @@ def is_stopping(folder: Path) -> bool:
     return (Path(folder) / _STOP_FILE).exists()
 
 
+def is_stop_file(path: Path) -> bool:
+    """True for the file a stop request leaves in a job folder (not part of what the job made)."""
+    return Path(path).name == _STOP_FILE
+
+
 def clear_stop_request(folder: Path) -> None:
     """Forget a stop asked for earlier: a job started again must not stop at once."""
     (Path(folder) / _STOP_FILE).unlink(missing_ok=True)

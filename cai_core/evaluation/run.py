@@ -155,14 +155,14 @@ def start_evaluation(spec: EvaluationSpec, name: str) -> Path:
 def run_evaluation(spec: EvaluationSpec, name: str, on_progress=None):
     """Run (or resume) the evaluation ``name`` in this process, as the CLI does: (final JobState,
     the report or None when it did not finish)."""
-    from ..jobs import FINISHED, JobError, prepare_job, read_job, run_job
+    from ..jobs import FINISHED, JobError, clear_stop_request, prepare_job, read_job, run_job
 
     folder = _evaluation_folder(spec, name)
     if (folder / "spec.json").exists() and read_job(folder).active:
         raise JobError(f"the evaluation {name!r} is already running")
     folder.mkdir(parents=True, exist_ok=True)
     prepare_job(folder, "evaluate", spec.model_dump())
-    (folder / "cancel").unlink(missing_ok=True)
+    clear_stop_request(folder)
     state = run_job(folder, on_progress=on_progress)
     return state, (read_json(folder / REPORT_FILE) if state.state == FINISHED else None)
 
