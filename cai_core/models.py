@@ -240,15 +240,20 @@ class TransformersBackend(GenerationBackend):
         inputs = list(distinct) if reusing else [tuple(row.ids) for row in rows]
         parts: list[tuple | None] = [None] * len(inputs)
         continued: list[tuple | None] = [None] * len(inputs)
-        fresh = []
+        fresh, continuing = [], []
         for index, ids in enumerate(inputs):
             found = self.prefixes.longest(ids) if reusing else None
             reused = min(found[1], len(ids) - 1) if found else 0
             if reused >= self.min_reused_tokens or (reused > 0 and 2 * reused >= len(ids)):
-                parts[index] = self._extend(found[0], reused, ids, cache_argument)
+                continuing.append((found[0], reused, ids))
                 continued[index] = found[0]
             else:
                 fresh.append(index)
+        if continuing:
+            extended = iter(self._extend(continuing, cache_argument))
+            for index in range(len(inputs)):
+                if continued[index] is not None:
+                    parts[index] = next(extended)
         batch_cache = None
         if fresh:
             input_ids, attention, positions = self._batch_tensors([_Encoded(list(inputs[i])) for i in fresh])
@@ -266,22 +271,50 @@ class TransformersBackend(GenerationBackend):
         self._note_kv_bytes(cache)
         return cache, attention, logits, [continued[i] for i in source]
 
-    def _extend(self, tokens: tuple[int, ...], reused: int, ids: tuple[int, ...], cache_argument: str) -> tuple:
-        """Read ``ids[reused:]`` on top of the kept keys and values of its first ``reused`` tokens."""
+    def _extend(self, continuing: list[tuple[tuple[int, ...], int, tuple[int, ...]]], cache_argument: str) -> list[tuple]:
+        """Read each row's new tokens on top of the kept keys and values of its shared prefix.
+
+        ``continuing`` holds (kept entry, tokens shared with it, the row's ids). The rows are read
+        together as one block as wide as the longest new part; a row with a shorter new part
+        reads a few of its kept tokens again rather than leaving a gap in the middle of its cache,
+        so every row stays left-padded (and one forward pass replaces one per row, whose fixed
+        cost dominates short turns on a CPU).
+        """
         import torch
         from transformers import DynamicCache
 
-        keys, values = self.prefixes.get(tokens)
-        cache = DynamicCache([(k[None, :, :reused], v[None, :, :reused]) for k, v in zip(keys, values)])
-        new = torch.tensor([ids[reused:]], device=self.device)
-        output = self.model(input_ids=new, attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device),
-                            position_ids=torch.arange(reused, len(ids), device=self.device)[None],
-                            use_cache=True, logits_to_keep=1, **{cache_argument: cache})
+        width = max(len(ids) - shared for _, shared, ids in continuing)
+        # Row i keeps its first cached[i] tokens from the kept entry and reads the rest (at most width).
+        cached = [max(0, len(ids) - width) for _, _, ids in continuing]
+        kept_width = max(cached)
+        entries = [self.prefixes.get(tokens) for tokens, _, _ in continuing]
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(continuing), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(continuing), kept_width + width), dtype=torch.long)
+        for row, ((_, _, ids), keep) in enumerate(zip(continuing, cached)):
+            read = ids[keep:]
+            input_ids[row, width - len(read):] = torch.tensor(read)
+            attention[row, kept_width - keep:kept_width] = 1
+            attention[row, kept_width + width - len(read):] = 1
+        layers = []
+        for layer in range(len(entries[0][0])):
+            sample_keys, sample_values = entries[0][0][layer], entries[0][1][layer]
+            keys = sample_keys.new_zeros((len(continuing), sample_keys.shape[0], kept_width, sample_keys.shape[-1]))
+            values = sample_values.new_zeros((len(continuing), sample_values.shape[0], kept_width, sample_values.shape[-1]))
+            for row, ((entry_keys, entry_values), keep) in enumerate(zip(entries, cached)):
+                if keep:
+                    keys[row, :, kept_width - keep:] = entry_keys[layer][:, :keep]
+                    values[row, :, kept_width - keep:] = entry_values[layer][:, :keep]
+            layers.append((keys, values))
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, kept_width:]
+        output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                            use_cache=True, logits_to_keep=1, **{cache_argument: DynamicCache(layers)})
         cache = _returned_cache(output)
-        self.stats["prefill_tokens"] += len(ids) - reused
-        self.stats["prefill_tokens_reused"] += reused
-        return ([layer.keys[0] for layer in cache.layers], [layer.values[0] for layer in cache.layers],
-                torch.ones(len(ids), dtype=torch.long, device=self.device), output.logits[0, -1, :])
+        self.stats["prefill_tokens"] += int(input_ids.numel())
+        self.stats["prefill_tokens_reused"] += sum(cached)
+        return [([layer.keys[row] for layer in cache.layers], [layer.values[row] for layer in cache.layers],
+                 attention[row], output.logits[row, -1, :]) for row in range(len(continuing))]
 
     def _keep_prefix(self, row: _Encoded, generated: list[int], cache, attention, slot: int,
                      continued_from: tuple[int, ...] | None) -> None:
