@@ -132,6 +132,7 @@ class TransformersBackend(GenerationBackend):
     # A stage that continues a conversation (critique after answer, revision after critique) or
     # N samples of one prompt start from keys and values the model already computed, instead
     # of reading the whole conversation again. Off gives the plain prefill, for comparison.
+    # Kept entries live on the model's device, at most prefix_cache_bytes of them.
     reuse_prefix: bool = True
     prefix_cache_bytes: int = 512 * 2**20
     min_reused_tokens: int = MIN_REUSED_TOKENS
@@ -228,9 +229,11 @@ class TransformersBackend(GenerationBackend):
         """The batch's KV cache, attention mask (left padding), each row's next-token logits, and
         for each row the kept entry it continues from (None when it was read in full).
 
-        With reuse, identical inputs are read once and a row that continues a kept conversation
-        reads only its new tokens on top of the kept keys and values (alone, so its numbers do
-        not depend on its neighbours); the rest are read together, left-padded, as before.
+        With reuse, identical inputs are read once, and rows that continue a kept conversation
+        read only their new tokens on top of its keys and values (see ``_extend``); the rest are
+        read together, left-padded, as before. Reused keys and values were computed along
+        another path (in another batch, token by token), so logits agree to float rounding, not
+        bit for bit: a greedy token can flip only where the top two logits nearly tie.
         """
         import torch
 
