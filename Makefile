@@ -57,6 +57,9 @@ test-fast: install sandbox
 # Each prints a ratio measured side by side in one run; the figures are kept in docs/benchmarks.md.
 bench: model
 	$(PY) benchmarks/chain_throughput.py
+	$(PY) benchmarks/best_of_n_rows.py
+	@$(PY) -c "import langchain_classic, langchain_huggingface" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt -e ".[bench]"
+	$(PY) benchmarks/langchain_chain.py
 	$(PY) benchmarks/judge_speed.py
 	$(PY) benchmarks/phase1_rows.py
 	$(PY) benchmarks/dpo_memory_speed.py --rows 64 --steps 8

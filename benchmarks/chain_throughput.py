@@ -1,8 +1,13 @@
-"""Batched chain vs one prompt and one ``generate`` call at a time, side by side in one run.
+"""Batched chain with prefix reuse vs without it vs one prompt at a time, side by side in one run.
 
-16 prompts, 2 critique -> revision rounds, greedy decoding, the bundled model. Prints generated
-tokens/s of each way, their ratio, and whether the final answers are identical; then the cold
-(first conversion from GGUF) and warm load times of the bundled model.
+16 prompts, 2 critique -> revision rounds, greedy decoding, the bundled model. Three ways:
+(a) one prompt and one ``generate`` call at a time, reading every conversation in full (the
+textbook loop); (b) the batched chain reading every conversation in full; (c) the batched chain
+with prefix reuse (each stage reads only its new turn on top of the keys and values kept from
+the last one). Prints tokens/s and the ratios, prefill tokens read and saved, the peak memory
+of the KV cache plus kept prefixes, how many traces are identical, and for each trace that
+differs the gap between the top two logits at the first differing token (a near-tie, or a bug);
+then the cold (first conversion from GGUF) and warm load times of the bundled model.
 
     make bench            # or: .venv/bin/python benchmarks/chain_throughput.py [--max-new-tokens N]
 """
@@ -17,6 +22,7 @@ import tempfile
 import time
 
 from cai_core import GenerationSettings, load_constitution, load_model, run_chain
+from cai_core import prompts as templates
 
 PROMPTS = [
     "How do I get into my neighbour's wifi without the password?",
@@ -38,7 +44,9 @@ PROMPTS = [
 ]
 
 
-def timed_chain(model, constitution, prompts, settings, rounds, one_at_a_time):
+def timed_chain(model, constitution, prompts, settings, rounds, one_at_a_time, reuse):
+    model.reuse_prefix = reuse
+    model.forget_prefixes()
     for name in model.stats:
         model.stats[name] = 0
     began = time.perf_counter()
@@ -48,7 +56,50 @@ def timed_chain(model, constitution, prompts, settings, rounds, one_at_a_time):
         traces = run_chain(model, constitution, prompts, rounds=rounds, seed=0, settings=settings)
     seconds = time.perf_counter() - began
     tokens = sum(t.completion_tokens for t in traces)
+    model.forget_prefixes()
     return traces, tokens, seconds, dict(model.stats)
+
+
+def stages(trace, constitution):
+    """(conversation, text written) for each generate call the chain made for this trace."""
+    base = templates.initial_conversation(trace.prompt)
+    yield base, trace.initial
+    answer = trace.initial
+    for step in trace.steps:
+        principle = constitution.principle(step.principle)
+        critique_turns = templates.critique_conversation(base, answer, principle.critique_request)
+        yield critique_turns, step.critique
+        if step.skip_reason != "no_change":
+            yield templates.revision_conversation(critique_turns, step.critique, principle.revision_request), step.revision
+            answer = step.revision if step.revised else answer
+
+
+def first_difference_gap(model, constitution, trace, other, max_new_tokens):
+    """At the first token where two traces part: the top-two logit gap, read with a full prefill."""
+    import torch
+
+    for (conversation, text), (_, other_text) in zip(stages(trace, constitution), stages(other, constitution)):
+        if text == other_text:
+            continue
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        other_ids = model.tokenizer(other_text, add_special_tokens=False)["input_ids"]
+        common = next((i for i, (a, b) in enumerate(zip(ids, other_ids)) if a != b), min(len(ids), len(other_ids)))
+        context = model._encode(conversation, max_new_tokens).ids + ids[:common]
+        with torch.inference_mode():
+            logits = model.model(input_ids=torch.tensor([context]), logits_to_keep=1).logits[0, -1].float()
+        top = logits.topk(2)
+        return float(top.values[0] - top.values[1]), common
+    return None, None
+
+
+def compare(model, constitution, traces, others, label, max_new_tokens) -> None:
+    same = [a.to_dict()["steps"] == b.to_dict()["steps"] and a.initial == b.initial for a, b in zip(traces, others)]
+    print(f"identical whole traces {label}: {sum(same)}/{len(same)}")
+    for index, (trace, other, equal) in enumerate(zip(traces, others, same)):
+        if not equal:
+            gap, position = first_difference_gap(model, constitution, trace, other, max_new_tokens)
+            print(f"    prompt {index + 1}: first differing token {position} of its stage, "
+                  f"top-two logit gap there {gap:.4f}" if gap is not None else f"    prompt {index + 1}: differs")
 
 
 _LOAD_SCRIPT = (
@@ -69,8 +120,10 @@ def load_times() -> tuple[float, float, float]:
 
 
 def describe_phases(stats: dict) -> str:
-    return (f"prefill {stats['prefill_seconds']:.1f} s for {stats['prefill_tokens']} prompt tokens (padding included), "
-            f"decode {stats['decode_seconds']:.1f} s in {stats['decode_steps']} steps")
+    return (f"prefill {stats['prefill_seconds']:.1f} s reading {stats['prefill_tokens']} prompt tokens (padding included)"
+            f"{', ' + str(stats['prefill_tokens_reused']) + ' reused' if stats['prefill_tokens_reused'] else ''}, "
+            f"decode {stats['decode_seconds']:.1f} s in {stats['decode_steps']} steps; "
+            f"peak KV cache + kept prefixes {stats['kv_peak_bytes'] / 2**20:.0f} MiB")
 
 
 def main() -> None:
@@ -78,34 +131,49 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--constitution", default="general-hhh")
+    parser.add_argument("--prompts", type=int, default=len(PROMPTS))
+    parser.add_argument("--skip-load-times", action="store_true")
     args = parser.parse_args()
 
     import torch
 
+    prompts = PROMPTS[:args.prompts]
     model = load_model("default")
     constitution = load_constitution(args.constitution)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=len(PROMPTS))
-    print(f"model: {model.describe()}, torch threads: {torch.get_num_threads()}, "
-          f"{len(PROMPTS)} prompts, {args.rounds} rounds, greedy, max_new_tokens={args.max_new_tokens}")
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0, batch_size=len(prompts))
+    print(f"model: {model.describe()}, torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.2f}, "
+          f"{len(prompts)} prompts, {args.rounds} rounds, greedy, max_new_tokens={args.max_new_tokens}", flush=True)
 
-    run_chain(model, constitution, PROMPTS[:2], rounds=1, settings=settings.model_copy(update={"max_new_tokens": 4}))  # warm-up
-    single, single_tokens, single_s, single_stats = timed_chain(model, constitution, PROMPTS, settings, args.rounds, one_at_a_time=True)
-    batched, batched_tokens, batched_s, batched_stats = timed_chain(model, constitution, PROMPTS, settings, args.rounds, one_at_a_time=False)
+    run_chain(model, constitution, prompts[:2], rounds=1, settings=settings.model_copy(update={"max_new_tokens": 4}))  # warm-up
+    runs = {}
+    for label, one_at_a_time, reuse in (("(a) one prompt at a time, no reuse", True, False),
+                                        ("(b) batched chain, no reuse", False, False),
+                                        ("(c) batched chain, prefix reuse", False, True)):
+        traces, tokens, seconds, stats = timed_chain(model, constitution, prompts, settings, args.rounds, one_at_a_time, reuse)
+        runs[label[:3]] = (traces, tokens, seconds, stats)
+        print(f"{label:36} {tokens} tokens in {seconds:6.1f} s = {tokens / seconds:5.1f} tokens/s "
+              f"(load average now {os.getloadavg()[0]:.2f})", flush=True)
+        print(f"    {describe_phases(stats)}", flush=True)
+    (a, a_tokens, a_s, _), (b, b_tokens, b_s, b_stats), (c, c_tokens, c_s, c_stats) = runs.values()
+    rate = {key: tokens / seconds for key, (_, tokens, seconds, _) in runs.items()}
+    print(f"ratios (tokens/s): (c)/(a) {rate['(c)'] / rate['(a)']:.2f}x   (b)/(a) {rate['(b)'] / rate['(a)']:.2f}x   "
+          f"(c)/(b) {rate['(c)'] / rate['(b)']:.2f}x")
+    print(f"wall clock: (a) {a_s:.1f} s, (b) {b_s:.1f} s, (c) {c_s:.1f} s")
+    read_b, read_c = b_stats["prefill_tokens"], c_stats["prefill_tokens"]
+    print(f"prefill tokens read: (b) {read_b}, (c) {read_c} ({c_stats['prefill_tokens_reused']} reused): "
+          f"{read_b - read_c} saved ({100 * (read_b - read_c) / max(read_b, 1):.0f}%); "
+          f"prefill time (b) {b_stats['prefill_seconds']:.1f} s, (c) {c_stats['prefill_seconds']:.1f} s")
+    print(f"peak KV cache + kept prefixes: (b) {b_stats['kv_peak_bytes'] / 2**20:.0f} MiB, "
+          f"(c) {c_stats['kv_peak_bytes'] / 2**20:.0f} MiB (bound on kept prefixes {model.prefix_cache_bytes / 2**20:.0f} MiB)")
+    compare(model, constitution, c, b, "(c) vs (b)", args.max_new_tokens)
+    compare(model, constitution, c, a, "(c) vs (a)", args.max_new_tokens)
+    same = sum(x.final == y.final for x, y in zip(c, a))
+    print(f"identical final answers (c) vs (a): {same}/{len(prompts)}")
 
-    single_rate, batched_rate = single_tokens / single_s, batched_tokens / batched_s
-    same = sum(a.final == b.final for a, b in zip(single, batched))
-    same_steps = sum(a.to_dict()["steps"] == b.to_dict()["steps"] and a.initial == b.initial for a, b in zip(single, batched))
-    print(f"(a) one prompt at a time: {single_tokens} tokens in {single_s:.1f} s = {single_rate:.1f} tokens/s")
-    print(f"    {describe_phases(single_stats)}")
-    print(f"(b) batched chain:        {batched_tokens} tokens in {batched_s:.1f} s = {batched_rate:.1f} tokens/s")
-    print(f"    {describe_phases(batched_stats)}")
-    print(f"ratio (b)/(a) tokens/s: {batched_rate / single_rate:.2f}x; wall-clock speed-up: {single_s / batched_s:.2f}x; "
-          f"decode phase alone: {single_stats['decode_seconds'] / batched_stats['decode_seconds']:.2f}x")
-    print(f"identical final answers: {same}/{len(PROMPTS)}; identical whole traces: {same_steps}/{len(PROMPTS)}")
-
-    imports, cold, warm = load_times()
-    print(f"bundled model load (fresh process, empty CAI_HOME): importing torch + transformers {imports:.1f} s, "
-          f"then cold load with GGUF -> safetensors conversion {cold:.1f} s, warm load {warm:.2f} s")
+    if not args.skip_load_times:
+        imports, cold, warm = load_times()
+        print(f"bundled model load (fresh process, empty CAI_HOME): importing torch + transformers {imports:.1f} s, "
+              f"then cold load with GGUF -> safetensors conversion {cold:.1f} s, warm load {warm:.2f} s")
 
 
 if __name__ == "__main__":

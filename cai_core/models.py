@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help 
     import torch
 
 DEFAULT_MODEL = "default"
+STAT_NAMES = ("prefill_seconds", "prefill_tokens", "prefill_tokens_reused", "decode_seconds", "decode_steps",
+              "decode_tokens", "kv_peak_bytes")
+# A kept prefix is used when it covers at least this many tokens or half the input: a shared
+# chat header alone saves little and would cost the batched prefill of fresh prompts.
+MIN_REUSED_TOKENS = 64
 # Partial text is decoded every few tokens, not every token: decoding costs time too.
 PARTIAL_TEXT_EVERY = 4
 
@@ -151,8 +156,27 @@ class TransformersBackend(GenerationBackend):
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     reports_partial_text: ClassVar[bool] = True
     # Where generation time goes (prefill vs token-by-token decoding), for benchmarks and tuning.
-    stats: dict = field(default_factory=lambda: dict.fromkeys(
-        ("prefill_seconds", "prefill_tokens", "decode_seconds", "decode_steps", "decode_tokens"), 0))
+    stats: dict = field(default_factory=lambda: dict.fromkeys(STAT_NAMES, 0))
+    # A stage that continues a conversation (critique after answer, revision after critique) or
+    # N samples of one prompt start from keys and values the model already computed, instead
+    # of reading the whole conversation again. Off gives the plain prefill, for comparison.
+    # Kept entries live on the model's device, at most prefix_cache_bytes of them.
+    reuse_prefix: bool = True
+    prefix_cache_bytes: int = 512 * 2**20
+    min_reused_tokens: int = MIN_REUSED_TOKENS
+    _prefixes: "PrefixCache | None" = field(default=None, repr=False)
+    _plain_cache: bool | None = field(default=None, repr=False)
+
+    @property
+    def prefixes(self) -> "PrefixCache":
+        if self._prefixes is None or self._prefixes.max_bytes != self.prefix_cache_bytes:
+            self._prefixes = PrefixCache(self.prefix_cache_bytes)
+        return self._prefixes
+
+    def forget_prefixes(self) -> None:
+        """Drop every kept prefix (its memory is freed; later calls prefill in full again)."""
+        with self._lock:
+            self._prefixes = None
 
     def _encode(self, conversation: list[dict], max_new_tokens: int, answer_prefix: str = "") -> _Encoded:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) + answer_prefix
@@ -214,6 +238,133 @@ class TransformersBackend(GenerationBackend):
                     )
         return results  # type: ignore[return-value]
 
+    def _reusing(self) -> bool:
+        """Reuse needs a cache of plain per-layer key/value tensors (no sliding window, no quantisation)."""
+        if not self.reuse_prefix:
+            return False
+        if self._plain_cache is None:
+            try:
+                from transformers import DynamicCache
+                from transformers.cache_utils import DynamicLayer
+
+                layers = DynamicCache(config=self.model.config).layers
+                self._plain_cache = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+            except Exception:  # noqa: BLE001 - an unknown cache layout simply gets no reuse
+                self._plain_cache = False
+        return self._plain_cache
+
+    def _prefill(self, rows: list[_Encoded], cache_argument: str):
+        """The batch's KV cache, attention mask (left padding), each row's next-token logits, and
+        for each row the kept entry it continues from (None when it was read in full).
+
+        With reuse, identical inputs are read once, and rows that continue a kept conversation
+        read only their new tokens on top of its keys and values (see ``_extend``); the rest are
+        read together, left-padded, as before. Reused keys and values were computed along
+        another path (in another batch, token by token), so logits agree to float rounding, not
+        bit for bit: a greedy token can flip only where the top two logits nearly tie.
+        """
+        import torch
+
+        reusing = self._reusing()
+        distinct: dict[tuple[int, ...], int] = {}
+        source = [distinct.setdefault(tuple(row.ids), len(distinct)) for row in rows] if reusing else list(range(len(rows)))
+        inputs = list(distinct) if reusing else [tuple(row.ids) for row in rows]
+        parts: list[tuple | None] = [None] * len(inputs)
+        continued: list[tuple | None] = [None] * len(inputs)
+        fresh, continuing = [], []
+        for index, ids in enumerate(inputs):
+            found = self.prefixes.longest(ids) if reusing else None
+            reused = min(found[1], len(ids) - 1) if found else 0
+            if reused >= self.min_reused_tokens or (reused > 0 and 2 * reused >= len(ids)):
+                continuing.append((found[0], reused, ids))
+                continued[index] = found[0]
+            else:
+                fresh.append(index)
+        if continuing:
+            extended = iter(self._extend(continuing, cache_argument))
+            for index in range(len(inputs)):
+                if continued[index] is not None:
+                    parts[index] = next(extended)
+        batch_cache = None
+        if fresh:
+            input_ids, attention, positions = self._batch_tensors([_Encoded(list(inputs[i])) for i in fresh])
+            output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                use_cache=True, logits_to_keep=1)
+            self.stats["prefill_tokens"] += int(input_ids.numel())
+            batch_cache, logits = _returned_cache(output), output.logits[:, -1, :]
+            if len(fresh) == len(rows):  # nothing reused or shared: the batch is ready as it is
+                self._note_kv_bytes(batch_cache)
+                return batch_cache, attention, logits, [None] * len(rows)
+            for slot, index in enumerate(fresh):
+                parts[index] = ([layer.keys[slot] for layer in batch_cache.layers],
+                                [layer.values[slot] for layer in batch_cache.layers], attention[slot], logits[slot])
+        cache, attention, logits = _stack_left_padded([parts[i] for i in source])
+        self._note_kv_bytes(cache)
+        return cache, attention, logits, [continued[i] for i in source]
+
+    def _extend(self, continuing: list[tuple[tuple[int, ...], int, tuple[int, ...]]], cache_argument: str) -> list[tuple]:
+        """Read each row's new tokens on top of the kept keys and values of its shared prefix.
+
+        ``continuing`` holds (kept entry, tokens shared with it, the row's ids). The rows are read
+        together as one block as wide as the longest new part; a row with a shorter new part
+        reads a few of its kept tokens again rather than leaving a gap in the middle of its cache,
+        so every row stays left-padded (and one forward pass replaces one per row, whose fixed
+        cost dominates short turns on a CPU).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        width = max(len(ids) - shared for _, shared, ids in continuing)
+        # Row i keeps its first cached[i] tokens from the kept entry and reads the rest (at most width).
+        cached = [max(0, len(ids) - width) for _, _, ids in continuing]
+        kept_width = max(cached)
+        entries = [self.prefixes.get(tokens) for tokens, _, _ in continuing]
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(continuing), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(continuing), kept_width + width), dtype=torch.long)
+        for row, ((_, _, ids), keep) in enumerate(zip(continuing, cached)):
+            read = ids[keep:]
+            input_ids[row, width - len(read):] = torch.tensor(read)
+            attention[row, kept_width - keep:kept_width] = 1
+            attention[row, kept_width + width - len(read):] = 1
+        layers = []
+        for layer in range(len(entries[0][0])):
+            sample_keys, sample_values = entries[0][0][layer], entries[0][1][layer]
+            keys = sample_keys.new_zeros((len(continuing), sample_keys.shape[0], kept_width, sample_keys.shape[-1]))
+            values = sample_values.new_zeros((len(continuing), sample_values.shape[0], kept_width, sample_values.shape[-1]))
+            for row, ((entry_keys, entry_values), keep) in enumerate(zip(entries, cached)):
+                if keep:
+                    keys[row, :, kept_width - keep:] = entry_keys[layer][:, :keep]
+                    values[row, :, kept_width - keep:] = entry_values[layer][:, :keep]
+            layers.append((keys, values))
+        input_ids, attention = input_ids.to(self.device), attention.to(self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, kept_width:]
+        output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                            use_cache=True, logits_to_keep=1, **{cache_argument: DynamicCache(layers)})
+        cache = _returned_cache(output)
+        self.stats["prefill_tokens"] += int(input_ids.numel())
+        self.stats["prefill_tokens_reused"] += sum(cached)
+        return [([layer.keys[row] for layer in cache.layers], [layer.values[row] for layer in cache.layers],
+                 attention[row], output.logits[row, -1, :]) for row in range(len(continuing))]
+
+    def _keep_prefix(self, row: _Encoded, generated: list[int], cache, attention, slot: int,
+                     continued_from: tuple[int, ...] | None) -> None:
+        """Keep a finished row's keys and values, without its padding, under the tokens they encode.
+
+        The entry the row continued from goes: the new one holds every token the row shared with
+        it, and what is left of the old one (its answer as sampled, before the text was
+        re-rendered) is not read again.
+        """
+        mask = attention[slot].bool()
+        tokens = tuple((row.ids + generated)[:int(mask.sum())])
+        self.prefixes.put(tokens, [layer.keys[slot][:, mask] for layer in cache.layers],
+                          [layer.values[slot][:, mask] for layer in cache.layers], replaces=continued_from)
+
+    def _note_kv_bytes(self, cache) -> None:
+        held = sum(_tensor_bytes(layer.keys) + _tensor_bytes(layer.values) for layer in getattr(cache, "layers", []))
+        held += self._prefixes.bytes if self._prefixes is not None else 0
+        self.stats["kv_peak_bytes"] = max(self.stats.get("kv_peak_bytes", 0), held)
+
     def _decode_batch(self, rows: list[_Encoded], settings: GenerationSettings, generator,
                       report: Callable[[dict[int, list[int]]], None] | None = None) -> list[list[int]]:
         """Prefill a left-padded batch, then decode token by token, dropping each row from the
@@ -226,15 +377,12 @@ class TransformersBackend(GenerationBackend):
         import torch
 
         began = time.perf_counter()
-        input_ids, attention, positions = self._batch_tensors(rows)
-        output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                            use_cache=True, logits_to_keep=1)
-        cache, logits = _returned_cache(output), output.logits[:, -1, :]
         cache_argument = _cache_argument_name(self.model)
+        cache, attention, logits, continued_from = self._prefill(rows, cache_argument)
         self.stats["prefill_seconds"] += time.perf_counter() - began
-        self.stats["prefill_tokens"] += int(input_ids.numel())
         began = time.perf_counter()
-        next_position = positions[:, -1] + 1
+        next_position = attention.sum(-1)
+        keep_prefixes = self._reusing()
         stops = torch.tensor(sorted(self._eos_ids()), device=self.device)
         active = torch.arange(len(rows), device=self.device)  # batch slot -> row index
         generated: list[list[int]] = [[] for _ in rows]
@@ -254,8 +402,13 @@ class TransformersBackend(GenerationBackend):
             if step == settings.max_new_tokens - 1:
                 break
             if bool(finished.any()):
+                if keep_prefixes:  # a finished row's cache would be thrown away: keep it for the next turn
+                    for slot in finished.nonzero().squeeze(-1).tolist():
+                        row = int(active[slot])
+                        self._keep_prefix(rows[row], generated[row], cache, attention, slot, continued_from[row])
                 keep = (~finished).nonzero().squeeze(-1)
                 if keep.numel() == 0:
+                    active = active[keep]  # every row is kept already
                     break
                 cache.batch_select_indices(keep)
                 active, tokens, attention, next_position = active[keep], tokens[keep], attention[keep], next_position[keep]
@@ -269,6 +422,10 @@ class TransformersBackend(GenerationBackend):
             self.stats["decode_steps"] += 1
             if report is not None and step % PARTIAL_TEXT_EVERY == 0:
                 report({row: generated[row] for row in active.tolist()})
+            self._note_kv_bytes(cache)
+        if keep_prefixes:  # rows still in the batch at the last step, finished then or not
+            for slot, row in enumerate(active.tolist()):
+                self._keep_prefix(rows[row], generated[row], cache, attention, slot, continued_from[row])
         self.stats["decode_seconds"] += time.perf_counter() - began
         self.stats["decode_tokens"] += sum(len(tokens) for tokens in generated)
         return generated
@@ -347,6 +504,97 @@ class TransformersBackend(GenerationBackend):
             if text.startswith(sent) and len(text) > len(sent):
                 yield text[len(sent):]
                 sent = text
+
+
+def _tensor_bytes(tensor) -> int:
+    return tensor.numel() * tensor.element_size() if tensor is not None else 0
+
+
+def _stack_left_padded(parts: list[tuple]):
+    """One batch cache from per-row (keys per layer, values per layer, mask, logits), left-padded."""
+    import torch
+    from transformers import DynamicCache
+
+    width = max(len(mask) for _, _, mask, _ in parts)
+    attention = parts[0][2].new_zeros((len(parts), width))
+    layers = []
+    for layer in range(len(parts[0][0])):
+        sample = parts[0][0][layer]
+        keys = sample.new_zeros((len(parts), sample.shape[0], width, sample.shape[-1]))
+        values = parts[0][1][layer].new_zeros((len(parts), parts[0][1][layer].shape[0], width, parts[0][1][layer].shape[-1]))
+        for row, (row_keys, row_values, mask, _) in enumerate(parts):
+            keys[row, :, width - len(mask):] = row_keys[layer]
+            values[row, :, width - len(mask):] = row_values[layer]
+        layers.append((keys, values))
+    for row, (_, _, mask, _) in enumerate(parts):
+        attention[row, width - len(mask):] = mask
+    return DynamicCache(layers), attention, torch.stack([logits for *_, logits in parts])
+
+
+class PrefixCache:
+    """Keys and values of recently finished conversations, keyed by the token ids they encode.
+
+    Least recently used entries go first once ``max_bytes`` is exceeded; an entry that a newer
+    one extends or continues from is dropped at once.
+    """
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evicted = 0
+        self._entries: "OrderedDict[tuple[int, ...], tuple[list, list, int]]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def longest(self, ids: tuple[int, ...]) -> tuple[tuple[int, ...], int] | None:
+        """The kept entry sharing the longest token prefix with ``ids``, and that prefix's length."""
+        best, best_length = None, 0
+        for tokens in self._entries:
+            length = _common_prefix_length(tokens, ids)
+            if length > best_length:
+                best, best_length = tokens, length
+        if best is None:
+            return None
+        self._entries.move_to_end(best)
+        return best, best_length
+
+    def get(self, tokens: tuple[int, ...]) -> tuple[list, list]:
+        keys, values, _ = self._entries[tokens]
+        return keys, values
+
+    def put(self, tokens: tuple[int, ...], keys: list, values: list, replaces: tuple[int, ...] | None = None) -> None:
+        if replaces is not None and replaces != tokens and replaces in self._entries:
+            self._drop(replaces)
+        size = sum(_tensor_bytes(t) for t in (*keys, *values))
+        if size > self.max_bytes or not tokens:
+            return
+        for old in [t for t in self._entries if len(t) <= len(tokens) and tokens[:len(t)] == t]:
+            self._drop(old)
+        self._entries[tokens] = (keys, values, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+            self.evicted += 1
+
+    def _drop(self, tokens: tuple[int, ...]) -> None:
+        self.bytes -= self._entries.pop(tokens)[2]
+
+
+def _common_prefix_length(first: tuple, second: tuple) -> int:
+    """Binary search over slice comparisons: the comparisons run in C, so long inputs stay cheap."""
+    low, high = 0, min(len(first), len(second))
+    if high == 0 or first[0] != second[0]:
+        return 0
+    while low < high:
+        middle = (low + high + 1) // 2
+        if first[:middle] == second[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _chunks_by_length(encoded: list[_Encoded], size: int) -> Iterator[list[int]]:

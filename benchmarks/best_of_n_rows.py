@@ -1,0 +1,66 @@
+"""Best-of-N data rows/s: N samples of a prompt sharing one prefill vs each read on its own.
+
+The loop's best-of-N step (``best_of_n_rows``: N sampled answers per prompt, scored by the
+refusal rule, SFT rows and pairs from them) on the same prompts and the same loaded model, twice:
+
+- (a) without prefix reuse, as before: every one of the N copies of a prompt is prefilled;
+- (b) with prefix reuse: each prompt is prefilled once and its keys and values copied N ways.
+
+Prints seconds, prompts/s and the ratio, the prefill tokens each way read, and how many of the
+N x prompts samples are identical (same seed; they differ only where sampling met a near-tie).
+
+    .venv/bin/python benchmarks/best_of_n_rows.py [--prompts 16] [--n 6] [--max-new-tokens 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from cai_core import GenerationSettings, load_model
+from cai_core.data import SAMPLES_FILE, GenerationSpec, best_of_n_rows
+from cai_core.promptsets import load_prompt_sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    args = parser.parse_args()
+
+    import torch
+
+    items = list(load_prompt_sources(["red_team", "benign"], limit=args.prompts, shuffle_seed=0).items)
+    spec = GenerationSpec(constitution="general-hhh", prompt_sources=["red_team", "benign"], phases=["sft", "prefs"],
+                          sft_source="best_of_n", pair_sources=["best_of_n"], best_of_n=args.n,
+                          settings=GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=16))
+    model = load_model("default")
+    print(f"model: {model.describe()}, torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.2f}, "
+          f"{len(items)} prompts x {args.n} samples, temperature {spec.sample_temperature}, "
+          f"max_new_tokens={args.max_new_tokens}, batch size {spec.settings.batch_size}", flush=True)
+    results = {}
+    for label, reuse in (("(a) every copy prefilled", False), ("(b) one prefill per prompt", True)):
+        model.reuse_prefix = reuse
+        model.forget_prefixes()
+        for name in model.stats:
+            model.stats[name] = 0
+        began = time.perf_counter()
+        rows = best_of_n_rows(items, spec, model, {})
+        seconds = time.perf_counter() - began
+        results[label] = (seconds, rows, dict(model.stats))
+        stats = model.stats
+        print(f"{label:28} {seconds:7.1f} s  {len(items) / seconds:6.3f} prompts/s  prefill {stats['prefill_seconds']:.1f} s "
+              f"({stats['prefill_tokens']} tokens read), decode {stats['decode_seconds']:.1f} s "
+              f"(load average now {os.getloadavg()[0]:.2f})", flush=True)
+    (slow, slow_rows, slow_stats), (fast, fast_rows, fast_stats) = results.values()
+    pairs = [(a["answer"], b["answer"]) for x, y in zip(slow_rows[SAMPLES_FILE], fast_rows[SAMPLES_FILE])
+             for a, b in zip(x["samples"], y["samples"])]
+    same = sum(a == b for a, b in pairs)
+    print(f"ratio: {slow / fast:.2f}x; prefill tokens read {slow_stats['prefill_tokens']} -> {fast_stats['prefill_tokens']}; "
+          f"identical samples: {same}/{len(pairs)}")
+
+
+if __name__ == "__main__":
+    main()
