@@ -715,6 +715,8 @@ def dataset_summary(folder: Path) -> dict:
 
 def dataset_roles(folder: Path, spec: dict) -> dict[str, str | None]:
     """Which model played which role: as the rows record it (resolved ids), else as the spec names it."""
+    if not isinstance(spec, dict):  # a spec.json edited into something else names no model
+        return {"policy": None, "critic": None, "judge": None}
     for name in (TRACES_FILE, SFT_FILE, RLAIF_PAIRS_FILE, BEST_OF_N_PAIRS_FILE):
         row = _first_row(folder / name)
         if isinstance(row, dict) and isinstance(row.get("lineage"), dict):

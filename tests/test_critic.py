@@ -330,3 +330,16 @@ def test_an_endpoint_critic_that_dies_mid_run_fails_then_resumes_without_duplica
     for trace in read_rows(folder / TRACES_FILE):
         assert trace["steps"][0]["critique_model"].endswith(f"@{url}")
         assert trace["models"]["initial"] == tiny_model_dir.name
+
+
+def test_the_card_tells_distillation_from_self_critique(tmp_path):
+    from cai_core.data import dataset_roles, roles_card_lines
+
+    external = "\n".join(roles_card_lines({"policy": "small", "critic": "big@http://127.0.0.1:8000/v1", "judge": None}))
+    assert "distillation from `big@http://127.0.0.1:8000/v1`" in external and "| judge |" not in external
+    own = "\n".join(roles_card_lines({"policy": "small", "critic": "small", "judge": "small"}))
+    assert "self-critique" in own and "distillation" not in own
+    # Without rows, the roles come from the spec; a spec.json edited into a list names no model.
+    assert dataset_roles(tmp_path, {"constitution": "c", "prompt_sources": ["benign"], "critic_model": "big"}) == \
+        {"policy": "default", "critic": "big", "judge": "big"}
+    assert dataset_roles(tmp_path, ["not", "a", "spec"]) == {"policy": None, "critic": None, "judge": None}
