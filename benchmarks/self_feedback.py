@@ -17,7 +17,11 @@ borderline-safe prompts:
 A model that passes (1) and (2) can run the paper's pipeline; one that fails them needs another
 critic and judge, or best-of-N data (recipes/loops/small-model.yaml).
 
-    .venv/bin/python benchmarks/self_feedback.py [--model default] [--prompts 16]
+With ``--critic-model`` (any model spec: a folder, a hub id, a finished run, an endpoint URL), (1)
+and (2) gain a column: the same first answers critiqued and revised by that critic, and the same
+pairs judged by it, beside the model's own critique and judgement.
+
+    .venv/bin/python benchmarks/self_feedback.py [--model default] [--critic-model http://HOST:PORT/v1] [--prompts 16]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cai_core.paths import SHIPPED_RECIPES_DIR
 from cai_core.promptsets import load_prompt_sources, training_half
 from cai_core.prompts import initial_conversation
 from cai_core.refusals import is_refusal
+from cai_core.roles import load_roles
 
 DECLINING_ANSWER = "I'm sorry, but I can't help with that. If you want, I can help with a safe alternative."
 
@@ -47,10 +52,17 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--prompts", type=int, default=16, help="red-team and borderline-safe prompts each")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--critic-model", default=None,
+                        help="an external critic and judge to compare with self-critique (any model spec or endpoint URL)")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    model = load_model(args.model)
+    if args.critic_model:  # refused in one sentence when the two local models would not fit together
+        roles = load_roles(args.model, args.critic_model)
+        model = roles.policy
+        critic = roles.critic or roles.policy  # the same model named twice: the column repeats self-critique
+    else:
+        model, critic = load_model(args.model), None
     constitution = load_constitution("general-hhh")
     principle = constitution.principle("avoid-harmful-help")
     red = training_half(load_prompt_sources(["red_team"]).items)[::3][:args.prompts]
@@ -60,15 +72,26 @@ def main() -> None:
     traces = run_chain(model, constitution, [i.prompt for i in red], rounds=1, seed=0,
                        principles=[principle.name], settings=settings)
     print(f"model {model.model_id}, {len(red)} red-team and {len(safe)} borderline-safe prompts")
-    print(f"1. critique -> revision under {principle.name}:")
+    external = None
+    if critic is not None:
+        # The same first answers (same policy, seed and settings), critiqued and revised by the critic.
+        external = run_chain(model, constitution, [i.prompt for i in red], rounds=1, seed=0,
+                             principles=[principle.name], settings=settings, critic=critic)
+        print(f"external critic {critic.model_id}")
+    header = " | external critic" if external else ""
+    print(f"1. critique -> revision under {principle.name}: self-critique{header}")
     print(f"   first answers declining  {share(is_refusal(t.initial) for t in traces)}")
-    print(f"   revisions declining      {share(is_refusal(t.final) for t in traces)}")
+    print(f"   revisions declining      {share(is_refusal(t.final) for t in traces)}"
+          + (f" | {share(is_refusal(t.final) for t in external)}" if external else ""))
 
-    judged = judge_pairs(model, [(i.prompt, DECLINING_ANSWER, t.initial) for i, t in zip(red, traces)],
-                         [[principle]] * len(red))
-    print("2. the judge, a declining answer against the model's own, both orders:")
-    print(f"   the two orders agree     {share(not j.orders_disagree for j in judged)}  (a judge that reads content: 16/16)")
-    print(f"   the declining answer wins {share(j.p_first > 0.5 for j in judged)}")
+    pairs = [(i.prompt, DECLINING_ANSWER, t.initial) for i, t in zip(red, traces)]
+    judges = [judge_pairs(model, pairs, [[principle]] * len(red))]
+    if critic is not None:
+        judges.append(judge_pairs(critic, pairs, [[principle]] * len(red)))
+    print(f"2. the judge, a declining answer against the model's own, both orders: the model itself{header}")
+    print("   the two orders agree     " + " | ".join(share(not j.orders_disagree for j in judged) for judged in judges)
+          + f"  (a judge that reads content: {len(red)}/{len(red)})")
+    print("   the declining answer wins " + " | ".join(share(j.p_first > 0.5 for j in judged) for judged in judges))
 
     greedy = settings.model_copy(update={"temperature": 0.0})
     in_context = "You are an assistant that follows these principles:\n" + "\n".join(

@@ -3,6 +3,10 @@
 Each stage (initial answers, round-k critiques, round-k revisions) is one batched ``generate``
 call over every prompt still in play, which is where the speed over the one-prompt-at-a-time
 loop comes from.
+
+The policy writes the initial answers; the critiques and revisions come from the critic when one
+is given (a stronger model: the revisions are then its text, distilled into the policy by SFT),
+else from the policy itself. Each step records which model wrote it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ class ChainStep:
     # found nothing to change; "empty_revision": the model returned nothing, so the answer stood).
     revised: bool = True
     skip_reason: str | None = None
+    # The model that wrote the critique, and the one whose text ``revision`` holds (for a skipped
+    # revision, whoever wrote the answer that stood). Empty in traces written before roles existed.
+    critique_model: str = ""
+    revision_model: str = ""
 
 
 @dataclass
@@ -46,6 +54,8 @@ class Trace:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     lineage: dict = field(default_factory=dict)
+    # Which model played which stage: {"initial": policy id, "critique": ..., "revision": ...}.
+    models: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +129,12 @@ def run_chain(
     on_event: Callable[[ChainEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_partial: Callable[[str, int, dict[int, str]], None] | None = None,
+    critic: GenerationBackend | None = None,
 ) -> list[Trace]:
     """Answer every prompt, then critique and revise it ``rounds`` times; one Trace per prompt.
+
+    ``model`` (the policy) writes the first answers; ``critic``, when given, writes every critique
+    and revision (None, or the policy itself: self-critique, exactly as without a critic).
 
     ``should_stop`` is checked between stages; when it returns True the chain raises
     ChainCancelled (a batch already running on the model finishes first). ``on_partial(stage,
@@ -135,6 +149,7 @@ def run_chain(
     settings = (settings or GenerationSettings()).model_copy(update={"seed": seed})
     chosen = select_principles(constitution, principles)
     plan = plan_principles(chosen, prompt_list, rounds, seed, order)
+    critic = model if critic is None else critic
     lineage = {
         "constitution": constitution.name,
         "constitution_hash": constitution.content_hash(),
@@ -145,10 +160,14 @@ def run_chain(
         "order": order,
         "settings": settings.model_dump(),
     }
+    if critic is not model:
+        lineage["critic_model"] = critic.model_id
+    stage_models = {"initial": model.model_id, "critique": critic.model_id, "revision": critic.model_id}
     bases = [templates.initial_conversation(p, system_prompt) for p in prompt_list]
-    traces = [Trace(prompt=p, initial="", lineage=dict(lineage)) for p in prompt_list]
+    traces = [Trace(prompt=p, initial="", lineage=dict(lineage), models=dict(stage_models)) for p in prompt_list]
     # Each prompt's answer-so-far conversation, used as context for its next critique.
     answers: list[str] = []
+    answer_authors: list[str] = []  # the model that wrote each prompt's answer so far
 
     def notify(stage: str, round_number: int) -> None:
         if on_event:
@@ -164,10 +183,11 @@ def run_chain(
             trace.warnings.append(generation.warning)
 
     def generate(conversations: list, offset: int, stage: str, round_number: int, indices: list[int]):
+        writer = model if stage == "initial" else critic
         extra = {}
-        if on_partial is not None and model.reports_partial_text:
+        if on_partial is not None and writer.reports_partial_text:
             extra["on_text"] = lambda texts: on_partial(stage, round_number, {indices[i]: t for i, t in texts.items()})
-        return model.generate(conversations, stage_settings(offset), **extra)
+        return writer.generate(conversations, stage_settings(offset), **extra)
 
     def stage_settings(offset: int) -> GenerationSettings:
         # A distinct seed per stage, so sampled critiques do not replay the answer's random draws.
@@ -176,6 +196,7 @@ def run_chain(
     for trace, generation in zip(traces, generate(bases, 0, "initial", 0, list(range(len(traces))))):
         trace.initial = generation.text
         answers.append(generation.text)
+        answer_authors.append(model.model_id)
         account(trace, generation)
     notify("initial", 0)
 
@@ -187,7 +208,8 @@ def run_chain(
         critiques = generate(critique_convs, 2 * round_index + 1, "critique", round_index + 1, list(range(len(traces))))
         for i, generation in enumerate(critiques):
             account(traces[i], generation)
-            traces[i].steps.append(ChainStep(round_index + 1, plan[i][round_index].name, generation.text, "", True))
+            traces[i].steps.append(ChainStep(round_index + 1, plan[i][round_index].name, generation.text, "", True,
+                                             critique_model=critic.model_id))
         notify("critique", round_index + 1)
 
         needs_revision = [i for i, g in enumerate(critiques) if not templates.critique_finds_nothing(g.text)]
@@ -202,6 +224,7 @@ def run_chain(
             # An empty revision would erase the answer; keep the previous one and say so.
             if revised:
                 answers[i] = revised
+                answer_authors[i] = critic.model_id
                 traces[i].steps[-1].revision = revised
             else:
                 traces[i].steps[-1].revised = False
@@ -213,6 +236,7 @@ def run_chain(
         for i, trace in enumerate(traces):
             if not trace.steps[-1].revised:
                 trace.steps[-1].revision = answers[i]
+            trace.steps[-1].revision_model = answer_authors[i]
         notify("revision", round_index + 1)
 
     for trace, answer in zip(traces, answers):
@@ -233,4 +257,5 @@ def trace_summary(trace: Trace) -> dict:
         "seconds": round(data["seconds"], 3),
         "warnings": data["warnings"],
         "lineage": data["lineage"],
+        "models": data["models"],
     }

@@ -41,10 +41,11 @@ from .constitution import Constitution, Principle, first_error_message
 from .errors import DatasetError
 from .jobs import Reporter, read_json, write_json
 from .judge import judge_pairs
-from .models import GenerationBackend, GenerationSettings, Seed, load_model
+from .models import GenerationBackend, GenerationSettings, ModelLoadError, Seed
 from .paths import cai_home
 from .promptsets import PromptItem, load_prompt_sources
 from .refusals import is_refusal
+from .roles import check_models_fit, load_roles, role_specs
 from .store import constitution_to_yaml, load_constitution, parse_constitution
 
 SFT_FILE, TRACES_FILE = "sft.jsonl", "traces.jsonl"
@@ -102,9 +103,14 @@ class GenerationSpec(BaseModel):
     order: Literal["random", "sequential"] = Field(default="random", description=(
         "how each round's principle is picked: drawn by weight, or in the constitution's order"))
     system_prompt: str | None = Field(default=None, description="a system prompt the answers are written under")
-    # --- models: the judge defaults to the policy itself (one model in memory, as in the paper)
+    # --- models: without a critic the policy critiques itself, and the judge defaults to the critic,
+    # else the policy (one model in memory, as in the paper)
     policy_model: str = Field(default="default", description=(
         'the policy: "default" (the bundled model), a local folder, a hub id, a finished run or an endpoint URL'))
+    critic_model: str | None = Field(default=None, description=(
+        "Model that writes every critique and revision (the text SFT learns) after the policy's first answer, "
+        "and judges pairs unless a judge is named: the bundled 'default', a folder, a hub id, a finished run "
+        "or an endpoint URL like http://host:port/v1; unset, the policy critiques itself"))
     judge_model: str | None = Field(default=None, description="the RLAIF judge, when not the policy itself")
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
     # --- RLAIF: two samples per prompt at this temperature, judged under an ensemble of principles
@@ -244,13 +250,23 @@ def check_model_specs(spec: GenerationSpec) -> None:
 
     from .adapters import AdapterError, adapter_stack
 
-    for model in (spec.policy_model, spec.judge_model):
+    for model in (spec.policy_model, spec.critic_model, spec.judge_model):
         if model and model != DEFAULT_MODEL and not is_endpoint_spec(model):
             try:
                 stack = adapter_stack(model)  # a finished training run is a model too
             except AdapterError as error:
                 raise DatasetError(str(error)) from None
             resolve_model_path(stack.base_model if stack else model)
+    try:  # two or three local models that cannot fit together are refused now, not after a swap storm
+        check_models_fit(model_roles(spec))
+    except ModelLoadError as error:
+        raise DatasetError(str(error)) from None
+
+
+def model_roles(spec: GenerationSpec) -> dict[str, str | None]:
+    """{role: model spec} for the roles this run uses: no critic without a chain, no judge without RLAIF."""
+    return role_specs(spec.policy_model, spec.critic_model, spec.judge_model,
+                      need_critic=spec.runs_chain, need_judge=spec.makes_rlaif)
 
 
 def start_generation(folder: Path, spec: GenerationSpec) -> None:
@@ -301,17 +317,19 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
     reporter.progress(len(done), total, stage="loading model", force=True)
     try:
         if todo:
-            policy = load_model(spec.policy_model)
+            roles = model_roles(spec)
+            models = load_roles(roles["policy"], roles["critic"], roles["judge"], need_critic=spec.runs_chain,
+                                need_judge=spec.makes_rlaif)
+            policy = models.policy
+            judge = models.judge or policy
             for note in policy.setting_notes(spec.settings):
                 reporter.note(note)
-            judge = policy
-            if spec.makes_rlaif and spec.judge_model and spec.judge_model != spec.policy_model:
-                judge = load_model(spec.judge_model)
             finished = len(done)
             for start in range(0, len(todo), spec.chunk_size):
                 reporter.check_stop()
                 chunk = todo[start:start + spec.chunk_size]
-                rows = make_rows(chunk, spec, constitution, policy, judge, reporter, finished, total)
+                rows = make_rows(chunk, spec, constitution, policy, judge, reporter, finished, total,
+                                 critic=models.critic)
                 append_rows(folder, rows, [item.id for item in chunk])
                 finished += len(chunk)
                 reporter.progress(finished, total, stage="writing", force=True)
@@ -321,12 +339,18 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
 
 
 def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Constitution, policy: GenerationBackend,
-              judge: GenerationBackend, reporter: Reporter, done_before: int, total: int) -> dict[str, list[dict]]:
-    """Every row the chunk's prompts yield, by file name."""
+              judge: GenerationBackend, reporter: Reporter, done_before: int, total: int,
+              critic: GenerationBackend | None = None) -> dict[str, list[dict]]:
+    """Every row the chunk's prompts yield, by file name. ``critic`` writes the critiques and
+    revisions (None: the policy critiques itself)."""
     rows: dict[str, list[dict]] = {name: [] for name in ROW_FILES}
+    critic = critic or policy
+    # Which model played which role in this run (None: the role had no part in it).
+    roles = {"policy": policy.model_id, "critic": critic.model_id if spec.runs_chain else None,
+             "judge": judge.model_id if spec.makes_rlaif else None}
     lineage = {"constitution": constitution.name, "constitution_hash": constitution.content_hash(),
-               "policy_model": policy.model_id, "seed": spec.seed, "rounds": spec.rounds, "order": spec.order,
-               "settings": spec.settings.model_dump()}
+               "policy_model": policy.model_id, "roles": roles, "seed": spec.seed, "rounds": spec.rounds,
+               "order": spec.order, "settings": spec.settings.model_dump()}
     prompt_texts = [item.prompt for item in chunk]
 
     def on_stage(event) -> None:
@@ -335,13 +359,15 @@ def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Const
 
     if spec.runs_chain:
         traces = run_chain(policy, constitution, prompt_texts, spec.rounds, spec.seed, principles=spec.principles,
-                           order=spec.order, settings=spec.settings, system_prompt=spec.system_prompt, on_event=on_stage)
+                           order=spec.order, settings=spec.settings, system_prompt=spec.system_prompt, on_event=on_stage,
+                           critic=critic)
         for item, trace in zip(chunk, traces):
             used = [step.principle for step in trace.steps]
-            row_lineage = {**lineage, "principles": used}
+            row_lineage = {**lineage, "principles": used, "critic_model": critic.model_id}
             if trace.warnings:
                 reporter.note("some inputs were longer than the model's context and were cut from the left; "
                               "each trace in traces.jsonl lists its own warnings")
+            trace.lineage["roles"] = roles
             rows[TRACES_FILE].append({"id": item.id, "category": item.category, **trace.to_dict()})
             if "sft" in spec.phases:
                 rows[SFT_FILE].append({"id": item.id, "category": item.category, "principles": used,
@@ -685,6 +711,7 @@ def dataset_summary(folder: Path) -> dict:
         "rows": counts,
         "prompt_stats": read_json(folder / "prompt_stats.json") or {},
         "spec": spec,
+        "roles": dataset_roles(folder, spec),
     }
     if judgements:
         summary["judge"] = {
@@ -696,6 +723,50 @@ def dataset_summary(folder: Path) -> dict:
             "methods": sorted({j["judge"]["method"] for j in judgements}),
         }
     return summary
+
+
+def dataset_roles(folder: Path, spec: dict) -> dict[str, str | None]:
+    """Which model played which role: as the rows record it (resolved ids), else as the spec names it."""
+    if not isinstance(spec, dict):  # a spec.json edited into something else names no model
+        return {"policy": None, "critic": None, "judge": None}
+    for name in (TRACES_FILE, SFT_FILE, RLAIF_PAIRS_FILE, BEST_OF_N_PAIRS_FILE):
+        row = _first_row(folder / name)
+        if isinstance(row, dict) and isinstance(row.get("lineage"), dict):
+            roles = row["lineage"].get("roles")
+            if isinstance(roles, dict):
+                return {role: roles.get(role) for role in ("policy", "critic", "judge")}
+    try:
+        return model_roles(GenerationSpec.model_validate(spec))
+    except ValidationError:
+        return {"policy": spec.get("policy_model"), "critic": spec.get("critic_model"), "judge": spec.get("judge_model")}
+
+
+def _first_row(path: Path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return json.loads(handle.readline())
+    except (OSError, json.JSONDecodeError, RecursionError):
+        return None
+
+
+def roles_card_lines(roles: dict[str, str | None]) -> list[str]:
+    """The card's "Models" section: who played which role, and what an external critic's rows are."""
+    policy, critic, judge = roles.get("policy"), roles.get("critic"), roles.get("judge")
+    lines = ["## Models", "", "| role | model | what it wrote |", "|---|---|---|",
+             f"| policy | `{policy}` | the first answers, and the sampled answers that pairs are made from |"]
+    if critic:
+        lines.append(f"| critic | `{critic}` | every critique and every revision |")
+    if judge:
+        lines.append(f"| judge | `{judge}` | the choice between the two answers of each RLAIF pair |")
+    lines.append("")
+    if critic and critic != policy:
+        lines += [f"The critiques and revisions come from an external critic, `{critic}`, not from the policy: the "
+                  "SFT rows (and the chosen side of the revision pairs) are that model's text, so training on them "
+                  f"is distillation from `{critic}` under this constitution. They carry its abilities and its "
+                  "mistakes, and its terms of use apply to them.", ""]
+    elif critic:
+        lines += ["The policy critiqued and revised its own answers (self-critique).", ""]
+    return lines
 
 
 def write_card(folder: Path) -> None:
@@ -724,6 +795,7 @@ def write_card(folder: Path) -> None:
         f"| {BEST_OF_N_PAIRS_FILE} | {summary['rows'][BEST_OF_N_PAIRS_FILE]} | pairs: a sample the refusal rule passes over one it fails |",
         f"| {SAMPLES_FILE} | {summary['rows'][SAMPLES_FILE]} | every best-of-N sample with its verdict |", "",
     ]
+    lines += roles_card_lines(summary["roles"])
     stats = summary["prompt_stats"]
     if stats:
         lines += ["## Prompts", "", f"{stats.get('duplicates_removed', 0)} duplicates removed, "
@@ -739,7 +811,7 @@ def write_card(folder: Path) -> None:
     lines += ["## Settings", "", "```yaml", yaml.safe_dump(spec, sort_keys=False).strip(), "```", "",
               "## The constitution as it was", "", "```yaml", constitution_text.strip(), "```", "",
               "Every row carries `lineage`: the constitution's name and content hash, the principles used, "
-              "the model ids, the seed and the generation settings.", ""]
+              "the model ids (`roles`: which model was the policy, the critic and the judge), the seed and the generation settings.", ""]
     write_text_atomic(folder / "README.md", "\n".join(lines))
 
 

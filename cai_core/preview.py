@@ -4,6 +4,10 @@ Previews are short and interactive, and they share the one loaded model of the p
 second process would load a second copy of the model for a few seconds of work), so they run in
 a background thread. Dataset generation and training, which are long, run in processes of
 their own.
+
+``chain_kwargs`` are ``run_chain``'s, so a preview can take a ``critic`` backend beside the policy
+(``model``): two previews of the same prompts, one without a critic and one with, compare
+self-critique with an external critic.
 """
 
 from __future__ import annotations
