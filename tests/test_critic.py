@@ -19,7 +19,7 @@ import pytest
 
 from cai_core import GenerationSettings, load_constitution, load_model, run_chain
 from cai_core import prompts as templates
-from cai_core.constitution import ConstitutionError
+from cai_core.errors import DatasetError
 from cai_core.data import (DONE_FILE, REVISION_PAIRS_FILE, SFT_FILE, TRACES_FILE, GenerationSpec, make_rows, read_rows,
                            run_generation)
 from cai_core.jobs import Reporter
@@ -269,7 +269,7 @@ def test_two_local_models_too_big_are_refused_in_one_sentence(tmp_path, monkeypa
     assert available_memory_bytes() == needed - 1
     spec = GenerationSpec(constitution="general-hhh", prompt_sources=["benign"], limit=1, phases=["sft"],
                           policy_model=policy, critic_model=critic, settings=SHORT)
-    with pytest.raises(ConstitutionError) as caught:
+    with pytest.raises(DatasetError) as caught:
         run_generation(tmp_path / "ds", spec)
     assert "\n" not in str(caught.value) and "working room" in str(caught.value)
     assert not (tmp_path / "ds").exists()
