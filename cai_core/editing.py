@@ -13,6 +13,7 @@ from .constitution import Constitution, Principle, first_error_message
 
 FORM_FIELDS = (
     "name", "description", "tags", "enabled", "weight", "critique_request", "revision_request", "comparison_request",
+    "checks", "examples",
 )
 # A new principle must already be valid (a new constitution is saved at once), so the
 # placeholder is a usable generic rule that tells the author what to replace.
@@ -31,6 +32,9 @@ def principle_to_form(principle: Principle) -> dict:
         "enabled": principle.enabled, "weight": float(principle.weight),
         "critique_request": principle.critique_request, "revision_request": principle.revision_request,
         "comparison_request": principle.comparison_request or "",
+        # Kept as file data (the YAML shapes), so a form without widgets for them still saves them.
+        "checks": [check.model_dump() for check in principle.checks],
+        "examples": [example.model_dump(exclude_defaults=True) for example in principle.examples],
     }
 
 

@@ -146,7 +146,10 @@ def constitution_to_yaml(constitution: Constitution) -> str:
 
 
 def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
-    """Text of the constitution in ``yaml``, ``json`` (ours) or ``llm-swarm`` (critic/revision list)."""
+    """Text of the constitution in ``yaml``, ``json`` (ours) or ``llm-swarm`` (critic/revision list).
+
+    llm-swarm drops examples and checks; ``export_warning`` says so in one sentence to show beside it.
+    """
     if fmt == "yaml":
         return constitution_to_yaml(constitution)
     if fmt == "json":
@@ -155,6 +158,27 @@ def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
         pairs = [{"critic": p.critique_request, "revision": p.revision_request} for p in constitution.enabled_principles]
         return json.dumps(pairs, indent=2, ensure_ascii=False) + "\n"
     raise ConstitutionError(f"unknown export format {fmt!r}; choose yaml, json or llm-swarm")
+
+
+# Export formats that carry only each principle's critique and revision requests.
+FORMATS_WITHOUT_TESTS = ("llm-swarm",)
+
+
+def export_warning(constitution: Constitution, fmt: str) -> str | None:
+    """One sentence saying what an export to ``fmt`` leaves out of the principles' tests, or None.
+
+    llm-swarm's critic/revision list has no place for examples or checks, so they are dropped;
+    the user should hear so before sharing a file that has lost its test cases.
+    """
+    if fmt not in FORMATS_WITHOUT_TESTS:
+        return None
+    principles = constitution.enabled_principles
+    examples = sum(len(p.examples) for p in principles)
+    checks = sum(len(p.checks) for p in principles)
+    if not examples and not checks:
+        return None
+    parts = [f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in ((examples, "example"), (checks, "check")) if count]
+    return f"{fmt}'s format cannot carry examples or checks, so this file leaves out {' and '.join(parts)}; export as YAML or JSON to keep them"
 
 
 # ---------------------------------------------------------------- the store
