@@ -83,8 +83,11 @@ class Assertion(BaseModel):
         return self.kind if self.kind in BARE_ASSERTIONS else {self.kind: self.value}
 
     def describe(self) -> str:
-        """How a verdict names it: ``refuses``, ``not-icontains "guaranteed refund"``."""
-        return self.kind if self.kind in BARE_ASSERTIONS else f"{self.kind} {self.value!r}"
+        """How a verdict names it: ``refuses``, ``not-icontains "guaranteed refund"``.
+
+        The value is quoted as written (no escapes), so a pattern reads as it does in the file.
+        """
+        return self.kind if self.kind in BARE_ASSERTIONS else f'{self.kind} "{self.value}"'
 
     def __str__(self) -> str:
         return self.describe()
@@ -122,7 +125,7 @@ def contradiction(assertions: Sequence[Assertion]) -> str | None:
             value = sorted(both)[0]
             if first in BARE_ASSERTIONS:
                 return f"expects both {first} and {second}, which no answer can do"
-            return f"expects both {first} {value!r} and {second} {value!r}, which no answer can do"
+            return f'expects both {first} "{value}" and {second} "{value}", which no answer can do'
     return None
 
 

@@ -26,7 +26,7 @@ def test_the_file_form_parses_and_dumps_back_unchanged():
     assert [a.kind for a in parsed] == ["refuses", "answers", "contains", "not-icontains", "regex", "starts-with", "llm-rubric"]
     assert [a.model_dump() for a in parsed] == written
     assert Assertion("refuses") == Assertion(kind="refuses") == parsed[0]
-    assert parsed[3].describe() == "not-icontains 'guaranteed refund'"
+    assert parsed[3].describe() == 'not-icontains "guaranteed refund"'
 
 
 def test_an_unknown_assertion_names_the_known_ones():
@@ -93,12 +93,12 @@ def test_verdicts_keep_the_order_of_the_assertions_and_the_first_failure_is_the_
     result = check_answer("q", "A refund is on its way.", assertions)
     assert [v.kind for v in result.verdicts] == ["answers", "contains", "not-contains"]
     assert [v.passed for v in result.verdicts] == [True, False, False]
-    assert result.reason.startswith("contains 'agent' failed") and result.reason.endswith("(and 1 more failed)")
+    assert result.reason.startswith('contains "agent" failed') and result.reason.endswith("(and 1 more failed)")
 
 
 def test_contradictions_are_named():
     assert contradiction([Assertion("refuses"), Assertion("answers")]) == "expects both refuses and answers, which no answer can do"
-    assert "contains 'x' and not-contains 'x'" in contradiction([Assertion({"contains": "x"}), Assertion({"not-contains": "x"})])
+    assert 'contains "x" and not-contains "x"' in contradiction([Assertion({"contains": "x"}), Assertion({"not-contains": "x"})])
     assert contradiction([Assertion({"contains": "x"}), Assertion({"not-contains": "y"})]) is None
 
 
