@@ -112,7 +112,7 @@ def check_assertion(kind: Any, value: Any) -> None:
         try:
             regex.compile(value, flags=regex.V0)
         except regex.error as error:
-            raise ValueError(f"{kind} {value!r} is not a valid regular expression ({error})") from None
+            raise ValueError(f'{kind} "{value}" is not a valid regular expression ({error})') from None
 
 
 def contradiction(assertions: Sequence[Assertion]) -> str | None:

@@ -229,7 +229,7 @@ def first_error_message(error: ValidationError) -> tuple[str, tuple]:
         location = ("principles", int(duplicate.group(1)) - 1, "name")
         return message, location
     example = re.match(r"^example (\d+) ", message)
-    if example and location and location[0] == "principles" and len(location) == 2:
+    if example and (not location or (location[0] == "principles" and len(location) == 2)):
         location = (*location, "examples", int(example.group(1)) - 1)  # the line of that example
     where = _describe_location(described)
     return (f"{where}: {message}" if where else message), location

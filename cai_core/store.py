@@ -141,8 +141,13 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _BlockDumper.add_representer(str, _str_representer)
 
 
+def dump_yaml(data) -> str:
+    """Plain data as YAML the way constitution files are written (key order kept, block text)."""
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
 def constitution_to_yaml(constitution: Constitution) -> str:
-    return yaml.dump(constitution.to_data(), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(constitution.to_data())
 
 
 def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:

@@ -188,3 +188,32 @@ def test_shipped_examples_pass_a_good_answer_and_fail_a_bad_one(name, principle,
     example = rule.examples[index]
     assert check_answer(example.prompt, good, rule.expectations(example)).passed
     assert not check_answer(example.prompt, bad, rule.expectations(example)).passed
+
+
+# ---------------------------------------------------------------- edited as text
+
+
+def test_a_principles_tests_edit_as_yaml_text_and_come_back_the_same():
+    from cai_core.editing import tests_from_text, tests_to_text
+
+    form = constitution_to_form(parse_constitution(GOOD, "shop.yaml"))["principles"][0]
+    text = tests_to_text(form)
+    assert text.startswith("checks:\n") and "llm-rubric" in text
+    data, problem = tests_from_text(text)
+    assert problem is None and data == {"checks": form["checks"], "examples": form["examples"]}
+    assert tests_to_text({"checks": [], "examples": []}) == "" and tests_from_text("") == ({"checks": [], "examples": []}, None)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("checks: [refusez]\n", "examples and checks, line 1: check 1: unknown assertion 'refusez'; known ones are"),
+    ("examples:\n  - prompt: a\n    expect: [answers]\n  - prompt: b\n", "line 4: example 2 has nothing to check"),
+    ("examples:\n  - prompt: a\n    expect: [{regex: '(a'}]\n", 'line 3: example 1 expectation 1: regex "(a" is not a valid'),
+    ("examples:\n  - prompt: ''\n    expect: [answers]\n", "line 2: example 1 prompt: must not be empty"),
+    ("exampels: []\n", "line 1: unknown key 'exampels'; only checks and examples go here"),
+    ("examples: [{prompt: a\n", "YAML syntax error"),
+])
+def test_text_typed_in_the_editor_is_checked_with_its_line(text, expected):
+    from cai_core.editing import tests_from_text
+
+    data, problem = tests_from_text(text)
+    assert data is None and expected in problem and "\n" not in problem
