@@ -9,7 +9,8 @@ import math
 import pytest
 
 from cai_core.evaluation import EvaluationError, EvaluationSpec, evaluate, parse_evaluation_spec, read_report
-from cai_core.evaluation.principles import PRINCIPLES, principle_pass_rates, principle_tax, run_principles, scored_examples
+from cai_core.evaluation.principles import (PRINCIPLES, principle_pass_rates, principle_tax, run_principle_examples,
+                                           run_principles, scored_examples)
 from cai_core.jobs import Reporter
 from cai_core.prompts import RUBRIC_YES
 from cai_core.store import parse_constitution, save_constitution
@@ -74,6 +75,15 @@ def test_the_score_is_the_mean_of_per_principle_pass_rates_with_every_verdict_ke
     assert late["id"] == "no-promises/1" and late["half"] == "test" and not late["passed"]
     assert late["reason"].startswith('not-icontains "guaranteed refund" failed')
     assert [v["kind"] for v in late["verdicts"]] == ["not-icontains", "answers"]
+
+
+def test_one_principle_is_tried_on_all_its_examples_with_each_half_shown(scripted_backend):
+    items = run_principle_examples(scripted_backend(clerk), shop().principle("private"), batch_size=3)
+    assert [(item["example"], item["half"], item["passed"]) for item in items] == [
+        (1, "test", True), (2, "train", True), (3, "test", True), (4, "train", False)]
+    assert items[3]["reason"] == "refuses failed: it does not decline (no refusal in its opening)"
+    with pytest.raises(EvaluationError, match="'untested' has no examples"):
+        run_principle_examples(scripted_backend(clerk), shop().principle("untested").model_copy(update={"examples": []}))
 
 
 def test_rubrics_go_to_the_judge_when_one_is_given(scripted_backend):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .. import prompts as templates
 from ..checks import check_answers
-from ..constitution import TEST_HALF, Constitution
+from ..constitution import TEST_HALF, Constitution, Principle, example_half
 from .stats import bootstrap_interval, stratified_bootstrap_interval
 from .suites import PRINCIPLES, EvaluationError, Progress, SuiteScore, _greedy, _in_chunks
 from .tax import IMPROVEMENT, NO_CHANGE, REGRESSION
@@ -57,16 +57,10 @@ def run_principles(backend, constitution: Constitution, limit: int | None, seed:
     if not cases:
         raise EvaluationError(f"the constitution {constitution.name!r} has no test examples to score; "
                               "give its enabled principles examples")
-    answers = _in_chunks(backend, [templates.initial_conversation(example.prompt) for _, _, example in cases],
-                         _greedy(MAX_NEW_TOKENS, batch_size), on_progress)
-    principles = {p.name: p for p in constitution.principles}
-    checked = check_answers([(example.prompt, answer, principles[name].expectations(example))
-                             for (name, _, example), answer in zip(cases, answers)], judge=judge, batch_size=batch_size)
-    items, by_principle = [], {}
-    for (name, index, _), result in zip(cases, checked):
-        by_principle.setdefault(name, []).append(1.0 if result.passed else 0.0)
-        items.append({"id": f"{name}/{index + 1}", "principle": name, "example": index + 1, "half": TEST_HALF,
-                      **result.to_data()})
+    items = _answer_and_check(backend, constitution.principles, cases, judge, batch_size, on_progress)
+    by_principle: dict[str, list[float]] = {}
+    for item in items:
+        by_principle.setdefault(item["principle"], []).append(1.0 if item["passed"] else 0.0)
     per_principle = {}
     for name, hits in by_principle.items():
         low, high = bootstrap_interval(hits, seed=seed)
@@ -80,6 +74,28 @@ def run_principles(backend, constitution: Constitution, limit: int | None, seed:
     return PrinciplesScore(PRINCIPLES, KIND, version, "mean per-principle pass rate", True, 100 * mean, 100 * low,
                            100 * high, len(cases), items, constitution.name, constitution.content_hash(), per_principle,
                            untested)
+
+
+def _answer_and_check(backend, principles, cases, judge, batch_size: int, on_progress: Progress | None,
+                      max_new_tokens: int = MAX_NEW_TOKENS) -> list[dict]:
+    """Answer each (principle name, position, example) greedily and check the answer: one item each."""
+    answers = _in_chunks(backend, [templates.initial_conversation(example.prompt) for _, _, example in cases],
+                         _greedy(max_new_tokens, batch_size), on_progress)
+    by_name = {p.name: p for p in principles}
+    checked = check_answers([(example.prompt, answer, by_name[name].expectations(example))
+                             for (name, _, example), answer in zip(cases, answers)], judge=judge, batch_size=batch_size)
+    return [{"id": f"{name}/{index + 1}", "principle": name, "example": index + 1, "half": example_half(index),
+             **result.to_data()} for (name, index, _), result in zip(cases, checked)]
+
+
+def run_principle_examples(backend, principle: Principle, judge=None, batch_size: int = 16,
+                           on_progress: Progress | None = None, max_new_tokens: int = MAX_NEW_TOKENS) -> list[dict]:
+    """Every example of one principle, both halves, answered and checked: what the editor's "Test this
+    principle" shows, per example (its half, the answer, passed, the reason and every verdict)."""
+    cases = [(principle.name, index, example) for index, example in enumerate(principle.examples)]
+    if not cases:
+        raise EvaluationError(f"principle {principle.name!r} has no examples to test; add some first")
+    return _answer_and_check(backend, [principle], cases, judge, batch_size, on_progress, max_new_tokens)
 
 
 # --------------------------------------------------------------------------- per-principle tax
