@@ -217,3 +217,13 @@ def test_text_typed_in_the_editor_is_checked_with_its_line(text, expected):
 
     data, problem = tests_from_text(text)
     assert data is None and expected in problem and "\n" not in problem
+
+
+@pytest.mark.parametrize("name", sorted(MOST_EXAMPLES))
+def test_shipped_examples_survive_a_save_in_our_formats(name):
+    from cai_core.store import load_constitution
+
+    constitution = load_constitution(name)
+    for fmt in ("yaml", "json"):
+        again = parse_constitution(export_constitution(constitution, fmt), f"{name}.{fmt}")
+        assert again == constitution and again.content_hash() == constitution.content_hash()
