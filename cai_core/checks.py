@@ -235,10 +235,10 @@ def _rubric_verdict(assertion: Assertion, p_yes_first: float, p_yes_second: floa
     passed = p_yes > 0.5
     confidence = p_yes if passed else 1.0 - p_yes
     how = "" if method == "option_logprobs" else " (read from written letters: the judge gave no log-probabilities)"
-    disagree = " ; the two framings disagree, so the judge followed the option's position" \
+    # Yes won as option A and lost as option B (or the reverse): the letter decided, not the answer.
+    disagree = "; the two framings disagree, so the judge followed the option's position" \
         if (p_yes_first - 0.5) * (p_yes_second - 0.5) < 0 else ""
-    reason = (f"the judge says it {'meets' if passed else 'does not meet'} the rubric, "
-              f"P(yes) = {p_yes:.2f}{how}{disagree}").replace(" ;", ";")
+    reason = f"the judge says it {'meets' if passed else 'does not meet'} the rubric, P(yes) = {p_yes:.2f}{how}{disagree}"
     return Verdict(assertion.describe(), LLM_RUBRIC, passed, reason, judged=True, confidence=confidence)
 
 
