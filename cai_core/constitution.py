@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CaiError
+from .checks import Assertion, contradiction
 
 # Bounds keep a constitution small enough to read and to fit a prompt: a request longer than
 # this would crowd the model's answer out of a small context window.
@@ -22,6 +23,10 @@ MAX_REQUEST_LENGTH = 2000
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_PRINCIPLES = 200
 MAX_TAGS = 16
+# A principle's test cases: enough to measure it, few enough to read and run on a laptop.
+MAX_EXAMPLES = 100
+MAX_ASSERTIONS = 20  # per example's expect list, and for a principle's checks
+MAX_EXAMPLE_PROMPT_CHARS = 4000
 # Names become file names and widget labels: letters, digits, '-', '_', '.', spaces inside.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]*$")
 
@@ -50,6 +55,35 @@ def _check_name(value: str, what: str) -> str:
 RequestText = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_LENGTH)]
 
 
+class Example(BaseModel):
+    """A prompt this principle governs, and what a good answer to it does."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_EXAMPLE_PROMPT_CHARS)
+    expect: list[Assertion] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
+
+    @field_validator("expect")
+    @classmethod
+    def _consistent(cls, expect: list[Assertion]) -> list[Assertion]:
+        problem = contradiction(expect)
+        if problem:
+            raise ValueError(problem)
+        return expect
+
+
+# Examples are split in two halves, alternating in file order within each principle as the shipped
+# prompt sets are (see promptsets.py): scores use the test half, training may use the other, so a
+# trained model is measured on prompts it never trained on, and both halves mix the principle's
+# kinds of example as the author ordered them.
+TEST_HALF, TRAIN_HALF = "test", "train"
+
+
+def example_half(index: int) -> str:
+    """Which half the principle's example at position ``index`` (from 0) is in: the first is a test example."""
+    return TEST_HALF if index % 2 == 0 else TRAIN_HALF
+
+
 class Principle(BaseModel):
     """One rule: how to critique an answer against it, and how to revise the answer after."""
 
@@ -68,6 +102,9 @@ class Principle(BaseModel):
     enabled: bool = True
     # Relative chance of being drawn when the chain samples principles at random.
     weight: float = Field(default=1.0, gt=0, le=100)
+    # Checks hold for every answer this principle governs; each example adds its own expectations.
+    checks: list[Assertion] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
+    examples: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES)
 
     @field_validator("name")
     @classmethod
@@ -85,6 +122,34 @@ class Principle(BaseModel):
     @classmethod
     def _blank_comparison_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("checks")
+    @classmethod
+    def _consistent_checks(cls, checks: list[Assertion]) -> list[Assertion]:
+        problem = contradiction(checks)
+        if problem:
+            raise ValueError(problem)
+        return checks
+
+    @model_validator(mode="after")
+    def _examples_testable(self) -> "Principle":
+        for number, example in enumerate(self.examples, start=1):
+            if not example.expect and not self.checks:
+                raise ValueError(f"example {number} has nothing to check: give it an expect list, or give the principle checks")
+            problem = contradiction([*self.checks, *example.expect])
+            if problem:
+                raise ValueError(f"example {number} with the principle's checks {problem}")
+        return self
+
+    def expectations(self, example: Example) -> list[Assertion]:
+        """What an answer to ``example`` must do: the principle's checks, then the example's own."""
+        return [*self.checks, *example.expect]
+
+    def examples_in(self, half: str) -> list[tuple[int, Example]]:
+        """(position, example) of each example in ``half`` (TEST_HALF or TRAIN_HALF), in file order."""
+        if half not in (TEST_HALF, TRAIN_HALF):
+            raise ValueError(f"half must be {TEST_HALF!r} or {TRAIN_HALF!r}, not {half!r}")
+        return [(index, example) for index, example in enumerate(self.examples) if example_half(index) == half]
 
 
 class Constitution(BaseModel):
@@ -155,15 +220,22 @@ def first_error_message(error: ValidationError) -> tuple[str, tuple]:
     if not location and duplicate:  # raised by the model validator, which knows the index
         location = ("principles", int(duplicate.group(1)) - 1, "name")
         return message, location
+    example = re.match(r"^example (\d+) ", message)
+    if example and (not location or (location[0] == "principles" and len(location) == 2)):
+        location = (*location, "examples", int(example.group(1)) - 1)  # the line of that example
     where = _describe_location(described)
     return (f"{where}: {message}" if where else message), location
+
+
+# A list's key -> how one of its items is named in a message ("principle 2 example 3 expectation 1").
+_ITEM_NAMES = {"principles": "principle", "examples": "example", "checks": "check", "expect": "expectation"}
 
 
 def _describe_location(location: tuple) -> str:
     parts: list[str] = []
     for position, item in enumerate(location):
-        if isinstance(item, int) and position and location[position - 1] == "principles":
-            parts[-1] = f"principle {item + 1}"
+        if isinstance(item, int) and position and location[position - 1] in _ITEM_NAMES:
+            parts[-1] = f"{_ITEM_NAMES[location[position - 1]]} {item + 1}"
         elif isinstance(item, int):
             parts.append(f"item {item + 1}")
         else:

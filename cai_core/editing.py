@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .constitution import Constitution, Principle, first_error_message
+from .constitution import Constitution, ConstitutionError, Principle, first_error_message
 
 FORM_FIELDS = (
     "name", "description", "tags", "enabled", "weight", "critique_request", "revision_request", "comparison_request",
+    "checks", "examples",
 )
 # A new principle must already be valid (a new constitution is saved at once), so the
 # placeholder is a usable generic rule that tells the author what to replace.
@@ -31,6 +32,9 @@ def principle_to_form(principle: Principle) -> dict:
         "enabled": principle.enabled, "weight": float(principle.weight),
         "critique_request": principle.critique_request, "revision_request": principle.revision_request,
         "comparison_request": principle.comparison_request or "",
+        # Kept as file data (the YAML shapes), so a form without widgets for them still saves them.
+        "checks": [check.model_dump() for check in principle.checks],
+        "examples": [example.model_dump(exclude_defaults=True) for example in principle.examples],
     }
 
 
@@ -64,3 +68,42 @@ def unused_principle_name(taken: set[str], base: str = PLACEHOLDER_NAME) -> str:
 
 def placeholder_principle(taken: set[str]) -> Principle:
     return Principle(name=unused_principle_name(taken), critique_request=PLACEHOLDER_CRITIQUE, revision_request=PLACEHOLDER_REVISION)
+
+
+# ---------------------------------------------------------------- examples and checks, edited as YAML
+
+# Placeholder requests: a principle's tests are validated on their own, before its other fields are.
+_TESTS_ONLY = {"name": "tests", "critique_request": "-", "revision_request": "-"}
+
+
+def tests_to_text(form_principle: dict) -> str:
+    """A principle's ``checks`` and ``examples`` (form data) as the YAML block the editor shows; "" when none."""
+    from .store import dump_yaml
+
+    data = {key: form_principle[key] for key in ("checks", "examples") if form_principle.get(key)}
+    return dump_yaml(data) if data else ""
+
+
+def tests_from_text(text: str, source: str = "examples and checks") -> tuple[dict | None, str | None]:
+    """The checks and examples typed in the editor, as form data ``{"checks": [...], "examples": [...]}``,
+    or None and one sentence naming the line (of the text typed) and what is wrong."""
+    from .textfiles import line_of, parse_yaml
+
+    try:
+        data, node = parse_yaml(text, source)
+    except ConstitutionError as error:
+        return None, str(error)
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        return None, str(ConstitutionError("should be a mapping with 'checks' and 'examples' lists", source, 1))
+    unknown = sorted(set(map(str, data)) - {"checks", "examples"})
+    if unknown:
+        return None, str(ConstitutionError(f"unknown key {unknown[0]!r}; only checks and examples go here", source,
+                                           line_of(node, (unknown[0],))))
+    try:
+        principle = Principle.model_validate({**_TESTS_ONLY, **data})
+    except ValidationError as error:
+        message, location = first_error_message(error)
+        return None, str(ConstitutionError(message, source, line_of(node, location)))
+    return {"checks": [c.model_dump() for c in principle.checks],
+            "examples": [e.model_dump(exclude_defaults=True) for e in principle.examples]}, None

@@ -89,20 +89,7 @@ def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]
         for principle in chosen:
             request = comparison_request(principle)
             questions.extend(both_orders(prompt, request, first, second))
-    try:
-        # A backend found without log-probabilities once is not asked again (an endpoint would
-        # answer every question of every chunk only to say so).
-        if getattr(backend, "lacks_logprobs", None):
-            raise LogprobsUnavailable(backend.lacks_logprobs)
-        scores = backend.option_logprobs(questions, templates.JUDGE_OPTIONS, templates.JUDGE_ANSWER_PREFIX, batch_size)
-        probabilities = [normalise(s) for s in scores]
-        method, unparsed_flags = METHOD_LOGPROBS, [False] * len(questions)
-    except LogprobsUnavailable as reason:
-        backend.lacks_logprobs = str(reason)
-        if on_fallback:
-            on_fallback(f"{reason}; the judge read each one-letter answer instead, so labels are 0, 0.5 or 1 rather than soft")
-        probabilities, unparsed_flags = letter_verdicts(backend, questions, batch_size)
-        method = METHOD_PARSED
+    probabilities, method, unparsed_flags = option_probabilities(backend, questions, batch_size, on_fallback)
 
     results, cursor = [], 0
     for (prompt, first, second), chosen in zip(pairs, principles):
@@ -122,6 +109,25 @@ def judge_pairs(backend: GenerationBackend, pairs: Sequence[tuple[str, str, str]
         judged.p_first = (judged.p_first_when_shown_first + judged.p_first_when_shown_second) / 2
         results.append(judged)
     return results
+
+
+def option_probabilities(backend: GenerationBackend, questions: list, batch_size: int = 16,
+                         on_fallback: callable | None = None) -> tuple[list[list[float]], str, list[bool]]:
+    """P(A) and P(B) for each A/B question in one batched call, the method used, and which
+    written letters could not be parsed (only when the backend has no log-probabilities)."""
+    try:
+        # A backend found without log-probabilities once is not asked again (an endpoint would
+        # answer every question of every chunk only to say so).
+        if getattr(backend, "lacks_logprobs", None):
+            raise LogprobsUnavailable(backend.lacks_logprobs)
+        scores = backend.option_logprobs(questions, templates.JUDGE_OPTIONS, templates.JUDGE_ANSWER_PREFIX, batch_size)
+        return [normalise(s) for s in scores], METHOD_LOGPROBS, [False] * len(questions)
+    except LogprobsUnavailable as reason:
+        backend.lacks_logprobs = str(reason)
+        if on_fallback:
+            on_fallback(f"{reason}; the judge read each one-letter answer instead, so labels are 0, 0.5 or 1 rather than soft")
+        probabilities, unparsed_flags = letter_verdicts(backend, questions, batch_size)
+        return probabilities, METHOD_PARSED, unparsed_flags
 
 
 def parse_verdict(text: str) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from itertools import combinations
 
+from .checks import ANSWERS, REFUSES
 from .constitution import Constitution, Principle
 
 # Shorter than this, a request rarely names what to look for.
@@ -37,7 +38,9 @@ _WORD = re.compile(r"[a-z][a-z'\-]+")
 @dataclass(frozen=True)
 class LintWarning:
     principle: str | None
-    code: str  # "vague", "duplicate", "near-duplicate", "revision-mismatch", "disabled"
+    # "vague", "duplicate", "near-duplicate", "revision-mismatch", "disabled", "no-examples",
+    # "one-sided-examples", "duplicate-example"
+    code: str
     message: str
 
     def __str__(self) -> str:
@@ -88,11 +91,36 @@ def lint_principle(principle: Principle) -> list[LintWarning]:
     return warnings
 
 
+def lint_examples(principle: Principle) -> list[LintWarning]:
+    """A principle nothing tests, or tests one way only: a model that always declines (or never
+    does) would pass every example, so the score could not tell it from one that follows the rule."""
+    if not principle.examples:
+        return [LintWarning(principle.name, "no-examples",
+                            "has no examples, so nothing measures whether a model follows it; add prompts with what a good answer does")]
+    warnings = []
+    kinds = [{a.kind for a in principle.expectations(example)} for example in principle.examples]
+    if len(kinds) > 1 and all(REFUSES in k for k in kinds):
+        warnings.append(LintWarning(principle.name, "one-sided-examples",
+                                    f"all {len(kinds)} examples expect refuses, so a model that declines everything passes; add prompts it should answer"))
+    elif len(kinds) > 1 and all(ANSWERS in k for k in kinds):
+        warnings.append(LintWarning(principle.name, "one-sided-examples",
+                                    f"all {len(kinds)} examples expect answers, so a model that never declines passes; add prompts it should decline, or checks on what a good answer says"))
+    seen: dict[str, int] = {}
+    for number, example in enumerate(principle.examples, start=1):
+        key = " ".join(example.prompt.split()).casefold()
+        if key in seen:
+            warnings.append(LintWarning(principle.name, "duplicate-example",
+                                        f"example {number} has the same prompt as example {seen[key]}, so it counts twice"))
+        seen.setdefault(key, number)
+    return warnings
+
+
 def lint_constitution(constitution: Constitution) -> list[LintWarning]:
     """Every warning for a constitution, in principle order, then pairwise duplicates."""
     warnings: list[LintWarning] = []
     for principle in constitution.principles:
         warnings.extend(lint_principle(principle))
+        warnings.extend(lint_examples(principle))
     for first, second in combinations(constitution.principles, 2):
         a, b = _normalised(first.critique_request), _normalised(second.critique_request)
         if a == b:

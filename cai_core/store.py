@@ -141,12 +141,20 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _BlockDumper.add_representer(str, _str_representer)
 
 
+def dump_yaml(data) -> str:
+    """Plain data as YAML the way constitution files are written (key order kept, block text)."""
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
 def constitution_to_yaml(constitution: Constitution) -> str:
-    return yaml.dump(constitution.to_data(), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(constitution.to_data())
 
 
 def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
-    """Text of the constitution in ``yaml``, ``json`` (ours) or ``llm-swarm`` (critic/revision list)."""
+    """Text of the constitution in ``yaml``, ``json`` (ours) or ``llm-swarm`` (critic/revision list).
+
+    llm-swarm drops examples and checks; ``export_warning`` says so in one sentence to show beside it.
+    """
     if fmt == "yaml":
         return constitution_to_yaml(constitution)
     if fmt == "json":
@@ -155,6 +163,27 @@ def export_constitution(constitution: Constitution, fmt: str = "yaml") -> str:
         pairs = [{"critic": p.critique_request, "revision": p.revision_request} for p in constitution.enabled_principles]
         return json.dumps(pairs, indent=2, ensure_ascii=False) + "\n"
     raise ConstitutionError(f"unknown export format {fmt!r}; choose yaml, json or llm-swarm")
+
+
+# Export formats that carry only each principle's critique and revision requests.
+FORMATS_WITHOUT_TESTS = ("llm-swarm",)
+
+
+def export_warning(constitution: Constitution, fmt: str) -> str | None:
+    """One sentence saying what an export to ``fmt`` leaves out of the principles' tests, or None.
+
+    llm-swarm's critic/revision list has no place for examples or checks, so they are dropped;
+    the user should hear so before sharing a file that has lost its test cases.
+    """
+    if fmt not in FORMATS_WITHOUT_TESTS:
+        return None
+    principles = constitution.enabled_principles
+    examples = sum(len(p.examples) for p in principles)
+    checks = sum(len(p.checks) for p in principles)
+    if not examples and not checks:
+        return None
+    parts = [f"{count} {noun}{'' if count == 1 else 's'}" for count, noun in ((examples, "example"), (checks, "check")) if count]
+    return f"{fmt}'s format cannot carry examples or checks, so this file leaves out {' and '.join(parts)}; export as YAML or JSON to keep them"
 
 
 # ---------------------------------------------------------------- the store

@@ -26,7 +26,8 @@ from ..models import Seed
 from ..paths import cai_home
 from ..textfiles import TOO_DEEP, one_line
 from .report_model import check_report
-from .suites import SUITES, EvaluationError, SuiteScore, check_suite_names
+from .principles import run_principles
+from .suites import PRINCIPLES, SUITES, EvaluationError, SuiteScore, check_suite_names
 from .tax import alignment_tax
 
 REPORT_FILE, SUITES_DIR = "report.json", "suites"
@@ -45,6 +46,9 @@ class EvaluationSpec(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="at most this many items per suite (a quick run)")
     seed: Seed = Field(default=0, description="seed for sampling the suites' items")
     batch_size: int = Field(default=16, ge=1, le=1024, description="items generated together")
+    constitution: str | None = Field(default=None, description="the constitution whose test examples the principles suite scores")
+    judge_model: str | None = Field(default=None, description="the model that answers llm-rubric checks in the principles "
+                                    "suite; without one they are reported as not judged")
 
 
 def parse_evaluation_spec(data: dict) -> EvaluationSpec:
@@ -53,7 +57,29 @@ def parse_evaluation_spec(data: dict) -> EvaluationSpec:
     except ValidationError as error:
         raise EvaluationError(first_error_message(error)[0]) from None
     check_suite_names(spec.suites)
+    check_principles_choice(spec)
     return spec
+
+
+def check_principles_choice(spec: EvaluationSpec):
+    """The constitution the principles suite will score, loaded and checked before any work (None
+    when the suite is not chosen); a missing or broken one is one sentence."""
+    from ..constitution import ConstitutionError
+    from ..store import load_constitution
+    from .principles import scored_examples
+
+    if PRINCIPLES not in spec.suites:
+        return None
+    if not spec.constitution:
+        raise EvaluationError(f"the {PRINCIPLES} suite scores a constitution's test examples; choose the constitution")
+    try:
+        constitution = load_constitution(spec.constitution)
+    except ConstitutionError as error:
+        raise EvaluationError(str(error)) from None
+    if not scored_examples(constitution):
+        raise EvaluationError(f"the constitution {constitution.name!r} has no test examples to score; "
+                              "give its enabled principles examples")
+    return constitution
 
 
 def evaluations_dir() -> Path:
@@ -93,6 +119,12 @@ def evaluate(folder: Path, spec: EvaluationSpec, reporter: Reporter) -> dict:
 
         if name.startswith("lm-eval:"):
             score = run_lm_eval(spec.model, name.removeprefix("lm-eval:"), spec.limit, spec.seed)
+        elif name == PRINCIPLES:
+            judge = None
+            if spec.judge_model:
+                judge = backend if spec.judge_model == spec.model else load_model(spec.judge_model)
+            score = run_principles(backend, check_principles_choice(spec), spec.limit, spec.seed, spec.batch_size,
+                                   on_progress, judge=judge)
         else:
             score = SUITES[name].run(backend, spec.limit, spec.seed, spec.batch_size, on_progress)
         write_json(done_file, score.to_dict())
@@ -138,6 +170,7 @@ def _evaluation_folder(spec: EvaluationSpec, name: str) -> Path:
     from ..jobs import check_output_folder
 
     check_suite_names(spec.suites)  # a spec made in code is checked too: HumanEval without a sandbox stops here
+    check_principles_choice(spec)
     folder = evaluations_dir() / check_evaluation_name(name)
     check_output_folder(folder)
     if (folder / "spec.json").exists() and (read_json(folder / "spec.json") or {}).get("spec") != spec.model_dump():

@@ -284,10 +284,17 @@ SUITES: dict[str, Suite] = {suite.name: suite for suite in (
 )}
 
 
+# Scores a constitution's own test examples (cai_core.evaluation.principles). It is not among
+# SUITES, the suites run by default, because it needs a constitution to be named.
+PRINCIPLES = "principles"
+PRINCIPLES_DESCRIPTION = ("Pass rate of each principle on the test half of a constitution's examples, "
+                          "checked by its assertions (the mean over principles is the score)")
+
+
 def check_suite_names(names: list[str]) -> list[str]:
-    unknown = [n for n in names if n not in SUITES and not n.startswith("lm-eval:")]
+    unknown = [n for n in names if n not in SUITES and n != PRINCIPLES and not n.startswith("lm-eval:")]
     if unknown:
-        raise EvaluationError(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)} "
+        raise EvaluationError(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)}, {PRINCIPLES} "
                               "(or lm-eval:TASK with the lm-eval extra installed)")
     if not names:
         raise EvaluationError(f"choose at least one suite: {', '.join(SUITES)}")
