@@ -527,6 +527,10 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         data["eval_suites"] = [p.strip() for v in args.suites for p in v.split(",") if p.strip()]
     if args.settings:
         data.update(parse_loop_settings(Path(args.settings).read_text(encoding="utf-8"), args.settings))
+    # The one generation setting worth a flag: it decides whose text the rounds learn. A "generation"
+    # that is not a mapping is left for parse_loop_spec to name.
+    if args.critic_model and isinstance(data.get("generation", {}), dict):
+        data["generation"] = {**data.get("generation", {}), "critic_model": args.critic_model}
     spec = parse_loop_spec(data)
     name = args.name or f"loop-{spec.constitution}"
     if args.background:
@@ -671,6 +675,8 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--stop-ratio", type=float, default=0.95, help="stop when quality falls below this x the previous round")
     loop.add_argument("--settings", "--config", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
     loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--critic-model", help="a model that writes every round's critiques and revisions (and judges), "
+                      "such as an endpoint URL http://host:port/v1; default: each round's model critiques itself")
     loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
     loop.add_argument("--background", action="store_true", help="start in its own process and return")
     loop.set_defaults(handler=_cmd_loop)
