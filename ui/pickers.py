@@ -202,3 +202,14 @@ def model_input(index: int, runs: list[RunInfo]) -> tuple[str, str]:
     )
     spec = (spec or "").strip() or default_model_spec()
     return spec, result_label(spec, runs)
+
+
+def critic_input(index: int, runs: list[RunInfo]) -> str | None:
+    """The Playground's optional critic for configuration ``index``: a model spec, or None when the
+    model critiques itself."""
+    return model_picker(
+        "Critic", page_key("playground", f"critic-choice-{index}"), page_key("playground", f"critic-{index}"), runs,
+        "Another model that writes every critique and revision after this model's first answer, as an external "
+        "critic does for a small model. None: the model critiques itself.",
+        extra={SELF_CRITIQUE: "none: the model critiques itself"}, default=SELF_CRITIQUE, columns=(st, st),
+        endpoints=True)
