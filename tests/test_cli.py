@@ -213,3 +213,21 @@ def test_loop_critic_model_reaches_each_rounds_generation_spec(tmp_path):
     spec = parse_loop_spec(json.loads((home / "loops" / "x" / "spec.json").read_text())["spec"])
     generation = round_generation_spec(spec, 1, "round-model")
     assert generation.critic_model == url and generation.rounds == 2 and generation.policy_model == "round-model"
+
+
+def test_preview_with_a_critic_model_says_the_critic_wrote_each_step(tiny_model_dir, critic_model_dir, capsys,
+                                                                     monkeypatch):
+    base = ["preview", "--constitution", "general-hhh", "--prompt", "hello", "--model", str(tiny_model_dir),
+            "--critic-model", str(critic_model_dir), "--max-new-tokens", "4"]
+    assert main([*base, "--json"]) == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert trace["models"] == {"initial": tiny_model_dir.name, "critique": critic_model_dir.name,
+                               "revision": critic_model_dir.name}
+    assert trace["steps"][0]["critique_model"] == critic_model_dir.name
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "round 1: critique under" in out and f"(by the critic, {critic_model_dir.name})\n" in out
+    monkeypatch.setenv("CAI_MEMORY_AVAILABLE", "1M")  # the two models no longer fit: one sentence, nothing run
+    assert main(base) == 1
+    printed = capsys.readouterr()
+    assert not printed.out and printed.err.count("\n") == 1 and "working room" in printed.err
