@@ -44,13 +44,18 @@ def _cmd_constitutions(args: argparse.Namespace) -> int:
 def _cmd_preview(args: argparse.Namespace) -> int:
     from .chain import check_prompts, run_chain, trace_summary
     from .models import GenerationSettings, load_model
+    from .roles import check_models_fit, role_specs
     from .store import load_constitution
 
     constitution = load_constitution(args.constitution)
     check_prompts([args.prompt])  # fail on an empty prompt before spending seconds on a model load
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                                   repetition_penalty=args.repetition_penalty)
+    roles = role_specs(args.model, args.critic_model, need_judge=False)
+    check_models_fit(roles)  # a critic that would not fit beside the policy is refused before either loads
     model = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    critic = load_model(roles["critic"], trust_remote_code=args.trust_remote_code) if roles["critic"] else None
+    by_critic = f" (by the critic, {critic.model_id})" if critic else ""
 
     def show(event) -> None:
         if args.json:
@@ -60,17 +65,18 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             print(f"--- initial answer ({model.describe()})\n{trace.initial}\n", flush=True)
         elif event.stage == "critique":
             step = trace.steps[-1]
-            print(f"--- round {step.round}: critique under {step.principle!r}\n{step.critique}\n", flush=True)
+            print(f"--- round {step.round}: critique under {step.principle!r}{by_critic}\n{step.critique}\n", flush=True)
         else:
             step = trace.steps[-1]
-            label = "revision" if step.revised else "revision skipped (the critique found nothing to change)"
+            label = "revision" + by_critic if step.revised else "revision skipped (the critique found nothing to change)"
             print(f"--- round {step.round}: {label}\n{step.revision if step.revised else ''}\n", flush=True)
 
     from .threads import preview_share
 
     with preview_share():  # beside running jobs, a preview takes its share of the cores, not all
         traces = run_chain(model, constitution, [args.prompt], rounds=args.rounds, seed=args.seed,
-                           principles=args.principle or None, order=args.order, settings=settings, on_event=show)
+                           principles=args.principle or None, order=args.order, settings=settings, on_event=show,
+                           critic=critic)
     trace = traces[0]
     if args.json:
         print(json.dumps(trace_summary(trace), ensure_ascii=False))
@@ -527,6 +533,10 @@ def _cmd_loop(args: argparse.Namespace) -> int:
         data["eval_suites"] = [p.strip() for v in args.suites for p in v.split(",") if p.strip()]
     if args.settings:
         data.update(parse_loop_settings(Path(args.settings).read_text(encoding="utf-8"), args.settings))
+    # The one generation setting worth a flag: it decides whose text the rounds learn. A "generation"
+    # that is not a mapping is left for parse_loop_spec to name.
+    if args.critic_model and isinstance(data.get("generation", {}), dict):
+        data["generation"] = {**data.get("generation", {}), "critic_model": args.critic_model}
     spec = parse_loop_spec(data)
     name = args.name or f"loop-{spec.constitution}"
     if args.background:
@@ -577,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--rounds", type=int, default=1)
     preview.add_argument("--seed", type=int, default=0)
     preview.add_argument("--model", default="default", help='"default" (bundled SmolLM2-135M-Instruct), a local folder or a hub id')
+    preview.add_argument("--critic-model", help="a model that writes the critiques and revisions after the first answer "
+                         "(a folder, a hub id, a finished run or an endpoint URL); default: the model critiques itself")
     preview.add_argument("--principle", action="append", help="apply only this principle (repeatable)")
     preview.add_argument("--order", choices=["random", "sequential"], default="random")
     for field, kind in (("max_new_tokens", int), ("temperature", float), ("top_p", float), ("repetition_penalty", float)):
@@ -671,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--stop-ratio", type=float, default=0.95, help="stop when quality falls below this x the previous round")
     loop.add_argument("--settings", "--config", help="a YAML file of further loop settings (generation, sft_overrides, dpo_overrides...)")
     loop.add_argument("--seed", type=int, default=0)
+    loop.add_argument("--critic-model", help="a model that writes every round's critiques and revisions (and judges), "
+                      "such as an endpoint URL http://host:port/v1; default: each round's model critiques itself")
     loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
     loop.add_argument("--background", action="store_true", help="start in its own process and return")
     loop.set_defaults(handler=_cmd_loop)

@@ -108,10 +108,11 @@ class GenerationSpec(BaseModel):
     policy_model: str = Field(default="default", description=(
         'the policy: "default" (the bundled model), a local folder, a hub id, a finished run or an endpoint URL'))
     critic_model: str | None = Field(default=None, description=(
-        "Model that writes every critique and revision (the text SFT learns) after the policy's first answer, "
-        "and judges pairs unless a judge is named: the bundled 'default', a folder, a hub id, a finished run "
+        "the critic: writes every critique and revision (the text SFT learns) after the policy's first answer, "
+        "and judges pairs unless a judge is named; the bundled 'default', a folder, a hub id, a finished run "
         "or an endpoint URL like http://host:port/v1; unset, the policy critiques itself"))
-    judge_model: str | None = Field(default=None, description="the RLAIF judge, when not the policy itself")
+    judge_model: str | None = Field(default=None, description=(
+        "the RLAIF judge, which picks the better of two answers; unset, the critic judges, else the policy"))
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
     # --- RLAIF: two samples per prompt at this temperature, judged under an ensemble of principles
     sample_temperature: float = Field(default=1.0, gt=0.0, le=2.0, description=(

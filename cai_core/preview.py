@@ -131,5 +131,12 @@ class PreviewJob:
         return end - self.started_at if self.started_at else 0.0
 
 
+def writer_role(trace: Trace, model_id: str) -> str:
+    """Which role wrote a text of ``trace``, from the model id the trace records for it: "policy"
+    (the model that wrote the first answer, also when it critiques itself) or "critic"."""
+    policy = trace.models.get("initial") if isinstance(trace.models, dict) else None
+    return "critic" if model_id and policy and model_id != policy else "policy"
+
+
 def start_preview(label: str, **chain_kwargs: Any) -> PreviewJob:
     return PreviewJob(label=label, chain_kwargs=chain_kwargs).start()

@@ -36,6 +36,15 @@ _DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
+# What each role does, one sentence each, for the forms where a user picks the models.
+ROLE_SENTENCES = {
+    "policy": "The policy writes the first answer to each prompt, and it is the model that training changes.",
+    "critic": ("The critic writes every critique and revision, the text SFT learns; leave it empty for "
+               "self-critique, where the policy critiques its own answers."),
+    "judge": "The judge picks the better of two answers for the RLAIF pairs; by default the critic judges, else the policy.",
+}
+
+
 class ModelsDoNotFit(ModelLoadError):
     """The local models of a job would not fit in memory together; the message is one sentence."""
 

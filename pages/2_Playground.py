@@ -15,15 +15,17 @@ import streamlit as st
 from cai_core.chain import MAX_PROMPT_CHARS, Trace, check_prompts
 from cai_core.constitution import Constitution, ConstitutionError, preferred_constitution
 from cai_core.examples import PlaygroundExample, examples_by_category, load_playground_examples
-from cai_core.models import GenerationSettings, default_model_spec
+from cai_core.models import GenerationSettings, ModelLoadError, default_model_spec
 from cai_core.preview import PreviewJob, start_preview
+from cai_core.roles import check_models_fit
 from cai_core.store import list_constitutions, load_constitution
 from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from cai_core.training import RunInfo
 from cai_core.training.runs import run_for_spec, run_model_problem
-from ui.common import get_model, md, page_key
+from ui.common import get_model, md, page_key, sentence
 from ui.navigation import start_page
-from ui.pickers import APP_MODEL, choice_for_spec, model_input, trained_runs
+from ui.trace_view import show_initial, show_model_text, show_step, status_line
+from ui.pickers import APP_MODEL, choice_for_spec, critic_input, model_input, result_label, trained_runs
 
 PAGE = "playground"
 POLL_SECONDS = 0.5
@@ -46,6 +48,8 @@ class Configuration:
     constitution_name: str
     model_spec: str
     model_label: str = ""
+    critic_spec: str | None = None  # None: the model critiques itself
+    critic_label: str = ""
     constitution: Constitution | None = None
     principles: list[str] = field(default_factory=list)
     error: str | None = None
@@ -101,7 +105,10 @@ def configuration_inputs(index: int, names: list[str], runs: list[RunInfo], comp
         name = st.selectbox("Constitution", names, key=constitution_key)
     with areas[2]:
         spec, label = model_input(index, runs)
-        config = Configuration(letter, name, spec, label, model_error=run_model_problem(spec))
+        critic = critic_input(index, runs)
+        critic = None if critic == spec else critic  # the model named as its own critic: self-critique
+        config = Configuration(letter, name, spec, label, critic, critic and result_label(critic, runs),
+                               model_error=run_model_problem(spec) or (critic and run_model_problem(critic)))
         if config.model_error:
             st.error(md(config.model_error))
     with areas[1]:
@@ -235,13 +242,17 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
         if config.model_error:
             st.error(f"Choose another model{where}: the one chosen cannot be loaded.")
             return None
+    problem = models_fit_problem(configs)
+    if problem:
+        st.error(problem)
+        return None
     models = {}
-    for config in configs:
-        if config.model_spec not in models:
-            model = get_model(config.model_spec)
+    for spec in [s for config in configs for s in (config.model_spec, config.critic_spec) if s]:
+        if spec not in models:
+            model = get_model(spec)
             if model is None:  # get_model has already shown why, in one sentence
                 return None
-            models[config.model_spec] = model
+            models[spec] = model
     jobs = [
         start_preview(
             f"playground {config.letter}: {config.constitution_name} on {config.model_label or config.model_spec}",
@@ -253,6 +264,7 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
             principles=config.principles,
             order=order,
             settings=settings,
+            critic=models[config.critic_spec] if config.critic_spec else None,
         )
         for config in configs
     ]
@@ -264,11 +276,26 @@ def start_run(prompt: str, configs: list[Configuration], rounds: int, order: str
         "settings": settings,
         "configs": [
             {"letter": c.letter, "constitution": c.constitution_name, "model": c.model_spec,
-             "model_label": c.model_label or c.model_spec, "principles": c.principles}
+             "model_label": c.model_label or c.model_spec, "principles": c.principles,
+             "critic": c.critic_label or None}
             for c in configs
         ],
         "jobs": jobs,
     }
+
+
+def models_fit_problem(configs: list[Configuration]) -> str | None:
+    """One sentence when the local models of the run would not fit in memory together, else None."""
+    roles = {}
+    for config in configs:
+        where = f" of {config.letter}" if len(configs) > 1 else ""
+        roles[f"policy{where}"] = config.model_spec
+        roles[f"critic{where}"] = config.critic_spec
+    try:
+        check_models_fit(roles)
+    except ModelLoadError as error:
+        return sentence(error)
+    return None
 
 
 def run_finished(run: dict | None) -> bool:
@@ -276,50 +303,6 @@ def run_finished(run: dict | None) -> bool:
 
 
 # ---------------------------------------------------------------- showing a run
-
-
-def show_model_text(text: str) -> None:
-    """Model output is data: plain text, never markdown."""
-    if text.strip():
-        st.text(text, width="stretch")
-    else:
-        st.caption("(empty)")
-
-
-def status_line(stage: str, round_number: int, rounds: int, elapsed: float) -> str:
-    if stage in ("queued", "initial"):
-        what = "writing the initial answer…"
-    elif stage == "critique" and round_number < rounds:
-        what = f"round {round_number + 1} of {rounds}: critiquing…"
-    elif stage == "revision":
-        what = f"round {round_number} of {rounds}: revising…"
-    elif stage == "done":
-        what = f"done: {rounds} round{'s' if rounds != 1 else ''}"
-    elif stage == "failed":
-        what = "stopped by an error"
-    elif stage == "cancelled":
-        what = "stopped at your request"
-    else:
-        what = "finishing…"
-    return f"{what[0].upper()}{what[1:]} · {elapsed:.1f} s"
-
-
-def show_step(step, failed: bool, partial_text: str | None = None) -> None:
-    with st.container(border=True):
-        st.markdown(f"**Round {step.round} — principle** `{step.principle}`")
-        st.caption("Critique")
-        show_model_text(step.critique)
-        st.caption("Revision")
-        if step.revised and not step.revision:
-            st.caption("no revision: the run stopped" if failed else "revising…")
-            if partial_text and not failed:
-                show_model_text(partial_text)
-        elif step.skip_reason == "no_change":
-            st.caption("revision skipped: the critique found nothing to change")
-        elif step.skip_reason == "empty_revision":
-            st.caption("the revision came back empty, so the previous answer was kept")
-        else:
-            show_model_text(step.revision)
 
 
 def show_outcome(trace: Trace, job: PreviewJob) -> None:
@@ -357,6 +340,11 @@ def show_job(run: dict, index: int) -> None:
     # Which model wrote this column, first and in bold: in a before/after comparison it is the point.
     label = str(config.get("model_label") or config["model"]).replace("`", "'")
     st.markdown(f"**Model** `{label}`")
+    if config.get("critic"):
+        critic = str(config["critic"]).replace("`", "'")
+        st.markdown(f"**External critic** `{critic}`: it writes every critique and revision")
+    else:
+        st.caption("Self-critique: the model critiques and revises its own answers")
     st.text(f"{config['constitution']} · {len(config['principles'])} principle(s) · {config['model']}")
     state = job.state()  # one consistent reading: stage, progress, error and traces together
     stage, error = state.stage, state.error
@@ -373,12 +361,11 @@ def show_job(run: dict, index: int) -> None:
             st.caption("being written…")
             show_model_text(partial)
         return
-    st.markdown("**Initial answer**")
-    show_model_text(trace.initial)
+    show_initial(trace)
     revising = bool(trace.steps) and trace.steps[-1].revised and not trace.steps[-1].revision
     for number, step in enumerate(trace.steps, start=1):
         live = partial if revising and number == len(trace.steps) else None
-        show_step(step, failed=stage in ("failed", "cancelled"), partial_text=live)
+        show_step(trace, step, failed=stage in ("failed", "cancelled"), partial_text=live)
     if not state.finished and not revising and len(trace.steps) < rounds:
         st.caption(f"Round {len(trace.steps) + 1}: critiquing…")
         if partial:
@@ -454,7 +441,8 @@ runs = trained_runs()
 apply_preset(names, runs)
 prompt = prompt_input()
 compare = st.toggle("Compare configurations", key=key("compare"),
-                    help="Run the same prompt and settings under two or three constitutions, principle subsets or models, side by side.")
+                    help="Run the same prompt and settings under two or three constitutions, principle subsets or models, side by "
+                          "side; give one configuration a critic to see self-critique beside an external critic.")
 note_area = st.empty()
 if compare:
     count = st.radio("Configurations", [2, 3], horizontal=True, key=key("count"))

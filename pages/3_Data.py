@@ -42,6 +42,7 @@ from cai_core.promptsets import (
     save_prompt_set,
 )
 from cai_core.store import load_constitution
+from cai_core.training import list_runs
 from ui.common import (
     apply_pending,
     md,
@@ -62,7 +63,7 @@ from ui.common import (
 from ui.dataset_view import browse, rows_of, show_charts, show_delete, show_downloads, show_summary
 from ui.jobs import job_panel
 from ui.navigation import start_page
-from ui.pickers import constitution_picker, loadable_constitutions
+from ui.pickers import constitution_picker, loadable_constitutions, role_model_pickers
 
 PAGE = "data"
 MAX_NOTES = 5  # the worker's warnings shown; the rest stay in status.json
@@ -306,12 +307,8 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         best_of_n = {}
         if (sft and sft_source == "best_of_n") or (prefs and best_pairs):
             best_of_n = best_of_n_inputs(sources, split)
-        policy_col, judge_col = st.columns(2)
-        policy = policy_col.text_input("Policy model", value=default_model_spec(), key=key("policy_model"),
-                                       help='"default" (the bundled model), a local model folder, a Hugging Face hub id, '
-                                            "or an OpenAI-compatible endpoint.")
-        judge = judge_col.text_input("Judge model (blank = the policy model)", key=key("judge_model"),
-                                     help="Only the RLAIF pairs are judged. The same model keeps one model in memory, as in the paper.")
+        st.markdown("**Models**")
+        models = role_model_pickers(key, list_runs())
         advanced = advanced_inputs()
         if st.button("Start generating", type="primary", key=key("launch"), icon=":material/play_arrow:"):
             spec = {
@@ -322,8 +319,8 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
                                                  ("best_of_n", best_pairs)) if on],
                 "sft_source": sft_source, **best_of_n,
                 "rounds": int(rounds), "principles": principles, "order": order,
-                "policy_model": (policy or "").strip() or default_model_spec(),
-                "judge_model": (judge or "").strip() or None, **advanced,
+                "policy_model": models["policy"] or default_model_spec(), "critic_model": models["critic"],
+                "judge_model": models["judge"], **advanced,
             }
             launch(name, spec)
 

@@ -57,7 +57,9 @@ def new_loop_form(expanded: bool) -> None:
                                  "sft_overrides, dpo_overrides, recipe, stop_ratio, seed.")
         st.caption("Filled in with recipes/loops/small-model.yaml: best-of-N data under the refusal rule, for a model "
                    "too small to critique and judge its own answers (docs/results.md says why). Empty it for the "
-                   "paper's pipeline: critique -> revision for SFT, AI-judged pairs for DPO.")
+                   "paper's pipeline: critique -> revision for SFT, AI-judged pairs for DPO; or give the rounds an "
+                   "external critic, a stronger model that critiques, revises and judges for the small one: "
+                   "generation: {critic_model: http://host:port/v1}.")
         if st.button("Start loop", type="primary", key=key("start"), icon=":material/play_arrow:",
                      disabled=not model):
             launch(text, {"constitution": constitution, "rounds": rounds, "base_model": model},

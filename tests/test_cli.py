@@ -135,3 +135,99 @@ def test_generate_in_the_background_then_list_the_datasets(tmp_path, tiny_model_
     listed = run_cli("datasets", env=env)
     assert listed.returncode == 0 and "bg" in listed.stdout and "finished" in listed.stdout and "3/3" in listed.stdout
     assert "sft 3" in listed.stdout
+
+
+# --------------------------------------------------------------------------- an external critic
+
+
+@pytest.fixture(scope="module")
+def critic_model_dir(tmp_path_factory):
+    """A second tiny model with other weights, so the critic's text is not the policy's."""
+    from conftest import build_tiny_model_folder
+
+    return build_tiny_model_folder(tmp_path_factory.mktemp("tiny-critic"), seed=1)
+
+
+def test_generate_with_a_critic_model_puts_the_critics_text_in_the_sft_rows(tmp_path, tiny_model_dir, critic_model_dir):
+    from cai_core import load_constitution, load_model
+    from cai_core import prompts as templates
+    from cai_core.data import read_rows
+    from cai_core.models import GenerationSettings
+
+    out = tmp_path / "ds"
+    done = run_cli("generate", "--name", "critic", "--out", str(out), "--constitution", "general-hhh", "--prompts", "benign",
+                   "--limit", "1", "--phase", "sft", "--model", str(tiny_model_dir), "--critic-model", str(critic_model_dir),
+                   "--max-new-tokens", "8", "--temperature", "0.8", "--seed", "4", "--order", "sequential",
+                   "--principle", "avoid-harmful-help")
+    assert done.returncode == 0, done.stderr
+    critic, policy = load_model(str(critic_model_dir)), load_model(str(tiny_model_dir))
+    principle = load_constitution("general-hhh").principle("avoid-harmful-help")
+    # Sampled and seeded: greedy, the random tiny models both repeat one token that decodes to nothing.
+    # The critique is the chain's second stage, so it is drawn with seed + 1.
+    sampled = GenerationSettings(max_new_tokens=8, temperature=0.8, seed=4 + 1)
+    traces, sft = read_rows(out / "traces.jsonl"), read_rows(out / "sft.jsonl")
+    assert len(traces) == len(sft) == 1
+    for trace, row in zip(traces, sft):
+        step = trace["steps"][0]
+        asked = templates.critique_conversation(templates.initial_conversation(trace["prompt"]), trace["initial"],
+                                                principle.critique_request)
+        # The critique is the critic's answer, not the policy's; the SFT row learns the final revision.
+        assert step["critique"] == critic.generate([asked], sampled)[0].text
+        assert step["critique"] != policy.generate([asked], sampled)[0].text
+        assert step["critique_model"] == critic_model_dir.name and trace["models"]["initial"] == tiny_model_dir.name
+        assert row["messages"][-1] == {"role": "assistant", "content": trace["final"]}
+        assert step["revision_model"] == (critic_model_dir.name if step["revised"] else tiny_model_dir.name)
+        assert row["lineage"]["roles"] == {"policy": tiny_model_dir.name, "critic": critic_model_dir.name, "judge": None}
+    spec = json.loads((out / "spec.json").read_text())["spec"]
+    assert spec["critic_model"] == str(critic_model_dir)
+    assert f"distillation from `{critic_model_dir.name}`" in (out / "README.md").read_text()
+
+
+def test_generate_refuses_a_policy_and_critic_that_do_not_fit_in_one_sentence(tmp_path, tiny_model_dir, critic_model_dir):
+    import os
+
+    out = tmp_path / "ds"
+    env = {**os.environ, "CAI_MEMORY_AVAILABLE": "1M"}
+    done = run_cli("generate", "--out", str(out), "--constitution", "general-hhh", "--prompts", "benign", "--limit", "1",
+                   "--model", str(tiny_model_dir), "--critic-model", str(critic_model_dir), env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    message = done.stderr.strip()
+    assert message.startswith("error:") and "\n" not in message and "working room" in message
+    assert str(critic_model_dir) in message and "endpoint URL" in message
+    assert not (out / "spec.json").exists()
+
+
+def test_loop_critic_model_reaches_each_rounds_generation_spec(tmp_path):
+    """`cai loop --critic-model` writes the loop's spec, whose rounds make their data with that critic.
+    The starting model does not exist, so the loop stops at once, after its spec is written."""
+    import os
+
+    from cai_core.evaluation.loop import parse_loop_spec, round_generation_spec
+
+    home, url = tmp_path / "home", "http://127.0.0.1:9/v1"
+    settings = tmp_path / "loop.yaml"
+    settings.write_text("generation:\n  rounds: 2\n")
+    done = run_cli("loop", "--constitution", "general-hhh", "--base-model", str(tmp_path / "no-model"), "--name", "x",
+                   "--settings", str(settings), "--critic-model", url, env={**os.environ, "CAI_HOME": str(home)})
+    assert done.returncode == 1 and "neither an existing local folder" in done.stderr
+    spec = parse_loop_spec(json.loads((home / "loops" / "x" / "spec.json").read_text())["spec"])
+    generation = round_generation_spec(spec, 1, "round-model")
+    assert generation.critic_model == url and generation.rounds == 2 and generation.policy_model == "round-model"
+
+
+def test_preview_with_a_critic_model_says_the_critic_wrote_each_step(tiny_model_dir, critic_model_dir, capsys,
+                                                                     monkeypatch):
+    base = ["preview", "--constitution", "general-hhh", "--prompt", "hello", "--model", str(tiny_model_dir),
+            "--critic-model", str(critic_model_dir), "--max-new-tokens", "4"]
+    assert main([*base, "--json"]) == 0
+    trace = json.loads(capsys.readouterr().out)
+    assert trace["models"] == {"initial": tiny_model_dir.name, "critique": critic_model_dir.name,
+                               "revision": critic_model_dir.name}
+    assert trace["steps"][0]["critique_model"] == critic_model_dir.name
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "round 1: critique under" in out and f"(by the critic, {critic_model_dir.name})\n" in out
+    monkeypatch.setenv("CAI_MEMORY_AVAILABLE", "1M")  # the two models no longer fit: one sentence, nothing run
+    assert main(base) == 1
+    printed = capsys.readouterr()
+    assert not printed.out and printed.err.count("\n") == 1 and "working room" in printed.err

@@ -36,6 +36,7 @@ from cai_core.promptsets import (
     user_prompt_sets_dir,
 )
 from page_util import page_keys
+from ui.pickers import OTHER_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +90,12 @@ def fill_small_run(at: AppTest, name: str, limit: int) -> None:
     at.number_input(key=k("chunk_size")).set_value(limit // 2)
 
 
+def pick_other_model(at: AppTest, label: str, spec: str) -> None:
+    """Choose "another model" in the picker called ``label`` and type ``spec`` beside it."""
+    next(box for box in at.selectbox if box.label == label).set_value(OTHER_MODEL).run()
+    next(box for box in at.text_input if box.label == label).set_value(spec)
+
+
 def test_empty_state_renders(app):
     assert not app.error
     assert any("No datasets yet" in info.value for info in app.info)
@@ -112,7 +119,7 @@ def test_bad_dataset_name_is_one_error(app):
 
 def test_a_model_folder_that_does_not_exist_is_refused_before_anything_is_written(app, tmp_path):
     app.text_input(key=k("name")).set_value("no-model")
-    app.text_input(key=k("policy_model")).set_value(str(tmp_path / "missing-model"))
+    pick_other_model(app, "Policy model", str(tmp_path / "missing-model"))
     app.button(key=k("launch")).click().run()
     assert not app.exception
     assert len(errors(app)) == 1 and str(tmp_path / "missing-model") in errors(app)[0]
@@ -386,3 +393,56 @@ def test_a_finished_best_of_n_dataset_shows_its_samples_and_pairs(tiny_model_dir
     assert not any(row["prompt"] in shown for row in sampled if row not in failing)
     labels = [d.label for d in at.get("download_button")]
     assert any(label.startswith(SAMPLES_FILE) for label in labels), labels
+
+
+# --------------------------------------------------------------------------- the policy, the critic and the judge
+
+
+@pytest.fixture(scope="module")
+def critic_model_dir(tmp_path_factory) -> Path:
+    from conftest import build_tiny_model_folder
+
+    return build_tiny_model_folder(tmp_path_factory.mktemp("tiny-critic"), seed=1)
+
+
+def test_three_model_pickers_say_what_each_role_does_and_the_critic_writes_the_rows(app, tiny_model_dir,
+                                                                                   critic_model_dir):
+    labels = [box.label for box in app.selectbox]
+    assert {"Policy model", "Critic model", "Judge model"} <= set(labels)
+    captions = " ".join(c.value for c in app.caption)
+    assert "The policy writes the first answer to each prompt" in captions
+    assert "The critic writes every critique and revision, the text SFT learns; leave it empty for self-critique" in captions
+    assert "The judge picks the better of two answers for the RLAIF pairs" in captions
+    critic_box = next(box for box in app.selectbox if box.label == "Critic model")
+    assert critic_box.format_func(critic_box.value) == "none: the policy critiques itself"  # self-critique by default
+
+    fill_small_run(app, "with-critic", limit=2)
+    app.checkbox(key=k("phase_prefs")).uncheck()
+    pick_other_model(app, "Critic model", str(critic_model_dir))
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = datasets_dir() / "with-critic"
+    spec = parse_spec(json.loads((folder / "spec.json").read_text())["spec"])
+    assert spec.critic_model == str(critic_model_dir) and spec.policy_model == str(tiny_model_dir)
+    assert spec.judge_model is None  # the judge defaults to the critic
+    wait_for_job(folder)
+    for trace in read_rows(folder / "traces.jsonl"):
+        assert trace["steps"][0]["critique_model"] == critic_model_dir.name
+        assert trace["models"]["initial"] == tiny_model_dir.name
+    app.run()
+    assert not app.exception, app.exception
+    shown = " ".join(unescape(c.value) for c in app.caption)
+    assert f"Policy {tiny_model_dir.name} · critic {critic_model_dir.name} (the SFT rows are its text" in shown
+
+
+def test_a_policy_and_critic_too_big_for_memory_are_one_error(app, critic_model_dir, monkeypatch):
+    monkeypatch.setenv("CAI_MEMORY_AVAILABLE", "1M")
+    app.text_input(key=k("name")).set_value("too-big")
+    pick_other_model(app, "Critic model", str(critic_model_dir))
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert len(errors(app)) == 1
+    message = errors(app)[0]
+    assert "working room" in message and str(critic_model_dir) in message and "endpoint URL" in message
+    assert not (datasets_dir() / "too-big").exists()

@@ -360,3 +360,59 @@ def test_stop_ends_a_run_after_the_current_step(app, scripted):
     assert job.state().stage == "cancelled"
     assert any(c.value.startswith("Stopped at your request") for c in app.caption)
     assert "**Final answer**" not in markdown_values(app)
+
+
+# ---------------------------------------------------------------- an external critic
+
+
+@pytest.fixture(scope="module")
+def critic_model_dir(tmp_path_factory) -> Path:
+    """A second tiny model with other weights: the external critic."""
+    from conftest import build_tiny_model_folder
+
+    return build_tiny_model_folder(tmp_path_factory.mktemp("tiny-critic"), seed=1)
+
+
+def choose_critic(at: AppTest, index: int, spec: str) -> None:
+    from ui.pickers import OTHER_MODEL
+
+    at.selectbox(key=k(f"critic-choice-{index}")).set_value(OTHER_MODEL).run()
+    at.text_input(key=k(f"critic-{index}")).set_value(spec)
+
+
+def captions_shown(node) -> list[str]:
+    return [shown(c.value) for c in node.caption]
+
+
+def test_compare_puts_self_critique_beside_an_external_critic(app, tiny_model_dir, critic_model_dir):
+    fast_settings(app, rounds=1)
+    app.toggle(key=k("compare")).set_value(True).run()
+    choose_critic(app, 1, str(critic_model_dir))
+    app.button(key=k("run-button")).click().run()
+    assert not app.error, [e.value for e in app.error]
+    wait_until(app, finals_shown(2))
+    alone, with_critic = (job.state().traces[0] for job in current_run(app)["jobs"])
+    assert alone.initial == with_critic.initial  # the same policy wrote the same first answer
+    assert with_critic.steps[0].critique_model == critic_model_dir.name
+
+    self_column, critic_column = [c for c in app.columns if "**Final answer**" in markdown_values(c)]
+    assert "Self-critique: the model critiques and revises its own answers" in captions_shown(self_column)
+    assert f"by the policy: {tiny_model_dir.name}" in captions_shown(self_column)
+    assert f"by the critic: {critic_model_dir.name}" not in captions_shown(self_column)
+    assert any(m.startswith("**External critic**") and critic_model_dir.name in m for m in markdown_values(critic_column))
+    critic_captions = captions_shown(critic_column)
+    assert f"by the policy: {tiny_model_dir.name}" in critic_captions  # the initial answer
+    assert f"by the critic: {critic_model_dir.name}" in critic_captions  # the critique (and any revision)
+    assert with_critic.steps[0].critique in [t.value for t in critic_column.text] or not with_critic.steps[0].critique.strip()
+
+
+def test_a_policy_and_critic_too_big_for_memory_are_one_error_and_nothing_runs(app, critic_model_dir, monkeypatch):
+    monkeypatch.setenv("CAI_MEMORY_AVAILABLE", "1M")
+    fast_settings(app)
+    choose_critic(app, 0, str(critic_model_dir))
+    app.button(key=k("run-button")).click().run()
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    message = shown(app.error[0].value)
+    assert "working room" in message and str(critic_model_dir) in message and "endpoint URL" in message
+    assert current_run(app) is None

@@ -24,6 +24,7 @@ from cai_core.data import (
     ROW_FILES,
     TRACES_FILE,
     best_of_n_reason,
+    dataset_roles,
     dataset_zip,
     delete_dataset,
     pair_prompt,
@@ -297,6 +298,19 @@ def browse(folder: Path, job: JobState, data: dict[str, list[dict]], spec: dict)
 # ---------------------------------------------------------------- summary, charts, downloads, delete
 
 
+def roles_words(roles: dict[str, str | None]) -> str:
+    """Which model played which role, as one caption (model ids come from files: escaped)."""
+    policy, critic, judge = roles.get("policy"), roles.get("critic"), roles.get("judge")
+    words = [f"Policy {policy or '?'}"]
+    if critic and critic != policy:
+        words.append(f"critic {critic} (the SFT rows are its text: distillation from it)")
+    elif critic:
+        words.append("self-critique")
+    if judge:
+        words.append(f"judge {judge}")
+    return md(" · ".join(words))
+
+
 def show_summary(folder: Path, data: dict[str, list[dict]], spec: dict) -> None:
     judged = data[JUDGEMENTS_FILE]
     kept = sum(bool(j.get("kept")) for j in judged)
@@ -307,6 +321,7 @@ def show_summary(folder: Path, data: dict[str, list[dict]], spec: dict) -> None:
         st.metric("RLAIF pairs kept", f"{kept} of {len(judged)} judged" if judged else "0")
         if data[SAMPLES_FILE] or data[BEST_OF_N_PAIRS_FILE]:
             st.metric("Best-of-N pairs", len(data[BEST_OF_N_PAIRS_FILE]))
+    st.caption(roles_words(dataset_roles(folder, spec)))
     with st.expander("Settings and dataset card"):
         st.caption("The settings this dataset was made with (spec.json)")
         st.code(json.dumps(spec, indent=2, ensure_ascii=False), language="json")

@@ -9,17 +9,20 @@ base_model"); they stand for no model of their own, so the choice returns None f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 
 from cai_core.constitution import preferred_constitution
 from cai_core.models import DEFAULT_MODEL, default_model_spec, is_endpoint_spec
+from cai_core.roles import ROLE_SENTENCES
 from cai_core.store import list_constitutions
 from cai_core.training import RunInfo, list_runs, model_label
 from cai_core.training.runs import run_for_spec, same_path
 from ui.common import page_key
 
 APP_MODEL, OTHER_MODEL = ":app", ":other"
+ENDPOINT_HELP = " Or an OpenAI-compatible endpoint URL such as http://localhost:8000/v1 (vLLM, TGI, transformers serve)."
 OTHER_HELP = ("A local folder with config.json and safetensors weights, a finished run's or an adapter's folder "
               "(loaded on the base it was trained on), or a hub id.")
 
@@ -36,12 +39,13 @@ def run_choice_label(run: RunInfo) -> str:
 
 def model_picker(label: str, state_key: str, other_key: str, runs: list[RunInfo], help: str, *,
                  bundled: bool = True, extra: dict[str, str] | None = None, runs_first: bool = False,
-                 default: str | None = None, columns=None) -> str | None:
+                 default: str | None = None, columns=None, endpoints: bool = False) -> str | None:
     """A model: the app's, the bundled one, a finished run (base + adapters), or a typed one.
 
     ``runs`` are offered in the order given; ``extra`` maps a page's own entries to their labels;
-    ``default`` is the entry chosen first (else the first fixed one). Returns the model's spec, or None for
-    an ``extra`` entry or an empty typed one.
+    ``default`` is the entry chosen first (else the first fixed one); ``endpoints``: the typed model
+    may be an OpenAI-compatible endpoint URL (where the model only generates, never trains). Returns
+    the model's spec, or None for an ``extra`` entry or an empty typed one.
     """
     app = default_model_spec()
     by_folder = {str(run.folder): run for run in finished_runs(runs)}
@@ -56,7 +60,7 @@ def model_picker(label: str, state_key: str, other_key: str, runs: list[RunInfo]
         if option == DEFAULT_MODEL:
             return "the bundled model (default)"
         if option == OTHER_MODEL:
-            return "another model: a folder or hub id…"
+            return f"another model: a folder, hub id{' or endpoint URL' if endpoints else ''}…"
         if option in (extra or {}):
             return extra[option]
         return run_choice_label(by_folder[option])
@@ -64,12 +68,38 @@ def model_picker(label: str, state_key: str, other_key: str, runs: list[RunInfo]
     left, right = columns or st.columns(2)
     choice = left.selectbox(label, options, key=state_key, format_func=name, help=help)
     if choice == OTHER_MODEL:
-        typed = right.text_input("Model", key=other_key, placeholder="/path/to/model-folder, a run folder, org/model-id",
-                                 help=OTHER_HELP)
+        placeholder = "/path/to/model-folder, a run folder, org/model-id" + (", http://host:port/v1" if endpoints else "")
+        typed = right.text_input(label if endpoints else "Model", key=other_key, placeholder=placeholder,
+                                 help=OTHER_HELP + (ENDPOINT_HELP if endpoints else ""))
         return typed.strip() or None
     if choice in (extra or {}):
         return None
     return app if choice == APP_MODEL else choice
+
+
+ROLE_PICKER_HELP = ("The app's model, the bundled one, a finished training run (its adapter on its base), or "
+                    "another: a folder, a hub id or an endpoint URL. Local models must fit in memory together; "
+                    "an endpoint takes none.")
+# The critic's and the judge's own entries: they stand for no model of their own.
+SELF_CRITIQUE, JUDGE_BY_DEFAULT = ":self-critique", ":judge-by-default"
+
+
+def role_model_pickers(key: Callable[[str], str], runs: list[RunInfo]) -> dict[str, str | None]:
+    """The policy, critic and judge, each picked beside one sentence on what it does.
+
+    Returns {role: model spec}; None for the policy means the app's model was left empty, for the
+    critic self-critique, for the judge the default (the critic, else the policy)."""
+    choices = (("policy", "Policy model", None, None),
+               ("critic", "Critic model", {SELF_CRITIQUE: "none: the policy critiques itself"}, SELF_CRITIQUE),
+               ("judge", "Judge model", {JUDGE_BY_DEFAULT: "by default: the critic, else the policy"}, JUDGE_BY_DEFAULT))
+    specs: dict[str, str | None] = {}
+    for role, label, extra, default in choices:
+        left, right = st.columns(2)
+        specs[role] = model_picker(label, key(f"{role}_model"), key(f"{role}_model_other"), finished_runs(runs),
+                                   ROLE_PICKER_HELP, extra=extra, default=default, columns=(left, right),
+                                   endpoints=True)
+        left.caption(ROLE_SENTENCES[role])
+    return specs
 
 
 def loadable_constitutions() -> list[str]:
@@ -172,3 +202,14 @@ def model_input(index: int, runs: list[RunInfo]) -> tuple[str, str]:
     )
     spec = (spec or "").strip() or default_model_spec()
     return spec, result_label(spec, runs)
+
+
+def critic_input(index: int, runs: list[RunInfo]) -> str | None:
+    """The Playground's optional critic for configuration ``index``: a model spec, or None when the
+    model critiques itself."""
+    return model_picker(
+        "Critic", page_key("playground", f"critic-choice-{index}"), page_key("playground", f"critic-{index}"), runs,
+        "Another model that writes every critique and revision after this model's first answer, as an external "
+        "critic does for a small model. None: the model critiques itself.",
+        extra={SELF_CRITIQUE: "none: the model critiques itself"}, default=SELF_CRITIQUE, columns=(st, st),
+        endpoints=True)

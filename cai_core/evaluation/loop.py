@@ -201,7 +201,6 @@ def _run_stage(stage_folder: Path, kind: str, spec_data: dict, reporter: Reporte
 
 def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
     """The job runner (see cai_core.jobs)."""
-    from ..data import GenerationSpec
     from ..training.runs import prepare_run, read_run
     from ..training.spec import load_recipe
 
@@ -220,10 +219,7 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
         label = f"round {round_number} of {spec.rounds}"
         data_folder = _stage_folder(folder, round_number, "generate")
         if "generate" not in done:
-            generation = GenerationSpec.model_validate({
-                "constitution": spec.constitution, "prompt_sources": spec.prompt_sources,
-                "limit": spec.prompts_per_round, "shuffle": True, "seed": spec.seed + round_number,
-                "policy_model": model, **spec.generation, "prompt_split": "train"})
+            generation = round_generation_spec(spec, round_number, model)
             from ..data import prepare_dataset
 
             prepare_dataset(data_folder, generation)
@@ -258,6 +254,17 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
             reporter.note(f"stopped after round {round_number}: {state['stopped_early']['why']}")
             return
         previous = current
+
+
+def round_generation_spec(spec: LoopSpec, round_number: int, model: str):
+    """The data generation settings of round ``round_number``, whose policy is ``model`` (the last
+    round's); the loop's ``generation`` settings (a critic, a judge, rounds ...) apply on top."""
+    from ..data import GenerationSpec
+
+    return GenerationSpec.model_validate({
+        "constitution": spec.constitution, "prompt_sources": spec.prompt_sources,
+        "limit": spec.prompts_per_round, "shuffle": True, "seed": spec.seed + round_number,
+        "policy_model": model, **spec.generation, "prompt_split": "train"})
 
 
 def _eval_spec(spec: LoopSpec, model: str) -> EvaluationSpec:
