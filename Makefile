@@ -12,7 +12,7 @@ INSTALL_STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8501
 
-.PHONY: install model browser sandbox run test test-fast bench clean
+.PHONY: install model browser sandbox run test test-fast bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ bench: model
 	$(PY) benchmarks/judge_speed.py
 	$(PY) benchmarks/phase1_rows.py
 	$(PY) benchmarks/dpo_memory_speed.py --rows 64 --steps 8
+
+# The README's pictures of the app on the bundled model (docs/screenshots/), from a small prepared
+# CAI_HOME; a few minutes on two cores.
+screenshots: model browser
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import streamlit as st
 from pydantic import ValidationError
@@ -44,6 +45,7 @@ from ui.common import show_flash as show_flash_once
 from ui.navigation import start_page
 
 PAGE = "constitution"
+WRITING_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "writing-principles.md"
 
 
 def key(name: str) -> str:
@@ -424,6 +426,9 @@ def render_manage(name: str | None, info) -> None:
 def main() -> None:
     start_page("Constitution")
     st.title("Constitution")
+    if WRITING_GUIDE.is_file():  # the project's own guide (docs/writing-principles.md), not user text
+        with st.expander("How to write principles that do what you mean (docs/writing-principles.md)"):
+            st.markdown(WRITING_GUIDE.read_text(encoding="utf-8"))
     infos = list_constitutions()
     usable = {info.name: info for info in infos if not info.error}
     broken = [info for info in infos if info.error]

@@ -287,3 +287,9 @@ def test_unsaved_edits_survive_visiting_another_page():
     at.switch_page("pages/1_Constitution.py")
     run_ok(at)
     assert at.text_area(key=k("critique_0")).value == NEW_CRITIQUE
+
+
+def test_the_page_opens_the_guide_for_writing_principles(page):
+    guide = (REPO / "docs" / "writing-principles.md").read_text(encoding="utf-8")
+    expander = next(e for e in page.expander if "docs/writing-principles.md" in e.label)
+    assert guide.strip() in [m.value.strip() for m in expander.markdown]
