@@ -147,7 +147,7 @@ def test_upload_edit_recipe_launch_and_follow_the_run_to_finished(worker_gate, a
     assert (home / "uploads" / UPLOAD_NAME).is_file() or any(home.rglob(UPLOAD_NAME))
 
     choose(page, "recipe", "cpu-demo (shipped)")
-    choose(page, "start:sft", "another model: a folder or hub id…")
+    choose(page, "start:sft", "another model: a folder, hub id…")
     fill_text(page, "other_model", str(tiny_model_dir))
     fill_text(page, "name", RUN_NAME)
 
