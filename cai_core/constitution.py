@@ -11,7 +11,7 @@ import json
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import CaiError
 from .checks import Assertion, contradiction
@@ -55,21 +55,24 @@ def _check_name(value: str, what: str) -> str:
 RequestText = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_LENGTH)]
 
 
+def _without_contradiction(assertions: list[Assertion]) -> list[Assertion]:
+    problem = contradiction(assertions)
+    if problem:
+        raise ValueError(problem)
+    return assertions
+
+
+# An example's expectations and a principle's checks are both refused when they contradict each other.
+ConsistentAssertions = Annotated[list[Assertion], AfterValidator(_without_contradiction)]
+
+
 class Example(BaseModel):
     """A prompt this principle governs, and what a good answer to it does."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_EXAMPLE_PROMPT_CHARS)
-    expect: list[Assertion] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
-
-    @field_validator("expect")
-    @classmethod
-    def _consistent(cls, expect: list[Assertion]) -> list[Assertion]:
-        problem = contradiction(expect)
-        if problem:
-            raise ValueError(problem)
-        return expect
+    expect: ConsistentAssertions = Field(default_factory=list, max_length=MAX_ASSERTIONS)
 
 
 # Examples are split in two halves, alternating in file order within each principle as the shipped
@@ -103,7 +106,7 @@ class Principle(BaseModel):
     # Relative chance of being drawn when the chain samples principles at random.
     weight: float = Field(default=1.0, gt=0, le=100)
     # Checks hold for every answer this principle governs; each example adds its own expectations.
-    checks: list[Assertion] = Field(default_factory=list, max_length=MAX_ASSERTIONS)
+    checks: ConsistentAssertions = Field(default_factory=list, max_length=MAX_ASSERTIONS)
     examples: list[Example] = Field(default_factory=list, max_length=MAX_EXAMPLES)
 
     @field_validator("name")
@@ -122,14 +125,6 @@ class Principle(BaseModel):
     @classmethod
     def _blank_comparison_is_none(cls, value: str | None) -> str | None:
         return value or None
-
-    @field_validator("checks")
-    @classmethod
-    def _consistent_checks(cls, checks: list[Assertion]) -> list[Assertion]:
-        problem = contradiction(checks)
-        if problem:
-            raise ValueError(problem)
-        return checks
 
     @model_validator(mode="after")
     def _examples_testable(self) -> "Principle":
