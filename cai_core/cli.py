@@ -123,7 +123,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         spec = validate(GenerationSpec, data, config, DatasetError)
     check_output_folder(folder)
     if _is_endpoint(spec.policy_model):
-        from .endpoint import endpoint_setting_notes
+        from .models.endpoint import endpoint_setting_notes
 
         for note in endpoint_setting_notes(spec.settings):
             print(f"note: {note}", file=sys.stderr)
@@ -177,7 +177,7 @@ def _is_endpoint(model: str | None) -> bool:
 
 
 def _endpoint_notes(spec) -> list[str]:
-    from .endpoint import endpoint_setting_notes
+    from .models.endpoint import endpoint_setting_notes
 
     return endpoint_setting_notes(spec.settings)
 
@@ -365,7 +365,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .adapters import export_merged
+    from .models.adapters import export_merged
 
     folder = _run_folder(args.run)
     out = export_merged(str(folder), args.out)
@@ -459,7 +459,7 @@ def _evaluated_model(model: str | None, adapter: str | None) -> str:
     Both: the model must be that base, since an adapter only fits the model it was trained on."""
     if not adapter:
         return _model_or_run(model or "default")
-    from .adapters import adapter_stack
+    from .models.adapters import adapter_stack
 
     loaded = _model_or_run(adapter)
     stack = adapter_stack(loaded)

@@ -248,7 +248,7 @@ def check_model_specs(spec: GenerationSpec) -> None:
     is loaded (the bundled model and endpoints are checked by the worker, which loads them)."""
     from .models import DEFAULT_MODEL, is_endpoint_spec, resolve_model_path
 
-    from .adapters import AdapterError, adapter_stack
+    from .models.adapters import AdapterError, adapter_stack
 
     for model in (spec.policy_model, spec.critic_model, spec.judge_model):
         if model and model != DEFAULT_MODEL and not is_endpoint_spec(model):

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cai_core.adapters import content_key
+from cai_core.models.adapters import content_key
 from cai_core.jobs import read_json
 from cai_core.models import (
     GenerationBackend,

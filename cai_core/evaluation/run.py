@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..adapters import adapter_stack
+from ..models.adapters import adapter_stack
 from ..atomic import write_text_atomic
 from ..constitution import first_error_message
 from ..jobs import Reporter, read_json, start_job, write_json
@@ -330,11 +330,11 @@ def run_lm_eval(model: str, task: str, limit: int | None, seed: int) -> SuiteSco
 def merged_model_folder(model: str) -> Path:
     """An adapter stack merged into one model folder, made once and kept under ``CAI_HOME/merged``.
 
-    Kept by run name and by the adapters' content (cai_core.adapters.content_key): a run deleted
+    Kept by run name and by the adapters' content (cai_core.models.adapters.content_key): a run deleted
     and trained again under its name is merged again, never served from the old weights, and the
     old copy of that run is removed.
     """
-    from ..adapters import content_key, export_merged
+    from ..models.adapters import content_key, export_merged
 
     stack = adapter_stack(model)
     if stack is None:
