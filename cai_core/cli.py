@@ -379,8 +379,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli_specs import read_config, spec_data, validate
-    from .evaluation import EvaluationError, EvaluationSpec, evaluations_dir, write_report
-    from .evaluation.run import check_evaluation_name, check_report_path, run_evaluation, start_evaluation
+    from .evaluation import EvaluationError, EvaluationSpec, check_report_path, evaluations_dir, write_report
+    from .evaluation.run import check_evaluation_name, run_evaluation, start_evaluation
 
     if args.name and args.name_option and args.name != args.name_option:
         raise UsageError(f"the evaluation is named twice ({args.name!r} and --name {args.name_option!r}); give one")
@@ -481,7 +481,7 @@ def _same_model(one: str, other: str) -> bool:
 
 def _cmd_tax(args: argparse.Namespace) -> int:
     from .evaluation import compare_reports, read_report
-    from .evaluation.run import check_comparison_path
+    from .evaluation import check_comparison_path
 
     if args.json:
         check_comparison_path(Path(args.json))

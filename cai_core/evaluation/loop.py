@@ -30,7 +30,8 @@ from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read
 from ..models import MAX_SEED, Seed
 from ..paths import SHIPPED_RECIPES_DIR, cai_home
 from ..textfiles import TOO_DEEP, TOO_MANY_VALUES, bracket_depth_exceeded, one_line, too_many_values
-from .run import REPORT_FILE, EvaluationSpec, read_report
+from .report_model import REPORT_FILE, read_report
+from .run import EvaluationSpec
 from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
 
 STATE_FILE = "state.json"
