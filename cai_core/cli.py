@@ -213,7 +213,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_prompt_sets(args: argparse.Namespace) -> int:
-    from .promptsets import list_prompt_sets, load_prompt_file, resolve_prompt_source
+    from .data.promptsets import list_prompt_sets, load_prompt_file, resolve_prompt_source
 
     for name in list_prompt_sets():
         try:

@@ -8,7 +8,7 @@ Each domain keeps its own subclass beside the code that raises it, so the import
 stay as they are:
 
     ConstitutionError   cai_core.constitution   a constitution file or name
-    PromptFileError     cai_core.promptsets     a prompt set or file
+    PromptFileError     cai_core.data.promptsets  a prompt set or file
     DatasetError        cai_core.errors         a dataset name or generation settings
     RecipeError         cai_core.training.spec  a recipe or training spec (TrainingDataError: its rows)
     TrainingError       cai_core.training.runs  a run that cannot start or go on

@@ -35,7 +35,7 @@ from cai_core.models import (
     GenerationSettings,
     default_model_spec,
 )
-from cai_core.promptsets import (
+from cai_core.data.promptsets import (
     list_prompt_sets,
     load_prompt_sources,
     resolve_prompt_source,

@@ -17,7 +17,7 @@ from cai_core.models import (
     default_model_spec,
     load_model,
 )
-from cai_core.promptsets import MAX_PROMPT_FILE_BYTES
+from cai_core.data.promptsets import MAX_PROMPT_FILE_BYTES
 from cai_core.store import MAX_FILE_BYTES
 from cai_core.training import model_label  # noqa: F401 - pages import it from here too
 

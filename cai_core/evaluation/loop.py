@@ -7,7 +7,7 @@ finished; a stopped or killed loop starts again at the round and stage where it 
 stage itself resumes from its own checkpoint.
 
 Each round generates from the training half of the prompt sets only, and the safety suites score
-the other half (cai_core.promptsets), so a round is measured on prompts it never trained on.
+the other half (cai_core.data.promptsets), so a round is measured on prompts it never trained on.
 
 Before round 1 the starting model is evaluated once ("round 0"). After each round the loop stops
 early when quality (the mean score of the quality suites, the capability suites by default) falls
