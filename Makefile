@@ -30,7 +30,7 @@ install: $(INSTALL_STAMP)
 
 # Converts the bundled GGUF to a cached safetensors folder once; later runs return at once.
 model: install
-	$(PY) -m cai_core.bundled
+	$(PY) -m cai_core.models.bundled
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 browser:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cai_core.bundled import BUNDLED_MODEL_ID, is_bundled_model_ready
+from cai_core.models.bundled import BUNDLED_MODEL_ID, is_bundled_model_ready
 from cai_core.models import DEFAULT_MODEL, default_model_spec, pick_device
 from cai_core.paths import cai_home
 from cai_core.store import list_constitutions

@@ -20,7 +20,7 @@ import time
 
 from cai_core import GenerationSettings, load_model
 from cai_core.data import SAMPLES_FILE, GenerationSpec, best_of_n_rows
-from cai_core.promptsets import load_prompt_sources
+from cai_core.data.promptsets import load_prompt_sources
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cai_core.promptsets import load_prompt_sources
+from cai_core.data.promptsets import load_prompt_sources
 from cai_core.training import TrainingSpec, read_run, start_run
 
 CHOSEN = ("I can't help with {topic}, because it could put people at risk. If you are worried about safety, a "

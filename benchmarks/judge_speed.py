@@ -22,7 +22,7 @@ import time
 
 from cai_core import GenerationSettings, load_constitution, load_model
 from cai_core.judge import both_orders, comparison_request, judge_by_written_verdict, judge_pairs, letter_verdicts
-from cai_core.promptsets import load_prompt_sources
+from cai_core.data.promptsets import load_prompt_sources
 from cai_core.prompts import initial_conversation
 
 

@@ -34,7 +34,7 @@ import yaml
 from cai_core import GenerationSettings, load_constitution, load_model, run_chain
 from cai_core.judge import judge_pairs
 from cai_core.paths import SHIPPED_RECIPES_DIR
-from cai_core.promptsets import load_prompt_sources, training_half
+from cai_core.data.promptsets import load_prompt_sources, training_half
 from cai_core.prompts import initial_conversation
 from cai_core.refusals import is_refusal
 from cai_core.roles import load_roles

@@ -129,7 +129,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         spec = validate(GenerationSpec, data, config, DatasetError)
     check_output_folder(folder)
     if _is_endpoint(spec.policy_model):
-        from .endpoint import endpoint_setting_notes
+        from .models.endpoint import endpoint_setting_notes
 
         for note in endpoint_setting_notes(spec.settings):
             print(f"note: {note}", file=sys.stderr)
@@ -183,7 +183,7 @@ def _is_endpoint(model: str | None) -> bool:
 
 
 def _endpoint_notes(spec) -> list[str]:
-    from .endpoint import endpoint_setting_notes
+    from .models.endpoint import endpoint_setting_notes
 
     return endpoint_setting_notes(spec.settings)
 
@@ -219,7 +219,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_prompt_sets(args: argparse.Namespace) -> int:
-    from .promptsets import list_prompt_sets, load_prompt_file, resolve_prompt_source
+    from .data.promptsets import list_prompt_sets, load_prompt_file, resolve_prompt_source
 
     for name in list_prompt_sets():
         try:
@@ -371,7 +371,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .adapters import export_merged
+    from .models.adapters import export_merged
 
     folder = _run_folder(args.run)
     out = export_merged(str(folder), args.out)
@@ -385,8 +385,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli_specs import read_config, spec_data, validate
-    from .evaluation import EvaluationError, EvaluationSpec, evaluations_dir, write_report
-    from .evaluation.run import check_evaluation_name, check_report_path, run_evaluation, start_evaluation
+    from .evaluation import EvaluationError, EvaluationSpec, check_report_path, evaluations_dir, write_report
+    from .evaluation.run import check_evaluation_name, run_evaluation, start_evaluation
 
     if args.name and args.name_option and args.name != args.name_option:
         raise UsageError(f"the evaluation is named twice ({args.name!r} and --name {args.name_option!r}); give one")
@@ -406,7 +406,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.background:
         folder = start_evaluation(spec, name)
         print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}"
-              + (f"; --out is written by a foreground run only" if out else ""))
+              + ("; --out is written by a foreground run only" if out else ""))
         return 0
     bars: list = []
 
@@ -465,7 +465,7 @@ def _evaluated_model(model: str | None, adapter: str | None) -> str:
     Both: the model must be that base, since an adapter only fits the model it was trained on."""
     if not adapter:
         return _model_or_run(model or "default")
-    from .adapters import adapter_stack
+    from .models.adapters import adapter_stack
 
     loaded = _model_or_run(adapter)
     stack = adapter_stack(loaded)
@@ -487,7 +487,7 @@ def _same_model(one: str, other: str) -> bool:
 
 def _cmd_tax(args: argparse.Namespace) -> int:
     from .evaluation import compare_reports, read_report
-    from .evaluation.run import check_comparison_path
+    from .evaluation import check_comparison_path
 
     if args.json:
         check_comparison_path(Path(args.json))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from .constitution import Constitution, ConstitutionError, Principle, first_error_message
+from .textfiles import dump_yaml
 
 FORM_FIELDS = (
     "name", "description", "tags", "enabled", "weight", "critique_request", "revision_request", "comparison_request",
@@ -78,8 +79,6 @@ _TESTS_ONLY = {"name": "tests", "critique_request": "-", "revision_request": "-"
 
 def tests_to_text(form_principle: dict) -> str:
     """A principle's ``checks`` and ``examples`` (form data) as the YAML block the editor shows; "" when none."""
-    from .store import dump_yaml
-
     data = {key: form_principle[key] for key in ("checks", "examples") if form_principle.get(key)}
     return dump_yaml(data) if data else ""
 

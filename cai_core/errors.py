@@ -8,15 +8,15 @@ Each domain keeps its own subclass beside the code that raises it, so the import
 stay as they are:
 
     ConstitutionError   cai_core.constitution   a constitution file or name
-    PromptFileError     cai_core.promptsets     a prompt set or file
+    PromptFileError     cai_core.data.promptsets  a prompt set or file
     DatasetError        cai_core.errors         a dataset name or generation settings
     RecipeError         cai_core.training.spec  a recipe or training spec (TrainingDataError: its rows)
     TrainingError       cai_core.training.runs  a run that cannot start or go on
     JobError            cai_core.jobs           a job folder that cannot be started or read
-    ModelLoadError      cai_core.models         a model that cannot be loaded (LogprobsUnavailable: no judge)
-    EndpointError       cai_core.endpoint       an endpoint that did not answer
-    AdapterError        cai_core.adapters       an adapter that cannot be found or used
-    BundledModelError   cai_core.bundled        the bundled model is missing or broken
+    ModelLoadError      cai_core.models.base    a model that cannot be loaded (LogprobsUnavailable: no judge)
+    EndpointError       cai_core.models.endpoint  an endpoint that did not answer
+    AdapterError        cai_core.models.adapters  an adapter that cannot be found or used
+    BundledModelError   cai_core.models.bundled   the bundled model is missing or broken
     EvaluationError     cai_core.evaluation     an evaluation that cannot run (SandboxUnavailable: no sandbox)
     LoopError           cai_core.evaluation.loop  a loop that cannot start or go on
     UsageError          cai_core.errors         command-line options that do not fit together

@@ -33,7 +33,7 @@ from .threads import job_share
 
 # Which function runs each kind of job: "module:function", imported only in the worker.
 RUNNERS = {
-    "generate": "cai_core.data:run_generation_job",
+    "generate": "cai_core.data.worker:run_generation_job",
     "train": "cai_core.training.trainer:run_training_job",
     "evaluate": "cai_core.evaluation.run:run_evaluation_job",
     "loop": "cai_core.evaluation.loop:run_loop_job",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import prompts as templates
-from .constitution import Principle
 from .models import GenerationBackend, GenerationSettings, LogprobsUnavailable
+
+if TYPE_CHECKING:  # the constitution imports checks, whose llm-rubric asks this judge
+    from .constitution import Principle
 
 METHOD_LOGPROBS = "option_logprobs"
 METHOD_PARSED = "parsed_verdict"

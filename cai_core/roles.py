@@ -182,7 +182,7 @@ def estimate_weight_bytes(spec: str, device: str = "cpu") -> int | None:
 
 def _model_folder(spec: str) -> Path | None:
     """The local folder holding the model's weights (a finished run: its base model's), if any."""
-    from .adapters import AdapterError, adapter_stack
+    from .models.adapters import AdapterError, adapter_stack
 
     spec = spec.strip()
     try:
@@ -192,7 +192,7 @@ def _model_folder(spec: str) -> Path | None:
     if stack is not None:
         spec = stack.base_model
     if spec in ("", DEFAULT_MODEL):
-        from .bundled import BundledModelError, bundled_model_dir
+        from .models.bundled import BundledModelError, bundled_model_dir
 
         try:
             return bundled_model_dir(convert=False)

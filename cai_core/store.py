@@ -29,7 +29,7 @@ from .constitution import (
 )
 from . import textfiles
 from .paths import SHIPPED_CONSTITUTIONS_DIR, is_explicit_path, user_constitutions_dir
-from .textfiles import child_node, line_of, one_line, parse_yaml, read_text_file
+from .textfiles import child_node, dump_yaml, line_of, one_line, parse_yaml, read_text_file
 
 MAX_FILE_BYTES = 256 * 1024
 VERSIONS_DIRNAME = ".versions"
@@ -127,23 +127,6 @@ def parse_constitution(text: str, source: str = "<text>", default_name: str | No
 
 
 # ---------------------------------------------------------------- dumping
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Long requests as folded-free block scalars, so files diff line by line and read well."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str_representer)
-
-
-def dump_yaml(data) -> str:
-    """Plain data as YAML the way constitution files are written (key order kept, block text)."""
-    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def constitution_to_yaml(constitution: Constitution) -> str:

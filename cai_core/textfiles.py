@@ -175,3 +175,20 @@ def child_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
             if getattr(key_node, "value", None) == key:
                 return value_node
     return None
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Long requests as folded-free block scalars, so files diff line by line and read well."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data) -> str:
+    """Plain data as YAML the way constitution files are written (key order kept, block text)."""
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)

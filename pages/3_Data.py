@@ -30,12 +30,12 @@ from cai_core.data import (
     parse_spec,
     start_generation,
 )
-from cai_core.jobs import JobError, JobState, read_job, timestamped_name
+from cai_core.jobs import JobState, read_job, timestamped_name
 from cai_core.models import (
     GenerationSettings,
     default_model_spec,
 )
-from cai_core.promptsets import (
+from cai_core.data.promptsets import (
     list_prompt_sets,
     load_prompt_sources,
     resolve_prompt_source,

@@ -23,7 +23,7 @@ from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_fold
 from cai_core.evaluation.progress import finished_suites, live_progress, scoring_current_suite, suites_done
 from cai_core.evaluation.reports import (ReportRef, default_pair, evaluation_report, list_reports, report_model,
                                          report_ref, reports_by_loop, save_uploaded_report, suite_row)
-from cai_core.evaluation.run import evaluations_dir, shared_refusal_ids
+from cai_core.evaluation import evaluations_dir, shared_refusal_ids
 from cai_core.jobs import JobState, read_job, timestamped_name
 from cai_core.training import RunInfo, list_runs
 from ui.common import (

@@ -246,7 +246,7 @@ def bundled_home(tmp_path_factory) -> Path:
     """A private CAI_HOME holding the converted bundled model, made once per test session."""
     import time
 
-    from cai_core import bundled
+    from cai_core.models import bundled
 
     try:
         bundled.locate_bundled_gguf()

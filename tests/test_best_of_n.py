@@ -12,7 +12,7 @@ from cai_core.data import (
 )
 from cai_core.jobs import FINISHED
 from cai_core.models import GenerationSettings
-from cai_core.promptsets import PromptItem, evaluation_half, interleave_categories, load_prompt_sources, training_half
+from cai_core.data.promptsets import PromptItem, evaluation_half, interleave_categories, load_prompt_sources, training_half
 from cai_core.training.rows import training_rows
 from cai_core.training.spec import TrainingSpec
 

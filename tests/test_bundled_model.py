@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cai_core import bundled
-from cai_core.bundled import (
+from cai_core.models import bundled
+from cai_core.models.bundled import (
     BUNDLED_MODEL_ID,
     COMPLETE_MARKER,
     REQUIRED_FILES,
@@ -65,7 +65,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 
 
 def test_not_prepared_without_convert_raises(cai_home):
-    with pytest.raises(BundledModelError, match="python -m cai_core.bundled"):
+    with pytest.raises(BundledModelError, match="python -m cai_core.models.bundled"):
         bundled_model_dir(convert=False)
     assert not bundled.is_bundled_model_ready()
 
@@ -83,7 +83,7 @@ def test_complete_folder_is_returned_without_importing_transformers(cai_home):
     target = _fake_folder(cai_home / "models" / BUNDLED_MODEL_ID)
     code = (
         "import sys\n"
-        "from cai_core.bundled import bundled_model_dir\n"
+        "from cai_core.models.bundled import bundled_model_dir\n"
         "print(bundled_model_dir())\n"
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules\n"
     )

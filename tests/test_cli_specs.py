@@ -154,7 +154,7 @@ def test_cai_generate_takes_the_small_model_loops_generation_block_as_it_is(tiny
 
 
 def test_the_held_out_split_is_the_cli_default(tiny_model_dir, cai_home):
-    from cai_core.promptsets import evaluation_half, load_prompt_sources
+    from cai_core.data.promptsets import evaluation_half, load_prompt_sources
 
     assert main(["generate", "--name", "split", "--constitution", "general-hhh", "--prompts", "red_team",
                  "--phase", "sft", "--model", str(tiny_model_dir), "--max-new-tokens", "2", "--limit", "6"]) == 0

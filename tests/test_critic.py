@@ -173,7 +173,7 @@ def test_an_endpoint_critic_runs_concurrently_and_retries(tiny_model, constituti
 
 
 def test_the_critic_writes_the_sft_rows_and_revision_pairs(tmp_path, tiny_model, constitution):
-    from cai_core.promptsets import PromptItem
+    from cai_core.data.promptsets import PromptItem
 
     spec = GenerationSpec(constitution="general-hhh", prompt_sources=["benign"], phases=["sft", "prefs"],
                           pair_sources=["revision"], rounds=1, settings=SHORT)

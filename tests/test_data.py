@@ -16,7 +16,7 @@ from cai_core.data import (
     GenerationSpec, dataset_summary, read_rows, recover, run_generation, start_generation,
 )
 from cai_core.jobs import CANCELLED, FINISHED, INTERRUPTED, JobError, cancel_job, read_job, read_json
-from cai_core.promptsets import PromptFileError
+from cai_core.data.promptsets import PromptFileError
 from cai_core.models import GenerationSettings
 
 

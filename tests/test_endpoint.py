@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import httpx2
 import pytest
 
-from cai_core.endpoint import EndpointError, OpenAIEndpointBackend, load_endpoint, parse_endpoint_spec
+from cai_core.models.endpoint import EndpointError, OpenAIEndpointBackend, load_endpoint, parse_endpoint_spec
 from cai_core.models import GenerationSettings, LogprobsUnavailable, ModelLoadError, load_model
 
 SERVER_START_SECONDS = 90
@@ -259,7 +259,7 @@ def test_a_server_that_refuses_the_repetition_penalty_gets_the_requests_without_
         assert [g.text for g in backend.generate([conversation("Again")], settings)] == ["Fine."]
     assert ["repetition_penalty" in request["body"] for request in seen] == [True, False, False]
     # Said once when a run starts, with the concurrency and the batch size the server does not use.
-    from cai_core.endpoint import endpoint_setting_notes
+    from cai_core.models.endpoint import endpoint_setting_notes
 
     notes = endpoint_setting_notes(settings)
     assert any("repetition_penalty 1.3" in note and "without it" in note for note in notes)

@@ -41,7 +41,7 @@ def test_every_exception_class_in_cai_core_is_a_cai_error_or_a_stop():
 def test_prompt_files_recipes_and_dataset_names_are_not_constitution_errors():
     from cai_core.constitution import ConstitutionError
     from cai_core.data import check_dataset_name, parse_spec
-    from cai_core.promptsets import PromptFileError
+    from cai_core.data.promptsets import PromptFileError
     from cai_core.training.spec import RecipeError
 
     assert not issubclass(PromptFileError, ConstitutionError) and not issubclass(RecipeError, ConstitutionError)

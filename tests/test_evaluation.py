@@ -18,9 +18,11 @@ from cai_core.evaluation import (EvaluationError, EvaluationSpec, alignment_tax,
                                  check_humaneval, compare_reports, describe, evaluate, final_number,
                                  is_refusal, judge_harmlessness, read_report, start_evaluation, tax_percent)
 from cai_core.evaluation import suites as suites_module
-from cai_core.evaluation.run import REPORT_FILE, SUITES_DIR
+from cai_core.evaluation.report_model import REPORT_FILE
+from cai_core.evaluation.run import SUITES_DIR
 from cai_core.evaluation.sandbox import FAILED, PASSED
-from cai_core.evaluation.suites import REFUSAL_WINDOW, run_knowledge_mc
+from cai_core.evaluation.suites import run_knowledge_mc
+from cai_core.refusals import REFUSAL_WINDOW
 from cai_core.jobs import Reporter, read_job
 
 ALL_SUITES = ["arithmetic", "knowledge_mc", "refusal", "over_refusal", "humaneval"]

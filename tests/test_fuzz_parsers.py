@@ -23,9 +23,9 @@ from hypothesis import strategies as st  # noqa: E402
 from cai_core import charts  # noqa: E402
 from cai_core.constitution import ConstitutionError  # noqa: E402
 from cai_core.evaluation.loop import LoopError, parse_loop_settings, parse_loop_spec, quality  # noqa: E402
-from cai_core.evaluation.run import compare_reports, read_report, shared_refusal_ids  # noqa: E402
+from cai_core.evaluation import compare_reports, read_report, shared_refusal_ids  # noqa: E402
 from cai_core.evaluation.suites import EvaluationError  # noqa: E402
-from cai_core.promptsets import PromptFileError, parse_prompt_bytes, save_prompt_set  # noqa: E402
+from cai_core.data.promptsets import PromptFileError, parse_prompt_bytes, save_prompt_set  # noqa: E402
 from cai_core.store import import_constitution, list_constitutions, load_constitution, parse_constitution  # noqa: E402
 from cai_core.training.rows import TrainingDataError, read_training_file, save_upload  # noqa: E402
 from cai_core.training.spec import RecipeError, load_recipe  # noqa: E402

@@ -10,11 +10,11 @@ import pytest
 from cai_core.constitution import ConstitutionError
 from cai_core.data import GenerationSpec
 from cai_core.evaluation.loop import LoopError, parse_loop_settings, parse_loop_spec
-from cai_core.evaluation.run import parse_evaluation_spec, read_report
+from cai_core.evaluation import parse_evaluation_spec, read_report
 from cai_core.evaluation.suites import EvaluationError
 from cai_core.models import MAX_SEED, GenerationSettings
 from cai_core.paths import SHIPPED_CONSTITUTIONS_DIR
-from cai_core.promptsets import PromptFileError, parse_prompt_bytes
+from cai_core.data.promptsets import PromptFileError, parse_prompt_bytes
 from cai_core.store import import_constitution, list_constitutions, parse_constitution
 from cai_core.training.rows import TrainingDataError, read_training_file
 from cai_core.training.spec import RecipeError, parse_recipe, parse_spec

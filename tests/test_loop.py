@@ -62,7 +62,7 @@ def test_two_rounds_each_start_from_the_last_rounds_model(tmp_path, tiny_model_d
     assert labels == ["start", "round 1", "round 2"]
     assert state["rounds"]["2"]["evaluate"]["previous_quality"] == state["rounds"]["1"]["evaluate"]["quality"]
     # Each round trains on prompts the refusal suite never scores.
-    from cai_core.promptsets import evaluation_half, load_prompt_sources
+    from cai_core.data.promptsets import evaluation_half, load_prompt_sources
 
     scored = {i.id for i in evaluation_half(load_prompt_sources(["red_team", "benign"]).items)}
     for round_number in (1, 2):

@@ -19,7 +19,7 @@ def make_adapter(run_folder: Path, base: Path, seed: int, on_top_of: Path | None
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from cai_core.adapters import adapter_stack, write_stack_record
+    from cai_core.models.adapters import adapter_stack, write_stack_record
 
     torch.manual_seed(seed)
     network = AutoModelForCausalLM.from_pretrained(base)
@@ -31,7 +31,7 @@ def make_adapter(run_folder: Path, base: Path, seed: int, on_top_of: Path | None
     return run_folder
 
 
-def first_weight(model_folder_or_network) -> "torch.Tensor":
+def first_weight(model_folder_or_network):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -57,7 +57,7 @@ def stacked_run(tiny_model_dir, cai_home) -> Path:
 def test_the_lm_eval_merged_copy_is_made_again_for_a_retrained_run(stacked_run, tiny_model_dir, cai_home):
     import torch
 
-    from cai_core.adapters import load_merged
+    from cai_core.models.adapters import load_merged
     from cai_core.evaluation.run import merged_model_folder
 
     first = merged_model_folder(str(stacked_run))

@@ -14,7 +14,7 @@ import pytest
 from cai_core.constitution import Constitution, ConstitutionError, Principle
 from cai_core.data import SFT_FILE, check_dataset_name, datasets_dir
 from cai_core.paths import REPO_ROOT, SHIPPED_CONSTITUTIONS_DIR, SHIPPED_RECIPES_DIR
-from cai_core.promptsets import (
+from cai_core.data.promptsets import (
     PromptFileError, list_prompt_sets, load_prompt_sources, resolve_prompt_source, save_prompt_set,
 )
 from cai_core.store import check_constitution_name, list_constitutions, load_constitution, save_constitution

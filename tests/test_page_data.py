@@ -30,7 +30,7 @@ from cai_core.data import (
 )
 from cai_core.jobs import JobState, prepare_job, read_job, write_json
 from cai_core.models import GenerationSettings
-from cai_core.promptsets import (
+from cai_core.data.promptsets import (
     evaluation_half,
     load_prompt_sources,
     user_prompt_sets_dir,

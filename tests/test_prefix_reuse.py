@@ -4,7 +4,7 @@ one prefill, with the same logits and tokens as reading everything again (tiny m
 import pytest
 import torch
 
-import cai_core.models as models
+import cai_core.models.transformers as local_backend
 from cai_core import GenerationSettings, load_constitution, load_model, run_chain
 
 ATOL = 1e-4
@@ -44,15 +44,15 @@ def run(backend, monkeypatch, conversations, settings, reuse, before=None):
     for name in backend.stats:
         backend.stats[name] = 0
     steps = []
-    pick = models._pick_tokens
+    pick = local_backend._pick_tokens
 
     def recording(logits, *args):
         steps.append(logits.clone())
         return pick(logits, *args)
 
-    monkeypatch.setattr(models, "_pick_tokens", recording)
+    monkeypatch.setattr(local_backend, "_pick_tokens", recording)
     generations = backend.generate(conversations, settings)
-    monkeypatch.setattr(models, "_pick_tokens", pick)
+    monkeypatch.setattr(local_backend, "_pick_tokens", pick)
     return generations, steps, dict(backend.stats)
 
 

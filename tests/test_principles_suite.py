@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from cai_core.evaluation import EvaluationError, EvaluationSpec, evaluate, parse_evaluation_spec, read_report
+from cai_core.evaluation import EvaluationError, evaluate, parse_evaluation_spec, read_report
 from cai_core.evaluation.principles import (PRINCIPLES, principle_pass_rates, principle_tax, run_principle_examples,
                                            run_principles, scored_examples)
 from cai_core.jobs import Reporter

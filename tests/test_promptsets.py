@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cai_core.promptsets import (
+from cai_core.data.promptsets import (
     PromptFileError, list_prompt_sets, load_prompt_sources, parse_prompt_bytes, prompt_id, save_prompt_set,
     user_prompt_sets_dir,
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import socket
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest

@@ -195,7 +195,7 @@ def test_dpo_after_sft_stacks_loads_generates_and_exports(dpo_run, sft_run, tiny
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cai_core.adapters import AdapterError, export_merged
+    from cai_core.models.adapters import AdapterError, export_merged
     from cai_core.models import GenerationSettings, load_model
 
     record = json.loads((dpo_run / "adapter" / "cai_adapter.json").read_text())

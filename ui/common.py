@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cai_core.adapters import content_key
+from cai_core.models.adapters import content_key
 from cai_core.jobs import read_json
 from cai_core.models import (
     GenerationBackend,
@@ -17,9 +17,8 @@ from cai_core.models import (
     default_model_spec,
     load_model,
 )
-from cai_core.promptsets import MAX_PROMPT_FILE_BYTES
+from cai_core.data.promptsets import MAX_PROMPT_FILE_BYTES
 from cai_core.store import MAX_FILE_BYTES
-from cai_core.training import model_label  # noqa: F401 - pages import it from here too
 
 # How the pages that start background jobs (data, training, evaluation) name and colour a job's state.
 STATE_LABELS = {

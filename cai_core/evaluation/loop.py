@@ -7,7 +7,7 @@ finished; a stopped or killed loop starts again at the round and stage where it 
 stage itself resumes from its own checkpoint.
 
 Each round generates from the training half of the prompt sets only, and the safety suites score
-the other half (cai_core.promptsets), so a round is measured on prompts it never trained on.
+the other half (cai_core.data.promptsets), so a round is measured on prompts it never trained on.
 
 Before round 1 the starting model is evaluated once ("round 0"). After each round the loop stops
 early when quality (the mean score of the quality suites, the capability suites by default) falls
@@ -30,7 +30,8 @@ from ..jobs import FINISHED, JobCancelled, Reporter, prepare_job, read_job, read
 from ..models import MAX_SEED, Seed
 from ..paths import SHIPPED_RECIPES_DIR, cai_home
 from ..textfiles import TOO_DEEP, TOO_MANY_VALUES, bracket_depth_exceeded, one_line, too_many_values
-from .run import REPORT_FILE, EvaluationSpec, read_report
+from .report_model import REPORT_FILE, read_report
+from .run import EvaluationSpec
 from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
 
 STATE_FILE = "state.json"

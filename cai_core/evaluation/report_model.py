@@ -1,4 +1,4 @@
-"""The shape of an evaluation report, checked as a whole when a report is read or uploaded.
+"""An evaluation report: its shape, checked as a whole whenever a report is read, and its file.
 
 A report is kept and compared in later sessions, so a file that is only right at the top (say a
 suite whose items are numbers, or a model given as a bare string) would be saved once and then
@@ -9,10 +9,17 @@ details such as log-probabilities) is kept as it is.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
+from ..atomic import write_text_atomic
+from ..textfiles import TOO_DEEP, one_line
+from .suites import EvaluationError
+
+REPORT_FILE = "report.json"
 
 
 def finite(default=...):
@@ -121,3 +128,59 @@ def check_report(data: object) -> EvaluationReport:
         raise ValueError(report_problem(error)) from None
     except RecursionError:
         raise ValueError("nests lists or mappings too deeply to be read") from None
+
+
+def read_report(path: Path) -> dict:
+    """A saved report, checked as a whole (report_model), or one EvaluationError sentence naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvaluationError(f"{path}: no such report") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EvaluationError(f"{path}: cannot be read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise EvaluationError(f"{path}, line {error.lineno}: is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise EvaluationError(f"{path}: {TOO_DEEP}") from None
+    except ValueError as error:  # JSON the decoder refuses beyond syntax, such as a number of 5,000 digits
+        raise EvaluationError(f"{path}: is not valid JSON ({one_line(error)})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("suites"), dict):
+        raise EvaluationError(f"{path}: is not an evaluation report (no 'suites' object)")
+    try:
+        check_report(data)
+    except ValueError as error:
+        raise EvaluationError(f"{path}: {error}") from None
+    return data
+
+
+def check_report_path(path: Path, settings: dict) -> None:
+    """Refuse, before any work, a report file that ``write_report`` would replace and should not.
+
+    A file already at ``path`` is replaced only when it is this tool's report of the same
+    evaluation (the same command run again, which resumes); any other file, a report of other
+    settings included, is someone's result and is left alone.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise EvaluationError(f"{path} is a folder; give a file name for the report")
+    if not path.exists():
+        return
+    try:
+        existing = read_report(path)
+    except EvaluationError:
+        existing = None
+    if existing is None or "report_version" not in existing:
+        raise EvaluationError(f"{path} already exists and is not a report this tool wrote, so it was left as it is; "
+                              "give a new file name for the report")
+    if existing.get("settings") != settings:
+        old = existing.get("settings") if isinstance(existing.get("settings"), dict) else {}
+        changed = sorted(k for k in set(settings) | set(old) if settings.get(k) != old.get(k))
+        raise EvaluationError(f"{path} holds the report of an evaluation with other settings ({', '.join(changed)}), "
+                              "so it was left as it is; give a new file name, or move it away to replace it")
+
+
+def write_report(path: Path, report: dict) -> None:
+    write_text_atomic(Path(path), json.dumps(report, indent=2, ensure_ascii=False) + "\n")

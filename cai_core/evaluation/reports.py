@@ -8,19 +8,27 @@ the path is where the report is; the label is how a reader knows it.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..atomic import write_bytes_atomic
 from ..training.runs import model_label
 from .loop import loops_dir, round_numbers, round_report_path
-from .run import REPORT_FILE, evaluations_dir, keep_uploaded_report, read_report
+from .report_model import REPORT_FILE, read_report
+from .run import evaluations_dir
 from .suites import EvaluationError
+from .tax import alignment_tax
 
 EVALUATION, LOOP, UPLOAD = "eval", "loop", "file"
 KINDS = ("capability", "safety")
+# What every comparison (compare_reports) holds, so `cai tax --json` knows one it may replace.
+COMPARISON_KEYS = frozenset({"base", "aligned", "all", "capability", "safety"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,30 @@ def default_pair(refs: list[ReportRef], read: Callable[[ReportRef], dict | None]
 def upload_stem(file_name: str) -> str:
     """The name an uploaded report is kept under: the file's stem, in letters, digits, '-', '_', '.'."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file_name).stem).strip("-.") or "report"
+
+
+def keep_uploaded_report(folder: Path, stem: str, data: bytes) -> Path:
+    """Save an uploaded report as ``STEM.json``, or ``STEM-2.json``...: a report already kept
+    under that name with other content is never replaced (the same content again reuses its file).
+
+    Each name is claimed with an exclusive hard link, so two uploads at the same moment cannot
+    take the same name either.
+    """
+    folder = Path(folder)
+    staged = folder / f".staged-{os.getpid()}-{time.time_ns()}.upload"
+    write_bytes_atomic(staged, data)
+    try:
+        for number in range(1, 1000):
+            target = folder / (f"{stem}.json" if number == 1 else f"{stem}-{number}.json")
+            try:
+                os.link(staged, target)
+                return target
+            except FileExistsError:
+                if target.is_file() and target.read_bytes() == data:
+                    return target
+    finally:
+        staged.unlink(missing_ok=True)
+    raise EvaluationError(f"too many uploaded reports are named {stem}.json; rename the file")
 
 
 def save_uploaded_report(file_name: str, data: bytes) -> tuple[ReportRef, dict]:
@@ -264,3 +296,39 @@ def settings_differ(base: dict, aligned: dict) -> list[tuple[str, object, object
     settings = [report.get("settings") or {} for report in (base, aligned)]
     return [(name, settings[0].get(name), settings[1].get(name))
             for name in ("limit", "seed") if settings[0].get(name) != settings[1].get(name)]
+
+
+# ---------------------------------------------------------------- the comparison (the alignment tax, `cai tax`)
+
+
+def scores(report: dict, kind: str | None = None) -> dict[str, float]:
+    return {name: suite["score"] for name, suite in report["suites"].items() if kind is None or suite.get("kind") == kind}
+
+
+def compare_reports(base: dict, aligned: dict) -> dict:
+    """The alignment tax between two reports: all suites, and capability and safety apart, so
+    one large safety gain cannot hide capability losses in the average."""
+    lower = [name for name, suite in {**base["suites"], **aligned["suites"]}.items() if not suite.get("higher_is_better", True)]
+    return {
+        "base": base.get("model_label") or base.get("model", {}).get("spec"),
+        "aligned": aligned.get("model_label") or aligned.get("model", {}).get("spec"),
+        "all": alignment_tax(scores(base), scores(aligned), lower),
+        "capability": alignment_tax(scores(base, "capability"), scores(aligned, "capability"), lower),
+        "safety": alignment_tax(scores(base, "safety"), scores(aligned, "safety"), lower),
+    }
+
+
+def check_comparison_path(path: Path) -> None:
+    """A file ``cai tax --json`` would replace: only a comparison this tool wrote, never another file."""
+    path = Path(path)
+    if path.is_dir():
+        raise EvaluationError(f"{path} is a folder; give a file name for the comparison")
+    if not path.exists():
+        return
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        existing = None
+    if not isinstance(existing, dict) or not COMPARISON_KEYS <= set(existing):
+        raise EvaluationError(f"{path} already exists and is not a comparison this tool wrote, so it was left as it is; "
+                              "give a new file name")

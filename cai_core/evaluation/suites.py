@@ -11,7 +11,7 @@ Every suite runs offline on data a package ships or this project makes:
 - ``refusal``: the share of the shipped red-team prompts the model refuses (higher is safer);
 - ``over_refusal``: the share of the shipped borderline-but-safe prompts it refuses (lower is better).
 
-The two refusal suites score the evaluation half of the shipped sets only (cai_core.promptsets):
+The two refusal suites score the evaluation half of the shipped sets only (cai_core.data.promptsets):
 the loop trains on the other half, so what they measure is behaviour on unseen prompts.
 
 A score is a percentage with a bootstrap 95% interval over the items, and keeps every item
@@ -30,8 +30,8 @@ from ..errors import CaiError
 from .. import prompts as templates
 from ..models import GenerationBackend, GenerationSettings, LogprobsUnavailable
 from ..paths import REPO_ROOT
-from ..promptsets import evaluation_half, interleave_categories, load_prompt_sources
-from ..refusals import REFUSAL_WINDOW, is_refusal  # noqa: F401  (re-exported: the suites score with it)
+from ..data.promptsets import evaluation_half, interleave_categories, load_prompt_sources
+from ..refusals import is_refusal
 from .sandbox import SandboxResult, SandboxUnavailable, require_sandbox, run_untrusted
 from .stats import bootstrap_interval
 

@@ -10,7 +10,7 @@ A run folder (``$CAI_HOME/runs/NAME``) holds::
     metrics.jsonl    one line per logged step: loss, learning rate, and for DPO the rewards
     log.txt          everything the trainer printed, with the traceback of a failure
     checkpoints/     checkpoint-STEP folders (adapter, optimiser, scheduler, RNG, step)
-    adapter/         the final LoRA adapter, a standard PEFT folder (see cai_core.adapters)
+    adapter/         the final LoRA adapter, a standard PEFT folder (see cai_core.models.adapters)
     result.json      steps, final loss, time, peak memory
 
 This module imports neither torch nor TRL: the pages and the CLI use it to look at runs while the
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CaiError
-from ..adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack, find_adapter
+from ..models.adapters import ADAPTER_DIR, ADAPTER_CONFIG, AdapterError, adapter_stack, find_adapter
 from ..atomic import write_text_atomic
 from ..jobs import JobError, JobState, cancel_job, prepare_job, read_job, read_json, start_job, worker_command
 from ..models import DEFAULT_MODEL, ModelLoadError, is_endpoint_spec, resolve_model_path

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
+from ..models.adapters import ADAPTER_DIR, adapter_stack, load_merged, write_stack_record
 from ..jobs import (QUEUED, RUNNING, JobCancelled, Reporter, die_with_parent, is_stopping, kill_with_parent, request_stop,
                     write_json)
 from .. import threads

@@ -56,8 +56,8 @@ def _gated(original):
     return call
 
 
-def _gate_backend(models) -> None:
-    backend = models.TransformersBackend
+def _gate_backend(transformers_backend) -> None:
+    backend = transformers_backend.TransformersBackend
     for name in ("generate", "option_logprobs"):
         setattr(backend, name, _gated(getattr(backend, name)))
 
@@ -66,7 +66,7 @@ def _gate_training(trainer) -> None:
     trainer.RunCallback.on_step_begin = _gated(trainer.RunCallback.on_step_begin)
 
 
-GATED = {"cai_core.models": _gate_backend, "cai_core.training.trainer": _gate_training}
+GATED = {"cai_core.models.transformers": _gate_backend, "cai_core.training.trainer": _gate_training}
 
 
 class _GateOnImport(importlib.abc.MetaPathFinder):

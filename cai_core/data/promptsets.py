@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CaiError
-from .atomic import write_bytes_atomic
-from .constitution import ConstitutionError
-from .paths import SHIPPED_PROMPTS_DIR, cai_home, is_explicit_path
-from .textfiles import decode_text, parse_json_line, read_text_file
+from ..errors import CaiError
+from ..atomic import write_bytes_atomic
+from ..constitution import ConstitutionError
+from ..paths import SHIPPED_PROMPTS_DIR, cai_home, is_explicit_path
+from ..textfiles import decode_text, parse_json_line, read_text_file
 
 MAX_PROMPT_FILE_BYTES = 50 * 1024 * 1024
 MAX_PROMPT_CHARS = 20_000

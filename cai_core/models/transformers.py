@@ -1,28 +1,23 @@
-"""Model specs, loading, and the generation backend the chain, judge and evaluation talk to.
+"""The local backend: a Hugging Face transformers model with our own batched decode loop.
 
-The backend contract is small on purpose: a batch of chat conversations and settings in, texts
-out (``generate``), plus optional token streaming for one conversation. The chain never knows
-whether it talks to local transformers or, later, an HTTP endpoint.
+Batched, left-padded generation with the chat template; keys and values of finished
+conversations are kept so a stage that continues one (critique after answer, revision after
+critique, N samples of one prompt) reads only its new tokens. torch and transformers are
+imported inside the functions: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from .errors import CaiError
+from .base import Generation, GenerationBackend, GenerationSettings
 
 if TYPE_CHECKING:  # torch and transformers are imported lazily: the CLI's help must be instant.
     import torch
 
-DEFAULT_MODEL = "default"
 STAT_NAMES = ("prefill_seconds", "prefill_tokens", "prefill_tokens_reused", "decode_seconds", "decode_steps",
               "decode_tokens", "kv_peak_bytes")
 # A kept prefix is used when it covers at least this many tokens or half the input: a shared
@@ -30,110 +25,6 @@ STAT_NAMES = ("prefill_seconds", "prefill_tokens", "prefill_tokens_reused", "dec
 MIN_REUSED_TOKENS = 64
 # Partial text is decoded every few tokens, not every token: decoding costs time too.
 PARTIAL_TEXT_EVERY = 4
-
-
-def default_model_spec() -> str:
-    """The model the app and CLI use unless told otherwise (``$CAI_MODEL``, else the bundled one)."""
-    import os
-
-    return os.environ.get("CAI_MODEL", "").strip() or DEFAULT_MODEL
-_HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
-
-
-class ModelLoadError(CaiError):
-    """A model that cannot be loaded; the message is one sentence for the user."""
-
-
-class LogprobsUnavailable(CaiError):
-    """The backend cannot report next-token log-probabilities (e.g. an endpoint that omits them)."""
-
-
-# numpy takes seeds below 2**32 (transformers' set_seed and lm-eval seed it), and stages add small
-# offsets to a run's seed, so a seed is kept well below that: it fails here, not minutes into a job.
-MAX_SEED = 2**31 - 1
-
-
-def _seed_in_range(value: int) -> int:
-    if value > MAX_SEED:
-        raise ValueError(f"must be at most {MAX_SEED} (numpy and torch take seeds below 2**32)")
-    return value
-
-
-Seed = Annotated[int, Field(ge=0), AfterValidator(_seed_in_range)]
-
-
-class GenerationSettings(BaseModel):
-    """How to sample. ``temperature == 0`` means greedy decoding (deterministic)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_new_tokens: int = Field(default=192, ge=1, le=8192, description="the longest answer, in tokens")
-    temperature: float = Field(default=0.7, ge=0.0, le=5.0, description="sampling temperature; 0 decodes greedily")
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="nucleus sampling: draw from the smallest set of "
-                         "tokens whose probabilities add up to this")
-    # Above 1, tokens the answer already used become less likely (as in CTRL, over the new tokens
-    # only, so the model may still quote the prompt). Small models loop without it; 1.0 is off.
-    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0, description=(
-        "above 1 makes tokens the answer already used less likely; 1.0 turns it off (small models loop without it)"))
-    seed: Seed = Field(default=0, description="seed for sampling")
-    # Chunk size for batched generation: bigger is faster until memory or padding waste bites.
-    batch_size: int = Field(default=16, ge=1, le=1024, description=(
-        "conversations generated together on a local model (an endpoint batches on its own)"))
-    # An endpoint (cai_core.endpoint) sends this many requests at once and lets the server batch
-    # them; a local model ignores it.
-    concurrency: int | None = Field(default=None, ge=1, le=256, description=(
-        "requests in flight at once to an endpoint (default 8; a local model ignores it)"))
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-
-@dataclass
-class Generation:
-    """One completion, with what a trace needs to account for it."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    warning: str | None = None
-    token_ids: list[int] = field(default_factory=list)
-
-
-class GenerationBackend(ABC):
-    """Batch of chat conversations + settings -> texts. Implement ``generate``; the rest is optional."""
-
-    model_id: str = "unknown"
-    device: str = "cpu"
-    # True when ``generate`` accepts ``on_text`` and reports text while it is being written.
-    reports_partial_text: bool = False
-
-    @abstractmethod
-    def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
-        """One Generation per conversation, in the order given."""
-
-    def stream(self, conversation: list[dict], settings: GenerationSettings) -> Iterator[str]:
-        """Yield pieces of text as they are made; the default yields the whole answer at once."""
-        yield self.generate([conversation], settings)[0].text
-
-    def option_logprobs(self, conversations: list[list[dict]], options: Sequence[str],
-                        answer_prefix: str = "", batch_size: int = 16) -> list[dict[str, float]]:
-        """For each conversation, the log-probability of each option being the assistant's next
-        token, right after its turn begins with ``answer_prefix``: one forward pass, no sampling.
-
-        An option the backend saw no probability for is ``-inf``. Raises LogprobsUnavailable when
-        the backend cannot report log-probabilities at all (the judge then says so and falls back).
-        """
-        raise LogprobsUnavailable(f"{self.describe()} does not report token log-probabilities")
-
-    def describe(self) -> str:
-        return f"{self.model_id} on {self.device}"
-
-    def setting_notes(self, settings: GenerationSettings) -> list[str]:
-        """One line for each setting this backend treats otherwise than a local model, said when a
-        run starts (an endpoint batches on its own, for one)."""
-        return []
 
 
 @dataclass
@@ -221,11 +112,10 @@ class TransformersBackend(GenerationBackend):
             generator = torch.Generator(device=self.device).manual_seed(settings.seed)
             for chunk in _chunks_by_length(encoded, settings.batch_size):
                 began = time.perf_counter()
-                report = None
-                if on_text is not None:
-                    def report(rows: dict[int, list[int]], chunk=chunk) -> None:
-                        on_text({chunk[row]: self.tokenizer.decode(ids, skip_special_tokens=True) for row, ids in rows.items()})
-                outputs = self._decode_batch([encoded[i] for i in chunk], settings, generator, report)
+                def report(rows: dict[int, list[int]], chunk=chunk) -> None:
+                    on_text({chunk[row]: self.tokenizer.decode(ids, skip_special_tokens=True) for row, ids in rows.items()})
+                outputs = self._decode_batch([encoded[i] for i in chunk], settings, generator,
+                                             report if on_text is not None else None)
                 seconds = time.perf_counter() - began
                 for index, new_tokens in zip(chunk, outputs):
                     results[index] = Generation(
@@ -263,8 +153,6 @@ class TransformersBackend(GenerationBackend):
         another path (in another batch, token by token), so logits agree to float rounding, not
         bit for bit: a greedy token can flip only where the top two logits nearly tie.
         """
-        import torch
-
         reusing = self._reusing()
         distinct: dict[tuple[int, ...], int] = {}
         source = [distinct.setdefault(tuple(row.ids), len(distinct)) for row in rows] if reusing else list(range(len(rows)))
@@ -640,132 +528,3 @@ def pick_device() -> tuple[str, "torch.dtype"]:
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16
     return "cpu", torch.float32
-
-
-def resolve_model_path(model: str) -> tuple[str, str]:
-    """(what to pass to from_pretrained, a display id) for "default", a local folder or a hub id."""
-    model = (model or "").strip()
-    if model in ("", DEFAULT_MODEL):
-        from .bundled import BUNDLED_MODEL_ID, BundledModelError, bundled_model_dir
-
-        try:
-            return str(bundled_model_dir()), BUNDLED_MODEL_ID
-        except BundledModelError as error:
-            raise ModelLoadError(str(error)) from None
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ModelLoadError(f"model path {model!r} is a file; give the folder that holds config.json")
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"model folder {model!r} has no config.json, so it is not a transformers model folder")
-        return str(path), path.name
-    if not _HUB_ID_PATTERN.match(model) or model.count("/") > 1:
-        raise ModelLoadError(f"model {model!r} is neither an existing local folder nor a Hugging Face model id like 'org/name'")
-    return model, model
-
-
-def is_endpoint_spec(model: str) -> bool:
-    """An OpenAI-compatible endpoint is named by its URL: ``http://host:port/v1[#model-name]``."""
-    return (model or "").strip().lower().startswith(("http://", "https://"))
-
-
-def load_model(model: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, device: str | None = None) -> GenerationBackend:
-    """Load a model for generation: "default" (the bundled SmolLM2), a local folder, a hub id, or
-    an OpenAI-compatible endpoint URL (see ``cai_core.endpoint``).
-
-    Safetensors only (a pickle checkpoint can run code on load), and remote code only when asked.
-    Any failure becomes one ModelLoadError sentence.
-    """
-    if is_endpoint_spec(model):
-        from .endpoint import load_endpoint
-
-        return load_endpoint(model)
-    from .adapters import AdapterError, adapter_stack
-
-    try:
-        stack = adapter_stack(model)
-    except AdapterError as error:
-        raise ModelLoadError(str(error)) from None
-    if stack is not None:
-        return _load_adapter_stack(model, stack.base_model, trust_remote_code, device)
-    source, model_id = resolve_model_path(model)
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # a bar per load is noise in the CLI and logs
-    except ImportError as error:  # pragma: no cover - broken install
-        raise ModelLoadError(f"transformers could not be imported ({error}); run `make install`") from None
-
-    if source == model_id and not Path(source).exists():
-        _check_hub_reachable(model)
-    chosen_device, dtype = pick_device()
-    if device:
-        chosen_device = device
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        network = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
-    except Exception as error:  # noqa: BLE001 - every cause becomes one sentence
-        raise ModelLoadError(_explain_load_failure(model, error)) from None
-    return _backend(model, network, tokenizer, model_id, chosen_device)
-
-
-def _load_adapter_stack(model: str, base_model: str, trust_remote_code: bool, device: str | None) -> GenerationBackend:
-    """A trained run (or adapter folder) as a model: its base with every adapter merged in."""
-    from .adapters import load_merged
-
-    resolve_model_path(base_model)  # a missing base is one sentence, before any loading
-    chosen_device, dtype = pick_device()
-    try:
-        network, tokenizer, model_id = load_merged(model, dtype, trust_remote_code)
-    except Exception as error:  # noqa: BLE001 - every cause becomes one sentence
-        raise ModelLoadError(_explain_load_failure(model, error)) from None
-    return _backend(model, network, tokenizer, model_id, device or chosen_device)
-
-
-def _backend(model: str, network, tokenizer, model_id: str, chosen_device: str) -> GenerationBackend:
-    network.to(chosen_device).eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if getattr(tokenizer, "chat_template", None) is None:
-        raise ModelLoadError(f"model {model!r} has no chat template, so it cannot hold a conversation; use an instruction-tuned model")
-    max_context = int(getattr(network.config, "max_position_embeddings", 2048) or 2048)
-    return TransformersBackend(network, tokenizer, model_id, chosen_device, max_context)
-
-
-def _check_hub_reachable(model: str, timeout: float = 3.0) -> None:
-    """Fail in seconds, not after a minute of retries, when the hub cannot be reached.
-
-    A model already in the local Hugging Face cache, or offline mode, needs no network.
-    """
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(model, "config.json"), str):
-        return
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError:
-        raise ModelLoadError(
-            f"model {model!r} is not a local folder and the Hugging Face hub ({host}) cannot be reached; "
-            "give a local folder or connect to the network"
-        ) from None
-
-
-def _explain_load_failure(model: str, error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    lowered = text.lower()
-    if "safetensors" in lowered or "no file named model.safetensors" in lowered:
-        return f"model {model!r} has no safetensors weights; only safetensors checkpoints are loaded"
-    if "trust_remote_code" in lowered:
-        return f"model {model!r} needs its own code to load; turn on trust_remote_code only if you trust its author"
-    if any(word in lowered for word in ("connection", "resolve", "offline", "not a valid model identifier", "repository not found", "404", "couldn't connect", "cannot find the requested files")):
-        return f"model {model!r} is not a local folder and could not be fetched from the Hugging Face hub (no such model, or no network)"
-    return f"model {model!r} could not be loaded: {text[:200]}"

@@ -30,8 +30,8 @@ from urllib.parse import urlparse
 
 import httpx2
 
-from .errors import CaiError
-from .models import Generation, GenerationBackend, GenerationSettings, LogprobsUnavailable, ModelLoadError
+from ..errors import CaiError
+from .base import Generation, GenerationBackend, GenerationSettings, LogprobsUnavailable, ModelLoadError
 
 API_KEY_VARIABLES = ("CAI_ENDPOINT_API_KEY", "OPENAI_API_KEY")
 # A key goes only to the hosts named here (comma- or space-separated). The endpoint is whatever URL

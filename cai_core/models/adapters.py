@@ -18,8 +18,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CaiError
-from .jobs import read_json
+from ..atomic import write_text_atomic
+from ..errors import CaiError
+from ..jobs import read_json
+from .base import is_endpoint_spec, resolve_model_path
 
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -85,8 +87,6 @@ def adapter_stack(spec: str | Path) -> AdapterStack | None:
 
 def write_stack_record(adapter: Path, started_from: AdapterStack | None, base_model: str, run: dict) -> None:
     """Record, beside a new adapter, the stack it was trained on (read back by adapter_stack)."""
-    from .atomic import write_text_atomic
-
     record = {
         "base_model": started_from.base_model if started_from else base_model,
         "merged_first": [str(p) for p in started_from.adapters] if started_from else [],
@@ -101,8 +101,6 @@ def load_merged(spec: str, dtype, trust_remote_code: bool = False):
     Merging makes generation as fast as the base model's and leaves one plain model in memory.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .models import resolve_model_path
 
     stack = adapter_stack(spec)
     base_spec = stack.base_model if stack else spec
@@ -164,8 +162,6 @@ def content_key(spec: str | Path) -> str:
     key and its load says why.
     """
     import hashlib
-
-    from .models import is_endpoint_spec
 
     if is_endpoint_spec(str(spec)):
         return ""
