@@ -25,12 +25,11 @@ from cai_core.evaluation.reports import (ReportRef, default_pair, evaluation_rep
                                          report_ref, reports_by_loop, save_uploaded_report, suite_row)
 from cai_core.evaluation import evaluations_dir, shared_refusal_ids
 from cai_core.jobs import JobState, read_job, timestamped_name
-from cai_core.training import RunInfo, list_runs
+from cai_core.training import RunInfo, list_runs, model_label
 from ui.common import (
     apply_pending,
     link_page,
     md,
-    model_label,
     os_error_sentence,
     page_key,
     plural,
