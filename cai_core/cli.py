@@ -233,24 +233,25 @@ def _cmd_prompt_sets(args: argparse.Namespace) -> int:
 
 
 def _run_folder(value: str) -> Path:
-    """A run named on the command line: a folder path, or a name under $CAI_HOME/runs."""
+    """A run named on the command line: a name under $CAI_HOME/runs, or a path written as one
+    (``./run``, ``~/runs/x``; see ``paths.is_explicit_path``), so a stray folder of the same name
+    where the command runs never stands in for the run."""
+    from .paths import is_explicit_path
     from .training import runs_dir
 
-    path = Path(value).expanduser()
+    path = Path(value).expanduser() if is_explicit_path(value) else runs_dir() / value
     if path.is_dir():
         return path
-    named = runs_dir() / value
-    if named.is_dir():
-        return named
     raise UsageError(f"there is no run {value!r} (see `cai runs`)")
 
 
 def _model_or_run(value: str) -> str:
-    """--from: a run name means that run's folder; anything else is a model spec as given."""
+    """--from: a run's name means that run's folder; anything else is a model spec as given."""
+    from .paths import is_explicit_path
     from .training import runs_dir
 
     named = runs_dir() / value
-    if not Path(value).expanduser().exists() and "/" not in value and named.is_dir():
+    if not is_explicit_path(value) and named.is_dir():
         return str(named)
     return value
 

@@ -62,6 +62,20 @@ def test_train_sft_then_dpo_from_it_then_list_and_export(tmp_path, tiny_model_di
     assert "has finished" in capsys.readouterr().err
 
 
+def test_a_run_name_means_the_run_under_cai_home_not_a_folder_here(tmp_path, monkeypatch):
+    from cai_core.cli import _model_or_run, _run_folder
+
+    (runs_dir() / "mine").mkdir(parents=True)
+    here = tmp_path / "elsewhere"
+    (here / "mine").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    assert _run_folder("mine") == runs_dir() / "mine"
+    assert _model_or_run("mine") == str(runs_dir() / "mine")
+    assert _run_folder("./mine") == Path("./mine")  # written as a path, it is the folder here
+    assert _model_or_run("./mine") == "./mine"
+    assert _model_or_run("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--set", "lora.r=0"], "lora r"),
     (["--set", "learning_rate"], "must look like key=value"),
