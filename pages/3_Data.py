@@ -49,7 +49,7 @@ from ui.common import (
     os_error_sentence,
     page_key,
     plural,
-    progress_times,
+    progress_metrics,
     sentence,
     set_flash,
     set_pending,
@@ -407,14 +407,8 @@ def show_job(job: JobState) -> None:
         st.progress(job.fraction, text=f"{done} of {plural(total, 'prompt')} done")
     elif job.active:
         st.progress(0.0, text="starting the worker…")
-    metrics = st.columns(4)
-    rate = progress.get("rate_per_second")
-    metrics[0].metric("Prompts per second", f"{rate:.2f}" if rate else "—")
-    # progress.json is written at checkpoints: while the job runs, count on from its last write.
-    left, elapsed = progress_times(progress, job.active)
-    metrics[1].metric("Time left", left)
-    metrics[2].metric("Elapsed", elapsed)
-    metrics[3].metric("Stage", (progress.get("stage") or "—") if job.active else label)
+    progress_metrics(progress, job.active, "Prompts per second",
+                     ("Stage", (progress.get("stage") or "—") if job.active else label))
     show_notes(job.notes, MAX_NOTES)
     if job.error:
         st.error(sentence(f"the run failed: {job.error}"))

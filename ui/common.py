@@ -201,6 +201,17 @@ def progress_times(progress: dict, active: bool) -> tuple[str, str]:
             duration(elapsed + since) if elapsed is not None else "—")
 
 
+def progress_metrics(progress: dict, active: bool, rate_label: str, last: tuple[str, str]) -> None:
+    """The four figures under a job's progress bar: its rate, time left, elapsed, and one of its own."""
+    columns = st.columns(4)
+    rate = progress.get("rate_per_second")
+    columns[0].metric(rate_label, f"{rate:.2f}" if rate else "—")
+    left, elapsed = progress_times(progress, active)
+    columns[1].metric("Time left", left)
+    columns[2].metric("Elapsed", elapsed)
+    columns[3].metric(*last)
+
+
 def state_label(state: str) -> str:
     return STATE_LABELS.get(state, state)
 

@@ -13,7 +13,7 @@ import streamlit as st
 from cai_core import charts
 from cai_core.training import (DPO_CURVES, SFT_CURVES, RunInfo, TrainingError, adapter_zip, cli_command, delete_run,
                                model_label, process_command, read_metrics, read_run)
-from ui.common import (file_stamp, md, page_key, progress_times, sentence, set_flash, show_notes,
+from ui.common import (file_stamp, md, page_key, progress_metrics, sentence, set_flash, show_notes,
                        state_badge, state_label)
 from ui.jobs import live_while
 
@@ -52,16 +52,10 @@ def show_state(run: RunInfo) -> None:
         st.progress(job.fraction, text=text)
     elif job.active:
         st.progress(0.0, text=progress.get("stage") or "starting the training process…")
-    metrics = st.columns(4)
-    rate = progress.get("rate_per_second")
-    metrics[0].metric("Steps per second", f"{rate:.2f}" if rate else "—")
-    # progress.json is written every step or half second: while the run goes, count on from its last write.
-    left, elapsed = progress_times(progress, job.active)
-    metrics[1].metric("Time left", left)
-    metrics[2].metric("Elapsed", elapsed)
     loss = (run.result or {}).get("train_loss") if run.state == "finished" else progress.get("loss")
-    metrics[3].metric("Mean training loss" if run.state == "finished" else "Last loss",
-                      f"{loss:.4f}" if isinstance(loss, (int, float)) else "—")
+    progress_metrics(progress, job.active, "Steps per second",
+                     ("Mean training loss" if run.state == "finished" else "Last loss",
+                      f"{loss:.4f}" if isinstance(loss, (int, float)) else "—"))
     show_notes(job.notes, MAX_NOTES)
     if job.error:
         st.error(sentence(f"the run failed: {job.error}"))
