@@ -82,7 +82,7 @@ def shrink(command: str, used: set[int]) -> str:
 
 def new_user_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A working folder like a fresh clone after `make`, and the environment the blocks run in."""
-    from cai_core import bundled
+    from cai_core.models import bundled
 
     home = Path(os.environ["CAI_HOME"])  # the fresh one conftest gives every test
 
