@@ -495,6 +495,17 @@ def test_headers_the_sdk_takes_from_the_environment_go_only_where_the_key_goes(m
     assert (allowed.get("OpenAI-Organization"), allowed.get("X-Team-Token")) == ("org-private", "team-secret")
 
 
+def test_a_redirect_to_another_host_does_not_carry_the_key(monkeypatch):
+    """The SDK's client follows redirects; the key was checked for the host named, not for where it points."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CAI_API_KEY_HOSTS", "127.0.0.1")
+    with scripted_endpoint(lambda number, request: (200, MODELS, {}), host="localhost") as (other_url, elsewhere):
+        moved = {"Location": f"{other_url}/models"}
+        with scripted_endpoint(lambda number, request: (307, "", moved)) as (base_url, seen):
+            assert load_endpoint(base_url).model == "tiny"
+    assert authorizations(seen) == [f"Bearer {KEY}"] and authorizations(elsewhere) == [None]
+
+
 def test_a_secret_in_the_endpoint_url_is_refused():
     with pytest.raises(ModelLoadError) as caught:
         parse_endpoint_spec("https://user:sk-in-the-url@api.example/v1#m")
