@@ -106,6 +106,32 @@ def spec_data(args: argparse.Namespace, model: type[BaseModel], config: Config |
     return data
 
 
+def spec_arguments(spec: BaseModel) -> list[str]:
+    """The options that give ``spec`` back through ``spec_data``: each field that differs from its
+    default (and each required one) as ``--option=value``, ``--flag``/``--no-flag`` or ``--list a,b``;
+    what an option cannot carry (None, an empty list, an item with a comma) as ``--set key=value``."""
+    import yaml
+    from pydantic_core import to_jsonable_python
+
+    model, data, arguments = type(spec), spec.model_dump(mode="json"), []
+    for path, option in spec_options(model).items():
+        field, value = _field(model, path), _get(data, path)
+        if not field.is_required() and value == to_jsonable_python(field.get_default(call_default_factory=True)):
+            continue
+        kind, _ = _shape(field.annotation)
+        if kind == "bool" and isinstance(value, bool):
+            arguments.append(f"--{option}" if value else f"--no-{option}")
+        elif kind == "list" and value and all(isinstance(item, (str, int, float)) and "," not in str(item)
+                                              for item in value):
+            arguments.append(f"--{option}={','.join(map(str, value))}")
+        elif kind == "scalar" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            arguments.append(f"--{option}={value}")  # "=": a value that starts with "-" is still the value
+        else:
+            flow = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("...").strip()
+            arguments += ["--set", f"{'.'.join(path)}={flow}"]
+    return arguments
+
+
 class Config(NamedTuple):
     """A --config file's settings, with where each came from (for a line number in an error)."""
 

@@ -26,6 +26,7 @@ from cai_core.data import (
     GenerationSpec,
     check_dataset_name,
     datasets_dir,
+    generation_command,
     list_datasets,
     parse_spec,
     start_generation,
@@ -310,18 +311,25 @@ def new_dataset_form(names: list[str], expanded: bool) -> None:
         st.markdown("**Models**")
         models = role_model_pickers(key, list_runs())
         advanced = advanced_inputs()
+        spec = {
+            "constitution": constitution, "prompt_sources": sources, "limit": limit or None, "shuffle": shuffle,
+            "prompt_split": "train" if split else "all",
+            "phases": [p for p, on in (("sft", sft), ("prefs", prefs)) if on],
+            "pair_sources": [p for p, on in (("revision", from_revisions), ("rlaif", rlaif),
+                                             ("best_of_n", best_pairs)) if on],
+            "sft_source": sft_source, **best_of_n,
+            "rounds": int(rounds), "principles": principles, "order": order,
+            "policy_model": models["policy"] or default_model_spec(), "critic_model": models["critic"],
+            "judge_model": models["judge"], **advanced,
+        }
+        try:
+            command = generation_command(parse_spec(spec), name.strip() or None)
+        except CaiError:
+            command = None  # Start generating says what is wrong, in one sentence
+        if command:
+            st.caption("The same dataset from a terminal:")
+            st.code(command, language="bash", wrap_lines=True)
         if st.button("Start generating", type="primary", key=key("launch"), icon=":material/play_arrow:"):
-            spec = {
-                "constitution": constitution, "prompt_sources": sources, "limit": limit or None, "shuffle": shuffle,
-                "prompt_split": "train" if split else "all",
-                "phases": [p for p, on in (("sft", sft), ("prefs", prefs)) if on],
-                "pair_sources": [p for p, on in (("revision", from_revisions), ("rlaif", rlaif),
-                                                 ("best_of_n", best_pairs)) if on],
-                "sft_source": sft_source, **best_of_n,
-                "rounds": int(rounds), "principles": principles, "order": order,
-                "policy_model": models["policy"] or default_model_spec(), "critic_model": models["critic"],
-                "judge_model": models["judge"], **advanced,
-            }
             launch(name, spec)
 
 

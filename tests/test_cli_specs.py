@@ -248,3 +248,40 @@ def test_every_setting_of_every_spec_has_help_a_form_can_show():
     for spec in (GenerationSpec, EvaluationSpec, TrainingSpec, LoopSpec):
         undocumented = [".".join(path) for path in spec_options(spec) if not field_info(spec, ".".join(path)).help]
         assert undocumented == [], spec.__name__
+
+
+# --------------------------------------------------------------------------- the command a form shows
+
+
+def parsed_back(command: str) -> tuple[str, GenerationSpec]:
+    """The dataset name and spec the CLI's own parser and merge make of a printed `cai generate` line."""
+    import shlex
+
+    words = shlex.split(command)
+    assert words[:2] == ["cai", "generate"]
+    args = build_parser().parse_args(words[1:])
+    return args.name, validate(GenerationSpec, spec_data(args, GenerationSpec, None, args.set))
+
+
+@pytest.mark.parametrize("fields", [
+    {"constitution": "general-hhh", "prompt_sources": ["benign"]},
+    {"constitution": "my constitution.yaml", "prompt_sources": ["red_team", "/data/my prompts, v2.jsonl", "benign"],
+     "limit": 40, "shuffle": True, "prompt_split": "all", "phases": ["prefs"], "pair_sources": ["best_of_n"],
+     "sft_source": "best_of_n", "best_of_n": 6, "refuse_sources": [], "system_prompt_in_data": False, "rounds": 3,
+     "principles": ["harmless", "honest"], "order": "sequential", "system_prompt": "-- Be kind; say \"no\" to harm.",
+     "policy_model": "/models/small", "critic_model": "http://127.0.0.1:8000/v1#big", "judge_model": "org/judge",
+     "settings": {"max_new_tokens": 64, "temperature": 0.7000000000000001, "top_p": 0.5, "repetition_penalty": 1.0,
+                  "seed": 9, "batch_size": 4, "concurrency": 32},
+     "sample_temperature": 1.25, "judge_ensemble": 3, "min_confidence": 0.5, "label_band": [0.55, 0.9], "seed": 9,
+     "chunk_size": 2},
+    {"constitution": "c", "prompt_sources": ["benign"], "principles": [], "settings": {"temperature": 0.0}},
+], ids=["defaults", "every-field", "empty-principles"])
+def test_the_printed_generate_command_parses_back_to_the_same_spec(fields):
+    from cai_core.data import generation_command
+
+    spec = GenerationSpec.model_validate(fields)
+    command = generation_command(spec, "my-data")
+    assert "\n" not in command
+    assert parsed_back(command) == ("my-data", spec)
+    if fields == {"constitution": "general-hhh", "prompt_sources": ["benign"]}:  # defaults stay off the line
+        assert command == "cai generate --name my-data --constitution=general-hhh --prompt-sources=benign"

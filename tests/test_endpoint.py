@@ -179,7 +179,8 @@ def scripted_endpoint(script: Script, host: str = "127.0.0.1") -> Iterator[tuple
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
-            request = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+            # self.headers looks names up case-insensitively, as HTTP reads them (the SDK sends them lower-case).
+            request = {"method": self.command, "path": self.path, "headers": self.headers,
                        "body": json.loads(self.rfile.read(length)) if length else None}
             with lock:
                 seen.append(request)
@@ -218,7 +219,7 @@ def scripted_endpoint(script: Script, host: str = "127.0.0.1") -> Iterator[tuple
 
 
 def fast_backend(base_url: str, **options) -> OpenAIEndpointBackend:
-    return OpenAIEndpointBackend(base_url, "tiny", **{"max_retries": 4, "retry_base_delay": 0.01, "timeout": 5.0, **options})
+    return OpenAIEndpointBackend(base_url, "tiny", **{"max_retries": 4, "timeout": 5.0, **options})
 
 
 def test_parse_endpoint_spec():
@@ -319,7 +320,7 @@ def test_always_500_gives_up_after_the_retries():
             fast_backend(base_url, max_retries=3).generate([conversation("Hi")], GREEDY)
     assert len(seen) == 4
     message = str(caught.value)
-    assert f"{base_url}/chat/completions" in message and "HTTP 500" in message and "model crashed" in message
+    assert f"{base_url}/chat/completions" in message and "HTTP 500 after 4 attempts" in message and "model crashed" in message
     assert "\n" not in message and len(message) < 400
 
 
@@ -473,6 +474,36 @@ def test_a_key_the_server_echoes_back_is_not_repeated_in_the_error(monkeypatch):
             load_endpoint(base_url + "#m")
     assert authorizations(seen) == [f"Bearer {KEY}"]
     assert KEY not in str(caught.value) and "Incorrect API key provided: [API key]" in str(caught.value)
+
+
+def test_headers_the_sdk_takes_from_the_environment_go_only_where_the_key_goes(monkeypatch):
+    """The ``openai`` SDK adds $OPENAI_ORG_ID, $OPENAI_PROJECT_ID and $OPENAI_CUSTOM_HEADERS to every request,
+    an Authorization line among them, whatever host the URL names."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-private")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-private")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Team-Token: team-secret\nAuthorization: Bearer from-the-environment")
+    monkeypatch.delenv("CAI_API_KEY_HOSTS", raising=False)
+    with scripted_endpoint(lambda number, request: (200, MODELS, {})) as (base_url, seen):
+        load_endpoint(base_url)  # a host the key may not go to
+        monkeypatch.setenv("CAI_API_KEY_HOSTS", "127.0.0.1")
+        load_endpoint(base_url)
+    withheld, allowed = (request["headers"] for request in seen)
+    assert [withheld.get(name) for name in ("Authorization", "OpenAI-Organization", "OpenAI-Project", "X-Team-Token")] \
+        == [None] * 4
+    assert allowed.get("Authorization") == f"Bearer {KEY}"  # the key that was checked, not the environment's line
+    assert (allowed.get("OpenAI-Organization"), allowed.get("X-Team-Token")) == ("org-private", "team-secret")
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_key(monkeypatch):
+    """The SDK's client follows redirects; the key was checked for the host named, not for where it points."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("CAI_API_KEY_HOSTS", "127.0.0.1")
+    with scripted_endpoint(lambda number, request: (200, MODELS, {}), host="localhost") as (other_url, elsewhere):
+        moved = {"Location": f"{other_url}/models"}
+        with scripted_endpoint(lambda number, request: (307, "", moved)) as (base_url, seen):
+            assert load_endpoint(base_url).model == "tiny"
+    assert authorizations(seen) == [f"Bearer {KEY}"] and authorizations(elsewhere) == [None]
 
 
 def test_a_secret_in_the_endpoint_url_is_refused():

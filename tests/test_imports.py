@@ -135,3 +135,13 @@ def test_no_import_circle_hides_in_a_function():
 def test_the_cycle_finder_sees_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_an_installed_package_holds_every_cai_core_package():
+    """pyproject.toml lists the packages a wheel (``pip install .``, not ``-e``) ships; one left off
+    the list is missing from such an install, and ``import cai_core`` fails there."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "cai_core").rglob("__init__.py")}
+    assert listed == on_disk

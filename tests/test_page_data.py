@@ -446,3 +446,22 @@ def test_a_policy_and_critic_too_big_for_memory_are_one_error(app, critic_model_
     message = errors(app)[0]
     assert "working room" in message and str(critic_model_dir) in message and "endpoint URL" in message
     assert not (datasets_dir() / "too-big").exists()
+
+
+def test_the_form_shows_the_cai_generate_command_for_its_settings(app, tiny_model_dir):
+    from test_cli_specs import parsed_back
+
+    critic = "http://127.0.0.1:9/v1#big-critic"  # never reached: nothing is started
+    fill_small_run(app, "from-a-terminal", limit=12)
+    app.checkbox(key=k("phase_prefs")).uncheck()
+    pick_other_model(app, "Critic model", critic)
+    app.run()
+    assert not app.exception, app.exception
+    assert any(c.value == "The same dataset from a terminal:" for c in app.caption)
+    [command] = [c.value for c in app.code if c.value.startswith("cai generate ")]
+    name, spec = parsed_back(command)
+    assert name == "from-a-terminal"
+    assert (spec.limit, spec.settings.max_new_tokens, spec.min_confidence, spec.chunk_size) == (12, 8, 0.5, 6)
+    assert (spec.phases, spec.critic_model, spec.policy_model) == (["sft"], critic, str(tiny_model_dir))
+    assert spec.prompt_sources == app.multiselect(key=k("sources")).value
+    assert not datasets_dir().exists() or not any(datasets_dir().iterdir())

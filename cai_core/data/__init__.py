@@ -14,7 +14,7 @@ from .promptsets import PromptFileError, PromptItem, load_prompt_sources
 from .rows import (BEST_OF_N_PAIRS_FILE, CONSTITUTION_FILE, DONE_FILE, JUDGEMENTS_FILE, PROMPTS_FILE, REVISION_PAIRS_FILE,
                    RLAIF_PAIRS_FILE, ROW_FILES, ROW_SHAPES, SAMPLES_FILE, SFT_FILE, TRACES_FILE, TRAINING_FILES,
                    best_of_n_reason, pair_prompt, read_checked_rows)
-from .spec import GenerationSpec, check_model_specs, model_roles, parse_spec
+from .spec import GenerationSpec, check_model_specs, generation_command, model_roles, parse_spec
 from .worker import best_of_n_rows, judge_principles, make_rows, rlaif_rows, run_generation_job
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "RLAIF_PAIRS_FILE", "ROW_FILES", "ROW_SHAPES", "SAMPLES_FILE", "SFT_FILE", "TRACES_FILE", "TRAINING_FILES",
     "GenerationSpec", "PromptFileError", "PromptItem", "append_rows", "best_of_n_reason", "best_of_n_rows",
     "check_dataset_name", "check_model_specs", "dataset_roles", "dataset_summary", "dataset_zip", "datasets_dir",
-    "delete_dataset", "judge_principles", "list_datasets", "load_prompt_sources", "load_snapshot", "make_rows",
-    "model_roles", "pair_prompt", "parse_spec", "prepare_dataset", "read_checked_rows", "read_rows", "recover",
+    "delete_dataset", "generation_command", "judge_principles", "list_datasets", "load_prompt_sources", "load_snapshot",
+    "make_rows", "model_roles", "pair_prompt", "parse_spec", "prepare_dataset", "read_checked_rows", "read_rows", "recover",
     "rlaif_rows", "roles_card_lines", "run_generation", "run_generation_job", "start_generation", "write_card",
 ]

@@ -5,11 +5,13 @@ spec before anything is written.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..cli_specs import spec_arguments
 from ..constitution import first_error_message
 from ..errors import DatasetError
 from ..models import DEFAULT_MODEL, GenerationSettings, ModelLoadError, Seed, is_endpoint_spec, resolve_model_path
@@ -108,6 +110,11 @@ class GenerationSpec(BaseModel):
     def samples_best_of_n(self) -> bool:
         return ("sft" in self.phases and self.sft_source == "best_of_n") or (
             "prefs" in self.phases and "best_of_n" in self.pair_sources)
+
+
+def generation_command(spec: GenerationSpec, name: str | None = None) -> str:
+    """The `cai generate` line that makes the same dataset from a terminal."""
+    return shlex.join(["cai", "generate", "--name", name or "NAME", *spec_arguments(spec)])
 
 
 def parse_spec(data: dict) -> GenerationSpec:

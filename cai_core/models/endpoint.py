@@ -7,12 +7,11 @@ An API key ($CAI_ENDPOINT_API_KEY, else $OPENAI_API_KEY) is sent only to the hos
 $CAI_API_KEY_HOSTS (unset: api.openai.com), and over plain http only to this machine; it is never
 put in an error message or a URL.
 
-Why httpx2 rather than the ``openai`` SDK or ``requests``: it is already in the stack (huggingface_hub
-depends on it), it is well kept, and its ``Client`` gives per-request timeouts and a thread-safe
-connection pool, which is all a few hundred concurrent chat calls need. The retry policy (which
-failures to retry, Retry-After, how many attempts) and the one-sentence errors that name the URL and
-status are ours to state and test; the SDK would hide the attempts behind its own retry loop and
-exception types, for a heavier dependency.
+The ``openai`` SDK carries the requests: its client retries connection errors, timeouts, 408, 409,
+429 and 5xx with exponential backoff and honours Retry-After (up to two minutes), over a thread-safe
+connection pool. What stays here is ours to state and test: which host gets the key, the settings a
+server may refuse, the one-sentence errors that name the URL, status and attempts, and the checks on
+answers that are not chat completions (servers differ, so the raw JSON is read rather than trusted).
 """
 
 from __future__ import annotations
@@ -20,15 +19,14 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import parsedate_to_datetime
 from typing import Callable, Sequence, TypeVar
 from urllib.parse import urlparse
 
 import httpx2
+import openai
 
 from ..errors import CaiError
 from .base import Generation, GenerationBackend, GenerationSettings, LogprobsUnavailable, ModelLoadError
@@ -40,7 +38,11 @@ API_KEY_VARIABLES = ("CAI_ENDPOINT_API_KEY", "OPENAI_API_KEY")
 API_KEY_HOSTS_VARIABLE = "CAI_API_KEY_HOSTS"
 DEFAULT_API_KEY_HOSTS = ("api.openai.com",)  # where OPENAI_API_KEY is meant to go, when the variable is unset
 DEFAULT_CONCURRENCY = 8  # requests in flight, unless the settings say otherwise
-MAX_RETRY_DELAY = 60.0  # seconds; also caps a Retry-After, so a bad header cannot stall a run for hours
+# The SDK reads these from the environment and would send them to whatever URL was typed in; like the
+# key, they go only to a host the key may go to. OPENAI_CUSTOM_HEADERS holds "Name: value" lines.
+ENVIRONMENT_HEADERS = ("OpenAI-Organization", "OpenAI-Project")
+CUSTOM_HEADERS_VARIABLE = "OPENAI_CUSTOM_HEADERS"
+RETRY_COUNT_HEADER = "x-stainless-retry-count"  # the SDK numbers each attempt of a request in it
 ERROR_MESSAGE_CHARS = 200
 # What a judge's option token may carry before the letter: "(A", "*A", "\"A".
 OPTION_TOKEN_DECORATION = "(*\"'“‘`"
@@ -119,15 +121,16 @@ def _host_name(host: str) -> str:
 
 
 def load_endpoint(spec: str, *, api_key: str | None = None, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = 120.0,
-                  max_retries: int = 4, retry_base_delay: float = 0.5) -> OpenAIEndpointBackend:
+                  max_retries: int = 4) -> OpenAIEndpointBackend:
     """Connect to the endpoint, checking it answers GET /models; without ``#model``, use the first model listed."""
     base_url, model = parse_endpoint_spec(spec)
     if api_key is None:
         api_key = next((os.environ[name].strip() for name in API_KEY_VARIABLES if os.environ.get(name, "").strip()), None)
     backend = OpenAIEndpointBackend(base_url, model or "", api_key=api_key, concurrency=concurrency, timeout=timeout,
-                                    max_retries=max_retries, retry_base_delay=retry_base_delay)
+                                    max_retries=max_retries)
     try:  # no retries: whoever picked the endpoint is waiting to hear whether it is there
-        listing = backend.request("GET", "/models", retries=0)
+        listing = backend.answer("/models", lambda client: client.with_options(max_retries=0).models.with_raw_response
+                                 .list(extra_headers=backend.request_headers))
     except EndpointError as error:
         if error.status is None:
             raise ModelLoadError(f"could not reach the endpoint {base_url} ({error.detail}); is the server running?") from None
@@ -163,18 +166,21 @@ class OpenAIEndpointBackend(GenerationBackend):
     reports_partial_text = False
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                 timeout: float = 120.0, max_retries: int = 4, retry_base_delay: float = 0.5):
+                 timeout: float = 120.0, max_retries: int = 4):
         self.base_url, self.model = base_url.rstrip("/"), model
-        self.concurrency, self.timeout = max(1, concurrency), timeout
-        self.max_retries, self.retry_base_delay = max(0, max_retries), retry_base_delay
+        self.concurrency, self.timeout, self.max_retries = max(1, concurrency), timeout, max(0, max_retries)
         # Why a key that was given is not sent here, for the error a server that wants one will answer.
         self._key_withheld = api_key_refusal(self.base_url) if api_key else None
         self._secret = api_key if api_key and not self._key_withheld else None
-        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        # Named explicitly either way, so the SDK's own fallbacks ($OPENAI_API_KEY, an Authorization
+        # line in $OPENAI_CUSTOM_HEADERS) never decide what is sent.
+        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {
+            "Authorization": openai.omit, **dict.fromkeys(environment_header_names(), openai.omit)}
+        # The SDK refuses a request without Authorization unless that request itself omits it.
+        self.request_headers = {} if self._secret else {"Authorization": openai.omit}
         self._sends_repetition_penalty = True  # until the server refuses the field
-        self._client = httpx2.Client(timeout=timeout, headers=headers,
-                                     # the pool must not cap a settings' concurrency (at most 256) below itself
-                                     limits=httpx2.Limits(max_connections=max(self.concurrency, 256)))
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=self._secret or "not sent", timeout=timeout,
+                                     max_retries=self.max_retries, default_headers=headers)
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
@@ -189,22 +195,26 @@ class OpenAIEndpointBackend(GenerationBackend):
     def generate(self, conversations: list[list[dict]], settings: GenerationSettings) -> list[Generation]:
         def complete(conversation: list[dict]) -> Generation:
             began = time.perf_counter()
-            payload = {"model": self.model, "messages": conversation, "max_tokens": settings.max_new_tokens,
-                       "temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed}
-            if settings.repetition_penalty != 1.0 and self._sends_repetition_penalty:
+
+            def create(client: openai.OpenAI):
                 # Not in the OpenAI API, but vLLM and TGI take it as an extra field.
-                payload["repetition_penalty"] = settings.repetition_penalty
+                extra = {"repetition_penalty": settings.repetition_penalty} \
+                    if settings.repetition_penalty != 1.0 and self._sends_repetition_penalty else None
+                return client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=conversation, max_tokens=settings.max_new_tokens,
+                    temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed,
+                    extra_body=extra, extra_headers=self.request_headers)
+
+            sent_penalty = settings.repetition_penalty != 1.0 and self._sends_repetition_penalty
             try:
-                answer = self.request("POST", "/chat/completions", payload)
+                answer = self.answer("/chat/completions", create)
             except EndpointError as error:
                 # A strict server (``transformers serve`` among them) refuses unknown fields with
                 # 400/422: send the rest without it from now on, as setting_notes said it would.
-                if "repetition_penalty" not in payload or error.status not in (400, 422) \
-                        or "repetition" not in error.detail.lower():
+                if not sent_penalty or error.status not in (400, 422) or "repetition" not in error.detail.lower():
                     raise
                 self._sends_repetition_penalty = False
-                del payload["repetition_penalty"]
-                answer = self.request("POST", "/chat/completions", payload)
+                answer = self.answer("/chat/completions", create)
             url = f"{self.base_url}/chat/completions"
             usage = answer.get("usage")
             if usage is not None and not isinstance(usage, dict):
@@ -230,10 +240,9 @@ class OpenAIEndpointBackend(GenerationBackend):
         """
         def score(conversation: list[dict]) -> dict[str, float]:
             try:
-                answer = self.request("POST", "/chat/completions", {
-                    "model": self.model, "messages": conversation, "max_tokens": 1, "temperature": 0.0,
-                    "logprobs": True, "top_logprobs": 20,
-                })
+                answer = self.answer("/chat/completions", lambda client: client.chat.completions.with_raw_response.create(
+                    model=self.model, messages=conversation, max_tokens=1, temperature=0.0, logprobs=True,
+                    top_logprobs=20, extra_headers=self.request_headers))
             except EndpointError as error:  # a strict server may refuse the logprobs fields outright
                 if error.status in (400, 422) and "logprob" in error.detail.lower():
                     raise self._no_logprobs() from None
@@ -278,46 +287,46 @@ class OpenAIEndpointBackend(GenerationBackend):
         finally:  # on a failure, requests not yet sent are dropped rather than waited for
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def request(self, method: str, path: str, payload: dict | None = None, *, retries: int | None = None) -> dict:
-        """The JSON answer to one request, retrying connection errors, timeouts, 429 and 5xx with
-        exponential backoff and jitter; other 4xx fail at once. Raises EndpointError."""
+    def answer(self, path: str, call: Callable[[openai.OpenAI], object]) -> dict:
+        """The JSON object the endpoint answered to ``call(client)``, an SDK call ``with_raw_response``
+        on ``path``, after the SDK's retries; a failure is one EndpointError sentence."""
         url = f"{self.base_url}{path}"
-        retries = self.max_retries if retries is None else retries
-        for attempt in range(retries + 1):
-            wait: float | None = None
-            timed_out = False
-            try:
-                response = self._client.request(method, url, json=payload)
-            except httpx2.TimeoutException:
-                status, detail, timed_out = None, f"no answer within the {self.timeout:g} s timeout", True
-            except httpx2.TransportError as error:
-                status, detail = None, _transport_problem(error)
-            else:
-                status = response.status_code
-                if status < 400:
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        raise EndpointError(url, f"the body is not JSON: {self._redact(_trim(response.text))}",
-                                            status=status) from None
-                    if not isinstance(body, dict):
-                        raise _malformed(url, f"it is not a JSON object: {self._redact(_trim(response.text))}")
-                    return body
-                detail = self._redact(_server_message(response))
-                if status in (401, 403) and self._key_withheld:
-                    detail += f"; an API key is set but was not sent, because {self._key_withheld}"
-                if status != 429 and status < 500:
-                    raise EndpointError(url, detail, status=status, attempts=attempt + 1)
-                wait = _retry_after_seconds(response.headers.get("retry-after"))
-            if attempt < retries:
-                backoff = self.retry_base_delay * 2 ** attempt * (0.5 + random.random())  # jitter spreads retries apart
-                time.sleep(min(MAX_RETRY_DELAY, wait if wait is not None else backoff))
-        raise EndpointError(url, detail, status=status, attempts=retries + 1, timed_out=timed_out)
-
+        try:
+            response: httpx2.Response = call(self._client).http_response
+        except openai.APIStatusError as error:
+            detail = self._redact(_server_message(error.response))
+            if error.status_code in (401, 403) and self._key_withheld:
+                detail += f"; an API key is set but was not sent, because {self._key_withheld}"
+            raise EndpointError(url, detail, status=error.status_code, attempts=_attempts(error.response.request)) from None
+        except openai.APITimeoutError as error:
+            raise EndpointError(url, f"no answer within the {self.timeout:g} s timeout", attempts=_attempts(error.request),
+                                timed_out=True) from None
+        except openai.APIConnectionError as error:
+            raise EndpointError(url, _transport_problem(error.__cause__ or error), attempts=_attempts(error.request)) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise EndpointError(url, f"the body is not JSON: {self._redact(_trim(response.text))}",
+                                status=response.status_code) from None
+        if not isinstance(body, dict):
+            raise _malformed(url, f"it is not a JSON object: {self._redact(_trim(response.text))}")
+        return body
 
     def _redact(self, text: str) -> str:
         """A server's words with the key taken out: some echo the key they were sent."""
         return text.replace(self._secret, "[API key]") if self._secret else text
+
+
+def environment_header_names() -> list[str]:
+    """The headers the SDK would take from the environment: organization, project and $OPENAI_CUSTOM_HEADERS."""
+    custom = os.environ.get(CUSTOM_HEADERS_VARIABLE, "").splitlines()
+    return [*ENVIRONMENT_HEADERS, *(line.partition(":")[0].strip() for line in custom if line.partition(":")[0].strip())]
+
+
+def _attempts(request: httpx2.Request) -> int:
+    """How many times the SDK sent the request that failed, from the number it puts on each attempt."""
+    count = request.headers.get(RETRY_COUNT_HEADER, "0")
+    return int(count) + 1 if count.isdigit() else 1
 
 
 def _malformed(url: str, what: str) -> EndpointError:
@@ -395,19 +404,6 @@ def _server_message(response: httpx2.Response) -> str:
         found = found or body.get("detail") or body.get("message") or body
         return _trim(found if isinstance(found, str) else str(found))
     return _trim(str(body))
-
-
-def _retry_after_seconds(header: str | None) -> float | None:
-    """Retry-After is seconds or an HTTP date."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 def _trim(text: str) -> str:
