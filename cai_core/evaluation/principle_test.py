@@ -73,6 +73,11 @@ class PrincipleTest:
     def cancel(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop (it may still be finishing the answers being written)."""
+        return self._stop.is_set()
+
     def _on_progress(self, done: int, total: int) -> None:
         with self._lock:
             self.done = done
