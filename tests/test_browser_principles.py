@@ -59,9 +59,11 @@ def test_edit_an_example_then_test_the_principle(app_server, page):
     expect(page.get_by_text("1. test: Say hello to the new team.")).to_be_visible(timeout=RERUN_TIMEOUT_MS)
 
     wait_for_app_idle(page)
-    widget(page, k("test_0")).get_by_role("button", name="Test this principle").click()
+    button = widget(page, k("test_0")).get_by_role("button", name="Test this principle")
+    button.click()
     expect(page.get_by_text("1 of 1 example passed (test half 1 of 1)")).to_be_visible(timeout=RUN_TIMEOUT_MS)
     expect(page.get_by_text('not-contains "zq-never-written": it does not contain')).to_be_visible(timeout=RERUN_TIMEOUT_MS)
     expect(page.get_by_text("Say hello to the new team.", exact=True)).to_be_visible()  # the prompt, as text
+    expect(button).to_be_enabled(timeout=RERUN_TIMEOUT_MS)  # the page reran once the test ended
     assert page.locator('[data-testid="stException"]').count() == 0
     assert not (home / "constitutions").exists()  # tested, not saved

@@ -176,6 +176,16 @@ def test_stop_ends_a_test_before_it_checks(page, scripted):
     assert not example_headings(page)
 
 
+def test_a_model_that_breaks_mid_test_is_one_sentence(page, scripted):
+    def broken(batch):
+        raise RuntimeError("the scripted model broke")
+
+    scripted.hold = broken
+    page.button(key=k("test_0")).click()
+    wait_until(run_ok(page), lambda at: "The test stopped: the scripted model broke." in errors(at))
+    assert not example_headings(page)
+
+
 def test_a_principle_without_examples_is_one_sentence(page, scripted):
     type_tests(page, "")
     page.button(key=k("test_0")).click()
