@@ -134,6 +134,7 @@ def show_results(run: PrincipleTest, results: list[dict], elapsed: float) -> Non
                        for half, items in by_half.items() if items)
     st.markdown(md(f"{passed} of {plural(len(results), 'example')} passed ({halves}) on {run.model_label}, "
                    f"in {elapsed:.1f} s."))
+    st.caption("These are the examples and checks as they stood when you pressed Test; after an edit, test again.")
     for item in results:
         with st.container(border=True):
             verdict = ":green[passed]" if item["passed"] else ":red[failed]"
