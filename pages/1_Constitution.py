@@ -20,7 +20,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from cai_core.constitution import Constitution, ConstitutionError, first_error_message, preferred_constitution
-from cai_core.editing import constitution_to_form, form_to_constitution, placeholder_principle, principle_to_form
+from cai_core.editing import TESTS_TEXT, constitution_to_form, form_to_constitution, placeholder_principle, principle_to_form
 from cai_core.lint import lint_constitution
 from cai_core.paths import user_constitutions_dir
 from cai_core.prompts import default_comparison_request
@@ -43,6 +43,7 @@ from cai_core.store import (
 from ui.common import md, page_key, plural, set_flash, upload_limit_words, upload_max_mb
 from ui.common import show_flash as show_flash_once
 from ui.navigation import start_page
+from ui.principle_tests import principle_test_model, principle_test_panel, tests_editor
 
 PAGE = "constitution"
 WRITING_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "writing-principles.md"
@@ -58,6 +59,7 @@ SELECT, DRAFT_FOR, DESCRIPTION = key("selected"), key("draft_for"), key("descrip
 FIELDS = {
     "name": "name", "description": "pdescription", "tags": "tags", "enabled": "enabled", "weight": "weight",
     "critique_request": "critique", "revision_request": "revision", "comparison_request": "comparison",
+    TESTS_TEXT: "tests",
 }
 _WIDGET_KEY = re.compile(rf"^{re.escape(key(''))}({'|'.join(FIELDS.values())})_(\d+)$")
 
@@ -308,7 +310,7 @@ def render_checks(edited: Constitution | None, problem: str | None, saved: Const
             st.code(changes, language="diff")
 
 
-def render_principle(name: str, index: int, principle: dict, count: int) -> None:
+def render_principle(name: str, index: int, principle: dict, count: int, test_model: str | None, judge: bool) -> None:
     label = f"{index + 1}. {principle['name'] or '(unnamed)'}" + ("" if principle["enabled"] else " (disabled)")
     # Not stateful (no on_change): a stateful expander's identity includes its label and
     # `expanded`, so each rename or toggle would rebuild it and drop text being typed inside.
@@ -329,6 +331,9 @@ def render_principle(name: str, index: int, principle: dict, count: int) -> None
                      placeholder=default_comparison_request(critique) if critique.strip() else None,
                      help="Phase 2's judge asks which of two answers follows this principle better; "
                           "left empty, the one shown greyed out is built from the critique request.")
+        tests_editor(wkey(TESTS_TEXT, index), index + 1)
+        principle_test_panel(principle, index + 1, key(f"test_run_{principle['uid']}"), key(f"test_{index}"),
+                            test_model, judge)
         up, down, remove, _ = st.columns([1, 1, 1, 3])
         up.button("Move up", key=key(f"up_{index}"), disabled=index == 0, on_click=move_principle, args=(name, index, -1))
         down.button("Move down", key=key(f"down_{index}"), disabled=index == count - 1,
@@ -343,9 +348,10 @@ def render_edit(name: str, info, draft: dict, edited: Constitution | None, probl
                       f"of the same name to {user_constitutions_dir()}, which then takes its place in the list."))
     render_checks(edited, problem, saved)
     st.text_area("Constitution description", key=DESCRIPTION, height=80)
+    test_model, judge = principle_test_model(key)
     count = len(draft["principles"])
     for index, principle in enumerate(draft["principles"]):
-        render_principle(name, index, principle, count)
+        render_principle(name, index, principle, count, test_model, judge)
     st.button("Add principle", key=key("add"), on_click=add_principle, args=(name,))
     st.caption("Edits are kept while you use the app; switching to another constitution discards unsaved edits.")
 
