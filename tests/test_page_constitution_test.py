@@ -179,7 +179,7 @@ def test_two_models_answer_every_test_example_and_the_scorecard_shows_each_princ
     assert [trace["name"] for trace in chart["data"]] == [f"A: {report_model(reports[0])}", f"B: {report_model(reports[1])}"]
     assert report_model(reports[0]).startswith(tiny_model_dir.name)
     expanders = [e.label for e in app.expander]
-    assert [label.split(" · ")[0] for label in expanders if " · A " in label] == ["private", "no\\-promises"]
+    assert [shown(label).split(" · ")[0] for label in expanders if " · A " in label] == ["private", "no-promises"]
     # Every test example's prompt and both answers are shown as text, never rendered; the training half is never asked.
     texts = [element.value for element in app.text]
     items = [item for report in reports for item in report["suites"]["principles"]["items"]]
