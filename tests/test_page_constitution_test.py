@@ -192,3 +192,36 @@ def test_two_models_answer_every_test_example_and_the_scorecard_shows_each_princ
     again = open_test_mode(AppTest.from_file(str(PAGE), default_timeout=60).run())
     assert again.session_state[SELECTED] == test.name
     assert [row["principle"] for row in scorecard_rows(again)] == ["private", "no-promises"]
+
+
+HOSTILE = "**bold** <b>tag</b> :red[red] [link](http://x) # heading"
+
+
+def finished_test_on_disk(name: str, answers: tuple[str, str]) -> None:
+    """Two finished principles evaluations written by hand: what a test leaves behind, with the answers chosen."""
+    from cai_core.evaluation import evaluations_dir
+    from cai_core.jobs import prepare_job, write_json
+
+    for side, answer in zip("ab", answers):
+        folder = evaluations_dir() / f"{name}-{side}"
+        spec = {"model": f"model-{side}", "suites": ["principles"], "constitution": "shop"}
+        prepare_job(folder, "evaluate", spec)
+        write_json(folder / "status.json", {"state": "finished", "kind": "evaluate"})
+        reason = f'not-icontains "bold" failed: found in "{answer}"'
+        write_json(folder / "report.json", {"model": {"spec": f"model-{side}", "label": f"model {side}"}, "suites": {
+            "principles": {"score": 0.0, "constitution": "shop", "constitution_hash": "h", "untested": [],
+                           "per_principle": {"private": {"pass_rate": 0.0, "ci_low": 0.0, "ci_high": 0.0, "passed": 0, "n": 1}},
+                           "items": [{"principle": "private", "example": 1, "half": "test", "prompt": HOSTILE,
+                                      "answer": answer, "passed": False, "reason": reason, "verdicts": []}]}}})
+
+
+def test_model_text_in_the_scorecard_is_shown_as_written(app):
+    finished_test_on_disk("constitution-test-shop-20261203-070000", (HOSTILE, "`code` " + HOSTILE))
+    open_test_mode(app)
+    texts = [element.value for element in app.text]
+    assert HOSTILE in texts and "`code` " + HOSTILE in texts  # the prompt and both answers, as text
+    reasons = [shown(c.value) for c in app.caption if "found in" in c.value]
+    assert reasons == [f'not-icontains "bold" failed: found in "{HOSTILE}"',
+                       f'not-icontains "bold" failed: found in "`code` {HOSTILE}"']
+    assert [b.value for b in app.markdown if "-badge[" in b.value][-2:] == [":red-badge[:material/close: A: fail]",
+                                                                           ":red-badge[:material/close: B: fail]"]
