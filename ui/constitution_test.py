@@ -229,8 +229,8 @@ def show_scorecard(test: ConstitutionTest, report_a: dict, report_b: dict) -> No
                                 "B − A (points)": "—" if row["change"] is None else f"{row['change']:+.0f}",
                                 "B against A": row["words"]} for row in card["rows"]]),
                  hide_index=True, width="stretch", key=key(f"table-{test.name}"))
-    st.caption(md(f"A is {labels[0]}; B is {labels[1]}. Intervals are 95% bootstrap intervals over the test examples; "
-                  "B against A is paired, example by example."))
+    st.caption(md(f"A is {report_model(report_a)}; B is {report_model(report_b)}. Intervals are 95% bootstrap "
+                  "intervals over the test examples; B against A is paired, example by example."))
     if card["untested"]:
         st.caption(md(f"Not scored (no test example): {', '.join(card['untested'])}."))
     for row in card["rows"]:
