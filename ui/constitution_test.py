@@ -240,7 +240,7 @@ def show_scorecard(test: ConstitutionTest, report_a: dict, report_b: dict) -> No
 
 
 def show_example(example: dict) -> None:
-    st.markdown(f"**Example {example['example']}** · prompt")
+    st.markdown(f"**Example {example['example']}** (a test example) · prompt")
     st.text(example["prompt"], width="stretch")
     for side, column in zip(SIDES, st.columns(2)):
         with column:
