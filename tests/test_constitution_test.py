@@ -136,3 +136,17 @@ def test_pass_rate_bars_show_both_models_per_principle_with_intervals():
 def test_pass_rate_bars_without_rates_say_so():
     figure = charts.principle_pass_rate_bars([("A", {}), ("B", {"x": {"pass_rate": "?"}})])
     assert not figure.data and [a.text for a in figure.layout.annotations] == [charts.NO_DATA]
+
+
+def test_a_hand_edited_report_and_a_hand_named_folder_are_read_without_failing(tiny_model_dir):
+    a = suite({"private": [("x", True)], "kind": [("y", True)]})
+    a["suites"][PRINCIPLES]["per_principle"]["kind"] = {"pass_rate": "high"}  # no number: not a row
+    a["suites"][PRINCIPLES]["score"] = None
+    card = scorecard(a, suite({"private": [("x", False)]}))
+    assert [(row["principle"], row["a"] is None, row["b"] is None) for row in card["rows"]] == [("private", False, False)]
+    assert card["mean_a"] is None and card["mean_b"] == 0.0
+    spec = EvaluationSpec(model=str(tiny_model_dir), suites=[PRINCIPLES], constitution="shop").model_dump()
+    for side in "ab":  # the pattern of a test's name, but no real date
+        prepare_job(evaluations_dir() / f"constitution-test-shop-99999999-999999-{side}", "evaluate", spec)
+    [test] = list_constitution_tests()
+    assert test.constitution == "shop" and test.started > 0

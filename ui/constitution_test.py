@@ -216,9 +216,10 @@ def show_scorecard(test: ConstitutionTest, report_a: dict, report_b: dict) -> No
     if not card["same_constitution"]:
         st.warning("The constitution changed between the two evaluations: only the examples both answered are compared.")
     left, middle, right = st.columns(3)
-    left.metric("Mean pass rate, A", f"{card['mean_a']:.0f}%", help=labels[0])
-    middle.metric("Mean pass rate, B", f"{card['mean_b']:.0f}%", help=labels[1])
-    right.metric("B − A", f"{card['mean_b'] - card['mean_a']:+.0f} points",
+    mean_a, mean_b = card["mean_a"], card["mean_b"]
+    left.metric("Mean pass rate, A", "—" if mean_a is None else f"{mean_a:.0f}%", help=labels[0])
+    middle.metric("Mean pass rate, B", "—" if mean_b is None else f"{mean_b:.0f}%", help=labels[1])
+    right.metric("B − A", "—" if None in (mean_a, mean_b) else f"{mean_b - mean_a:+.0f} points",
                  help="The mean of the per-principle pass rates: each principle counts once, however many examples it has.")
     st.plotly_chart(charts.principle_pass_rate_bars([(label, {row["principle"]: row[side] for row in card["rows"]
                                                               if row[side]}) for label, side in zip(labels, SIDES)]),

@@ -97,10 +97,13 @@ def list_constitution_tests() -> list[ConstitutionTest]:
         if set(sides) != set(SIDES):
             continue
         spec = (read_json(sides["a"] / "spec.json") or {}).get("spec") or {}
-        stamp = _FOLDER_NAME.match(sides["a"].name)["stamp"]
-        started = time.mktime(time.strptime(stamp, STAMP_FORMAT))
-        tests.append(ConstitutionTest(name, str(spec.get("constitution") or _FOLDER_NAME.match(sides["a"].name)["constitution"]),
-                                      started, (sides["a"], sides["b"])))
+        match = _FOLDER_NAME.match(sides["a"].name)
+        try:
+            started = time.mktime(time.strptime(match["stamp"], STAMP_FORMAT))
+        except ValueError:  # a folder named like a test by hand, with no real date in it
+            started = (sides["a"] / "spec.json").stat().st_mtime
+        tests.append(ConstitutionTest(name, str(spec.get("constitution") or match["constitution"]), started,
+                                      (sides["a"], sides["b"])))
     return sorted(tests, key=lambda test: test.started, reverse=True)
 
 
@@ -118,6 +121,18 @@ def _suite(report: dict, side: str) -> dict:
     if not isinstance(suite, dict):
         raise EvaluationError(f"the report of model {side.upper()} has no '{PRINCIPLES}' suite")
     return suite
+
+
+def _rates(suite: dict) -> dict[str, dict]:
+    """The suite's per-principle rows that hold every number the scorecard shows; others are left out."""
+    rows = suite.get("per_principle")
+    return {name: row for name, row in (rows.items() if isinstance(rows, dict) else ())
+            if isinstance(row, dict) and all(isinstance(row.get(field), (int, float)) and not isinstance(row.get(field), bool)
+                                             for field in ("pass_rate", "ci_low", "ci_high", "passed", "n"))}
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _verdict(item: dict | None) -> dict | None:
@@ -138,7 +153,7 @@ def scorecard(report_a: dict, report_b: dict, seed: int = 0) -> dict:
     model had a test example for.
     """
     suite_a, suite_b = _suite(report_a, "a"), _suite(report_b, "b")
-    rates_a, rates_b = suite_a.get("per_principle") or {}, suite_b.get("per_principle") or {}
+    rates_a, rates_b = _rates(suite_a), _rates(suite_b)
     try:
         changes = {row["principle"]: row for row in principle_tax(report_a, report_b, seed)["rows"]}
     except EvaluationError:  # nothing both answered: rates side by side, no difference
@@ -162,5 +177,5 @@ def scorecard(report_a: dict, report_b: dict, seed: int = 0) -> dict:
                 by_key[entry_key][side] = _verdict(item)
     return {"constitution": suite_a.get("constitution") or suite_b.get("constitution"),
             "same_constitution": suite_a.get("constitution_hash") == suite_b.get("constitution_hash"),
-            "mean_a": suite_a.get("score"), "mean_b": suite_b.get("score"), "rows": rows, "examples": examples,
+            "mean_a": _number(suite_a.get("score")), "mean_b": _number(suite_b.get("score")), "rows": rows, "examples": examples,
             "untested": sorted(set(suite_a.get("untested") or []) | set(suite_b.get("untested") or []))}
