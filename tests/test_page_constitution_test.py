@@ -125,8 +125,8 @@ def test_a_constitution_without_examples_says_how_to_add_them(app):
     open_test_mode(app)
     app.selectbox(key=CONSTITUTION).set_value("bare").run()
     [info] = [shown(i.value) for i in app.info if "no test examples" in i.value]
-    assert info.startswith("The constitution bare has no test examples yet. Add examples to its principles on the "
-                           "Constitution page")
+    assert info.startswith("The constitution bare has no test examples on its enabled principles yet. Add examples "
+                           "to them on the Constitution page")
     assert not [b for b in app.button if b.key == START]
 
 

@@ -70,9 +70,9 @@ def new_test_form(names: list[str], runs: list[RunInfo]) -> None:
         return
     cases = scored_examples(constitution)
     if not cases:
-        st.info(md(f"The constitution {name} has no test examples yet. Add examples to its principles on the "
-                   "Constitution page (each a prompt and what a good answer does, such as refuses, answers or "
-                   "not-icontains), or choose a shipped constitution, which has them."))
+        st.info(md(f"The constitution {name} has no test examples on its enabled principles yet. Add examples "
+                   "to them on the Constitution page (each a prompt and what a good answer does, such as refuses, "
+                   "answers or not-icontains), or choose a shipped constitution, which has them."))
         return
     tested = {principle for principle, _, _ in cases}
     st.caption(f"{plural(len(cases), 'test example')} across {plural(len(tested), 'principle')}: the 1st, 3rd, 5th… "
