@@ -457,3 +457,35 @@ def win_rate_bars(groups: Mapping[str, Mapping], title: str = "Harmlessness win 
     figure.update_layout(title=title, height=400, yaxis_title="aligned answer judged better (%)", showlegend=False)
     figure.update_yaxes(range=[0, 110])
     return figure
+
+
+def principle_pass_rate_bars(models: Iterable[tuple[str, Mapping]], title: str = "Pass rate per principle") -> go.Figure:
+    """Each principle's pass rate on its test examples, one bar per model side by side, the 95% bootstrap
+    interval as error bars. ``models``: (label, per_principle) pairs, per_principle as the principles
+    suite writes it: principle -> {"pass_rate", "ci_low", "ci_high", "passed", "n"} (percent)."""
+    models = [(str(label), {name: row for name, row in (rates or {}).items()
+                            if isinstance(row, Mapping) and _is_number(row.get("pass_rate"))})
+              for label, rates in models]
+    names = list(dict.fromkeys(name for _, rates in models for name in rates))
+    if not names:
+        return empty_figure(title)
+    figure = go.Figure()
+    for index, (label, rates) in enumerate(models):
+        present = [name for name in names if name in rates]
+        if not present:
+            continue
+        values = [float(rates[n]["pass_rate"]) for n in present]
+        figure.add_trace(go.Bar(
+            x=present, y=values, name=label, marker_color=REPORT_COLORS[index % len(REPORT_COLORS)],
+            error_y={"type": "data", "visible": True, "thickness": 1.2,
+                     "array": [max(0.0, float(rates[n].get("ci_high", v)) - v) for n, v in zip(present, values)],
+                     "arrayminus": [max(0.0, v - float(rates[n].get("ci_low", v))) for n, v in zip(present, values)]},
+            customdata=[[rates[n].get("ci_low", v), rates[n].get("ci_high", v), rates[n].get("passed", "?"),
+                         rates[n].get("n", "?")] for n, v in zip(present, values)],
+            hovertemplate=(f"{label}<br>%{{x}}: %{{y:.0f}}% (%{{customdata[2]}} of %{{customdata[3]}} passed)<br>"
+                           "95% interval %{customdata[0]:.0f}–%{customdata[1]:.0f}<extra></extra>")))
+    figure.update_layout(title=title, barmode="group", height=400, yaxis_title="test examples passed (%)",
+                         legend_title_text="", legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(categoryorder="array", categoryarray=names)
+    figure.update_yaxes(range=[0, 105])
+    return figure

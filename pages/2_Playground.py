@@ -1,4 +1,5 @@
-"""Playground: one prompt through the critique -> revision chain, live, alone or side by side.
+"""Playground: one prompt through the critique -> revision chain, live, alone or side by side; or, in
+the "Test the constitution" mode (ui.constitution_test), every test example on two models.
 
 Layout and widgets only. The chain runs in a background thread (``cai_core.preview``); this page
 starts it once per click of Run, keeps the job in session state and polls it from a fragment.
@@ -23,6 +24,7 @@ from cai_core.textdiff import diff_stats, render_wdiff, word_diff
 from cai_core.training import RunInfo
 from cai_core.training.runs import run_for_spec, run_model_problem
 from ui.common import get_model, md, page_key, sentence
+from ui.constitution_test import show_constitution_test
 from ui.navigation import start_page
 from ui.trace_view import show_initial, show_model_text, show_step, status_line
 from ui.pickers import APP_MODEL, choice_for_spec, critic_input, model_input, result_label, trained_runs
@@ -33,6 +35,8 @@ LETTERS = "ABC"
 MAX_ROUNDS = 4
 # What the Training page leaves for this page: {"models": [before_spec, after_spec]}.
 PRESET_KEY = "playground:preset"
+PROMPT_MODE, TEST_MODE = "prompt", "test"
+MODES = {PROMPT_MODE: "Run a prompt", TEST_MODE: "Test the constitution"}
 _DEFAULTS = GenerationSettings()
 
 
@@ -181,6 +185,7 @@ def apply_preset(names: list[str], runs: list[RunInfo]) -> None:
     models = preset.get("models") if isinstance(preset, dict) else None
     if not (isinstance(models, (list, tuple)) and len(models) == 2 and all(isinstance(m, str) for m in models)):
         return
+    st.session_state[key("mode")] = PROMPT_MODE
     st.session_state[key("compare")] = True
     st.session_state[key("count")] = 2
     expected = []
@@ -439,6 +444,10 @@ if not names:
 
 runs = trained_runs()
 apply_preset(names, runs)
+mode = st.radio("Mode", list(MODES), format_func=MODES.get, horizontal=True, key=key("mode"), label_visibility="collapsed")
+if mode == TEST_MODE:
+    show_constitution_test(names)
+    st.stop()
 prompt = prompt_input()
 compare = st.toggle("Compare configurations", key=key("compare"),
                     help="Run the same prompt and settings under two or three constitutions, principle subsets or models, side by "
