@@ -176,8 +176,8 @@ def principle_rows(tax: dict) -> list[dict]:
 
 def missing_principles_words(base: dict, aligned: dict) -> str:
     lacking = [role for role, report in (("base", base), ("aligned", aligned)) if not has_principles(report)]
-    which = "Neither report has" if len(lacking) == 2 else f"The {lacking[0]} report has no"
-    return (f"{which} the {PRINCIPLES} suite, so there is no tax per principle: evaluate both models with the "
+    which = "Neither report has the" if len(lacking) == 2 else f"The {lacking[0]} report has no"
+    return (f"{which} {PRINCIPLES} suite, so there is no tax per principle: evaluate both models with the "
             f"{PRINCIPLES} suite and the same constitution (New evaluation above) to see, principle by principle, "
             "whether the training made the model follow it.")
 
