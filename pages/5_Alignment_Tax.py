@@ -310,7 +310,9 @@ def compare_section(refs: list[ReportRef], runs: list[RunInfo]) -> tuple[str, st
         return None
     comparison = compare_reports(base, aligned)
     show_comparison(comparison, base, aligned, base_ref, aligned_ref)
-    show_principle_comparison(base, aligned, base_ref, aligned_ref)
+    per_principle = show_principle_comparison(base, aligned, base_ref, aligned_ref)
+    if per_principle is not None:  # downloaded as `cai tax --json` writes it
+        comparison = {**comparison, "principles": per_principle}
     show_tax_command(base_ref, aligned_ref)
     harmlessness_section(base_ref, aligned_ref, base, aligned, runs)
     show_comparison_downloads(comparison, base_ref, aligned_ref)
@@ -332,8 +334,9 @@ def show_comparison_downloads(comparison: dict, base_ref: ReportRef, aligned_ref
                            file_name=f"tax-{base_ref.slug}-vs-{aligned_ref.slug}.json",
                            mime="application/json", key=key("download:comparison"), on_click="ignore",
                            icon=":material/download:", type="primary",
-                           help="The tax per benchmark, capability and safety apart (as `cai tax --json` writes it), "
-                                "and the harmlessness win rate once judged.")
+                           help="The tax per benchmark, capability and safety apart, and per principle when both "
+                                "reports have the principles suite (as `cai tax --json` writes it), and the "
+                                "harmlessness win rate once judged.")
 
 
 # ---------------------------------------------------------------- harmlessness by the AI judge

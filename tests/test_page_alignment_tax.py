@@ -441,3 +441,21 @@ def shlex_join(parts: list[str]) -> str:
     import shlex
 
     return shlex.join(parts)
+
+
+def test_a_loops_rounds_draw_one_line_per_principle(principle_reports):
+    from cai_core.evaluation.loop import loops_dir
+
+    for round_number, source in enumerate(["base-p", "plain", "aligned-p"]):
+        target = loops_dir() / "rules" / f"round-{round_number}" / "evaluate"
+        target.mkdir(parents=True)
+        shutil.copy(principle_reports / source / "report.json", target / "report.json")
+    app = open_page()
+    app.button(key=k("loop:rules")).click().run()
+    assert not app.exception and not app.error, errors(app)
+    lines = {t["name"]: t for t in charts_by_title(app)["Principles over rounds"]["data"]}
+    # Round 1's report has no principles suite: no point there, the line goes on to round 2.
+    assert lines["private"]["x"] == ["rules · start", "rules · round 2"] and lines["private"]["y"] == [0.0, 100.0]
+    assert lines["no-promises"]["y"] == [100.0, 75.0]
+    assert charts_by_title(app)["Principles over rounds"]["layout"]["xaxis"]["categoryarray"] == [
+        "rules · start", "rules · round 1", "rules · round 2"]

@@ -182,17 +182,18 @@ def missing_principles_words(base: dict, aligned: dict) -> str:
             "whether the training made the model follow it.")
 
 
-def show_principle_comparison(base: dict, aligned: dict, base_ref: ReportRef, aligned_ref: ReportRef) -> None:
-    """Base against aligned per principle of the constitution, beside the capability and safety view."""
+def show_principle_comparison(base: dict, aligned: dict, base_ref: ReportRef, aligned_ref: ReportRef) -> dict | None:
+    """Base against aligned per principle of the constitution, beside the capability and safety view;
+    returns the tax per principle (``principle_tax``), or None when there is none to show."""
     st.markdown("**Per principle: does the aligned model follow each principle more often?**")
     if not (has_principles(base) and has_principles(aligned)):
         st.info(missing_principles_words(base, aligned))
-        return
+        return None
     try:
         tax = principle_tax(base, aligned, tax_seed(aligned))
     except EvaluationError as error:
         st.warning(sentence(error))
-        return
+        return None
     fall = tax["largest_fall"]
     with st.container(horizontal=True):
         st.metric("Mean pass rate per principle", f"{tax['mean_aligned']:.1f}%", border=True,
@@ -214,6 +215,7 @@ def show_principle_comparison(base: dict, aligned: dict, base_ref: ReportRef, al
     if not tax["same_constitution"]:
         st.warning("The two reports scored different versions of the constitution: only the examples both answered "
                    "are compared.")
+    return tax
 
 
 def show_principle_history(reports: list[tuple[str, dict]]) -> None:
