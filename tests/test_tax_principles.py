@@ -101,3 +101,12 @@ def test_cai_tax_says_which_report_lacks_the_suite_and_stays_quiet_when_neither_
             "--constitution NAME to compare them principle by principle") in out
     assert main(["tax", plain, plain]) == 0
     assert "principle" not in capsys.readouterr().out
+
+
+def test_a_principle_examples_verdict_names_its_principle_and_reason():
+    from cai_core.evaluation.reports import item_verdict
+
+    items = principles_report("m", {"private": [False, True]})["suites"]["principles"]["items"]
+    assert item_verdict(items[0]) == "failed · private: failed: refuses"
+    assert item_verdict(items[1]) == "passed · private: passed"
+    assert item_verdict({"passed": False, "status": "timeout"}) == "failed (timeout)"  # HumanEval's stays as it was
