@@ -489,3 +489,101 @@ def principle_pass_rate_bars(models: Iterable[tuple[str, Mapping]], title: str =
     figure.update_xaxes(categoryorder="array", categoryarray=names)
     figure.update_yaxes(range=[0, 105])
     return figure
+
+
+# ---------------------------------------------------------------- the principles suite, principle by principle
+
+
+def principle_bars(tax: Mapping, base_label: str = "base", aligned_label: str = "aligned",
+                   title: str = "Pass rate per principle") -> go.Figure:
+    """Base against aligned per principle (``principle_tax`` output): grouped bars of the pass rates
+    on the examples both answered, each with its 95% interval; the aligned bar is green where the
+    principle improved, red where it regressed, grey where it did not move."""
+    rows = [row for row in (tax or {}).get("rows") or [] if _is_number(row.get("base")) and _is_number(row.get("aligned"))]
+    if not rows:
+        return empty_figure(title, NO_REPORTS)
+    names = [str(row["principle"]) for row in rows]
+    colors = {"regression": REGRESSION_COLOR, "improvement": IMPROVEMENT_COLOR, "no change": NO_CHANGE_COLOR}
+
+    def bar(side: str, label: str, color) -> go.Bar:
+        values = [float(row[side]) for row in rows]
+        return go.Bar(
+            x=names, y=values, name=label, marker_color=color,
+            error_y={"type": "data", "visible": True, "thickness": 1.2,
+                     "array": [max(0.0, float(row.get(f"{side}_ci_high", v)) - v) for row, v in zip(rows, values)],
+                     "arrayminus": [max(0.0, v - float(row.get(f"{side}_ci_low", v))) for row, v in zip(rows, values)]},
+            customdata=[[row.get(f"{side}_ci_low", v), row.get(f"{side}_ci_high", v), row.get("n", "?")]
+                        for row, v in zip(rows, values)],
+            hovertemplate=(f"{label}<br>%{{x}}: %{{y:.1f}}% passed<br>95% interval %{{customdata[0]:.1f}}–"
+                           "%{customdata[1]:.1f} · n = %{customdata[2]}<extra></extra>"))
+
+    figure = go.Figure([bar("base", str(base_label), REPORT_COLORS[0]),
+                        bar("aligned", str(aligned_label), [colors.get(row.get("direction"), NO_CHANGE_COLOR) for row in rows])])
+    figure.update_layout(title=title, barmode="group", height=400, yaxis_title="examples passed (%)",
+                         legend_title_text="", legend={"orientation": "h", "y": -0.2})
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=names)
+    figure.update_yaxes(range=[0, 105])
+    return figure
+
+
+def principle_change_bars(tax: Mapping, title: str = "Change per principle") -> go.Figure:
+    """Each principle's change in points (aligned − base) with its paired 95% interval: improvements
+    green, regressions red, no change grey; the change in words on hover."""
+    rows = [row for row in (tax or {}).get("rows") or [] if _is_number(row.get("change"))]
+    if not rows:
+        return empty_figure(title, NO_REPORTS)
+    names = [str(row["principle"]) for row in rows]
+    figure = go.Figure()
+    for direction, color in (("regression", REGRESSION_COLOR), ("improvement", IMPROVEMENT_COLOR),
+                             ("no change", NO_CHANGE_COLOR)):
+        chosen = [row for row in rows if row.get("direction") == direction]
+        if not chosen:
+            continue
+        changes = [float(row["change"]) for row in chosen]
+        figure.add_trace(go.Bar(
+            x=[str(row["principle"]) for row in chosen], y=changes, name=direction, marker_color=color,
+            text=[f"{c:+.1f}" for c in changes], textposition="outside", cliponaxis=False,
+            error_y={"type": "data", "visible": True, "thickness": 1.2,
+                     "array": [max(0.0, float(row.get("ci_high", c)) - c) for row, c in zip(chosen, changes)],
+                     "arrayminus": [max(0.0, c - float(row.get("ci_low", c))) for row, c in zip(chosen, changes)]},
+            customdata=[[str(row.get("words", ""))] for row in chosen],
+            hovertemplate="%{x}: %{customdata[0]}<extra></extra>"))
+    mean = (tax or {}).get("mean_change")
+    suffix = f" · mean {float(mean):+.1f} points" if _is_number(mean) else ""
+    figure.update_layout(title=title + suffix, barmode="relative", height=400,
+                         yaxis_title="change in pass rate (points; > 0 is better)", legend_title_text="",
+                         legend={"orientation": "h", "y": -0.2})
+    figure.add_hline(y=0, line_color="#444", line_width=1)
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=names)
+    figure.update_yaxes(range=[-110, 110], zeroline=True)
+    return figure
+
+
+def principle_history_chart(rounds: Iterable[tuple[str, Mapping[str, Mapping]]],
+                            title: str = "Principles over rounds") -> go.Figure:
+    """One line per principle over the reports in the given order: (label, {principle: {"pass_rate",
+    "ci_low", "ci_high"}}) each (``principle_scores``), the interval as error bars. A report without
+    the principles suite keeps its place on the axis with no point."""
+    rounds = [(str(label), dict(scores or {})) for label, scores in rounds]
+    labels = [label for label, _ in rounds]
+    names: list[str] = []
+    for _, scores in rounds:
+        names += [name for name in scores if name not in names]
+    if not names:
+        return empty_figure(title, NO_REPORTS)
+    figure = go.Figure()
+    for index, name in enumerate(names):
+        points = [(label, scores[name]) for label, scores in rounds if name in scores]
+        rates = [float(point["pass_rate"]) for _, point in points]
+        figure.add_trace(go.Scatter(
+            x=[label for label, _ in points], y=rates, name=name, mode="lines+markers",
+            line={"color": REPORT_COLORS[(index + 1) % len(REPORT_COLORS)]},
+            error_y={"type": "data", "visible": True, "thickness": 1,
+                     "array": [max(0.0, float(p.get("ci_high", r)) - r) for (_, p), r in zip(points, rates)],
+                     "arrayminus": [max(0.0, r - float(p.get("ci_low", r))) for (_, p), r in zip(points, rates)]},
+            hovertemplate=f"{name}<br>%{{x}}: %{{y:.1f}}% passed<extra></extra>"))
+    figure.update_layout(title=title, height=420, xaxis_title="report (in the order chosen)",
+                         yaxis_title="examples passed (%)", legend_title_text="principle", hovermode="x unified")
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=labels)
+    figure.update_yaxes(range=[-5, 105])
+    return figure

@@ -385,8 +385,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     suites finished so far are kept in $CAI_HOME/evaluations/NAME, so the same command again resumes."""
     from tqdm import tqdm
 
-    from .cli_specs import read_config, spec_data, validate
-    from .evaluation import EvaluationError, EvaluationSpec, check_report_path, evaluations_dir, write_report
+    from .evaluation import EvaluationError, check_report_path, evaluations_dir, write_report
     from .evaluation.run import check_evaluation_name, run_evaluation, start_evaluation
 
     if args.name and args.name_option and args.name != args.name_option:
@@ -397,11 +396,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                          "Alignment tax page)")
     out = Path(args.out).expanduser() if args.out else None
     name = check_evaluation_name(args.name or out.stem)
-    config = read_config(args.config) if args.config else None
-    data = spec_data(args, EvaluationSpec, config, args.set)
-    if args.model or args.adapter or "model" not in data:
-        data["model"] = _evaluated_model(args.model, args.adapter)
-    spec = validate(EvaluationSpec, data, config, EvaluationError)
+    spec = evaluation_spec_from_args(args)
     if out is not None:  # before any work: a file at --out is replaced only by the same evaluation again
         check_report_path(out, spec.model_dump())
     if args.background:
@@ -441,6 +436,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         write_report(out, report)
         print(f"{out}: a copy of the report")
     return 0
+
+
+def evaluation_spec_from_args(args: argparse.Namespace):
+    """The evaluation spec `cai eval`'s options describe: --config, then the options, then --set."""
+    from .cli_specs import read_config, spec_data, validate
+    from .evaluation import EvaluationError, EvaluationSpec
+
+    config = read_config(args.config) if args.config else None
+    data = spec_data(args, EvaluationSpec, config, args.set)
+    if args.model or args.adapter or "model" not in data:
+        data["model"] = _evaluated_model(args.model, args.adapter)
+    return validate(EvaluationSpec, data, config, EvaluationError)
 
 
 def _cmd_evaluations(args: argparse.Namespace) -> int:
@@ -492,7 +499,8 @@ def _cmd_tax(args: argparse.Namespace) -> int:
 
     if args.json:
         check_comparison_path(Path(args.json))
-    comparison = compare_reports(read_report(_report_path(args.base)), read_report(_report_path(args.aligned)))
+    base, aligned = read_report(_report_path(args.base)), read_report(_report_path(args.aligned))
+    comparison = compare_reports(base, aligned)
     print(f"base: {comparison['base']}\naligned: {comparison['aligned']}")
     for name, entry in comparison["all"]["per_benchmark"].items():
         better = "higher is better" if entry["higher_is_better"] else "lower is better"
@@ -501,11 +509,48 @@ def _cmd_tax(args: argparse.Namespace) -> int:
     # base would otherwise read as an overall improvement while capability fell.
     for part in ("capability", "safety"):
         print(f"average tax, {part}: {comparison[part]['average_words']}")
+    per_principle = _print_principle_tax(base, aligned)
+    if per_principle is not None:
+        comparison["principles"] = per_principle
     if args.json:
         from .evaluation import write_report
 
         write_report(Path(args.json), comparison)
     return 0
+
+
+def _print_principle_tax(base: dict, aligned: dict) -> dict | None:
+    """The per-principle table, when both reports carry the principles suite; a note when only one does."""
+    from .evaluation import EvaluationError
+    from .evaluation.principles import PRINCIPLES, has_principles, principle_tax, tax_seed
+
+    if not (has_principles(base) or has_principles(aligned)):
+        return None
+    if not (has_principles(base) and has_principles(aligned)):
+        lacking = "base" if not has_principles(base) else "aligned"
+        print(f"per principle: the {lacking} report has no '{PRINCIPLES}' suite; evaluate both with "
+              f"--suites {PRINCIPLES} --constitution NAME to compare them principle by principle")
+        return None
+    try:
+        result = principle_tax(base, aligned, tax_seed(aligned))
+    except EvaluationError as error:
+        print(f"per principle: {error}")
+        return None
+    print(f"\nper principle (constitution {result['constitution']}, the test examples both reports answered):")
+    if not result["same_constitution"]:
+        print("note: the two reports scored different versions of the constitution; only their shared examples count")
+    rows = [(row["principle"], f"{row['base']:.1f}", f"{row['aligned']:.1f}",
+             f"{row['change']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]", row["words"])
+            for row in result["rows"]]
+    header = ("principle", "base", "aligned", "change [95% interval]", "in words")
+    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(4)]
+    for cells in [header, *rows]:
+        print(f"{cells[0]:{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]:>{widths[2]}}  {cells[3]:{widths[3]}}  {cells[4]}")
+    fall = result["largest_fall"]
+    print(f"mean per-principle pass rate: {result['mean_base']:.1f} -> {result['mean_aligned']:.1f} "
+          f"({result['mean_change']:+.1f} points)"
+          + (f"; largest fall: {fall['principle']} ({fall['change']:+.1f} points)" if fall else "; no principle fell"))
+    return result
 
 
 def _report_path(value: str) -> Path:

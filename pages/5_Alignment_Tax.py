@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from cai_core import charts
-from cai_core.evaluation import SUITES, EvaluationError, compare_reports, parse_evaluation_spec, start_evaluation
+from cai_core.evaluation import EvaluationError, compare_reports, parse_evaluation_spec, start_evaluation
 from cai_core.evaluation import list_evaluations as list_evaluation_folders
 from cai_core.evaluation.harmlessness import HarmlessnessSpec, harmlessness_folder, read_harmlessness, start_harmlessness
 from cai_core.evaluation.progress import finished_suites, live_progress, scoring_current_suite, suites_done
@@ -49,7 +49,9 @@ from ui.common import (
 from ui.jobs import job_panel, live_while, start_or_say
 from ui.navigation import page_path, start_page
 from ui.pickers import constitution_picker, finished_runs, model_picker
-from ui.report_view import browse_items, load_report, report_label, show_comparison, show_win_rates
+from ui.evaluation_form import principles_inputs, show_eval_command, suite_inputs
+from ui.report_view import (browse_items, load_report, report_label, show_comparison, show_principle_comparison,
+                            show_principle_history, show_tax_command, show_win_rates)
 
 PAGE = "tax"
 DEFAULT_LIMIT = 20  # items per suite: a first look in minutes on a laptop CPU; 0 runs every item
@@ -60,9 +62,9 @@ def key(name: str) -> str:
     return page_key(PAGE, name)
 
 
-FLASH, SELECTED, NAME, PENDING, MODEL, OTHER_MODEL, SUITE_CHOICE, LIMIT, SEED, BATCH, LM_EVAL = (
-    key("flash"), key("selected"), key("name"), key("pending"), key("model"), key("other_model"), key("suites"),
-    key("limit"), key("seed"), key("batch_size"), key("lm_eval"))
+FLASH, SELECTED, NAME, PENDING, MODEL, OTHER_MODEL, LIMIT, SEED, BATCH = (
+    key("flash"), key("selected"), key("name"), key("pending"), key("model"), key("other_model"), key("limit"),
+    key("seed"), key("batch_size"))
 BASE, ALIGNED, UPLOAD, UPLOAD_MESSAGES, HISTORY, JUDGE_MODEL, JUDGE_OTHER, CONSTITUTION, JUDGE_CHOSEN = (
     key("base"), key("aligned"), key("upload"), key("upload_messages"), key("history"), key("judge_model"),
     key("judge_other"), key("constitution"), key("judge_chosen"))
@@ -72,30 +74,7 @@ def suggest_name() -> str:
     return timestamped_name("eval")
 
 
-# ---------------------------------------------------------------- reading folders and reports
-
-
 # ---------------------------------------------------------------- new evaluation
-
-
-def suite_inputs() -> list[str]:
-    st.session_state.setdefault(SUITE_CHOICE, list(SUITES))
-    chosen = st.multiselect("Suites", list(SUITES), key=SUITE_CHOICE,
-                            format_func=lambda name: f"{name} ({SUITES[name].kind})",
-                            help="Capability suites measure what alignment may cost; safety suites what it should buy.")
-    for name in chosen:
-        st.caption(md(f"{name}: {SUITES[name].description}."))
-    try:
-        import importlib.util
-
-        lm_eval = importlib.util.find_spec("lm_eval") is not None
-    except (ImportError, ValueError):
-        lm_eval = False
-    if lm_eval:
-        extra = st.text_input("Standard benchmarks (lm-evaluation-harness tasks, comma-separated)", key=LM_EVAL,
-                              placeholder="gsm8k, mmlu", help="Run through lm-eval; each counts as a capability suite.")
-        chosen = chosen + [f"lm-eval:{task.strip()}" for task in extra.split(",") if task.strip()]
-    return chosen
 
 
 def new_evaluation_form(runs: list[RunInfo], expanded: bool) -> None:
@@ -107,6 +86,7 @@ def new_evaluation_form(runs: list[RunInfo], expanded: bool) -> None:
             st.caption("No finished training run yet: a trained model to evaluate comes from the Training page.")
             link_page(page_path("Training"), "Open the Training page", ":material/model_training:")
         suites = suite_inputs()
+        principles = principles_inputs(suites, runs)
         limit_col, seed_col, batch_col, name_col = st.columns(4)
         limit = int(limit_col.number_input("Limit (items per suite; 0 = all)", 0, None, DEFAULT_LIMIT, 10, key=LIMIT,
                                            help="A quick run scores only the first N items of each suite; its "
@@ -118,11 +98,15 @@ def new_evaluation_form(runs: list[RunInfo], expanded: bool) -> None:
         name = name_col.text_input("Evaluation name", key=NAME, max_chars=80,
                                    help="Letters, digits, '-', '_' and '.'; the folder under evaluations/ in your "
                                         "CAI_HOME.")
+        spec_data = {"model": model, "suites": suites, "limit": limit or None, "seed": seed, "batch_size": batch,
+                     **(principles or {})}
         if not suites:
             st.caption("Choose at least one suite.")
+        elif model:
+            show_eval_command(spec_data, name)
         if st.button("Start evaluation", type="primary", key=key("launch"), icon=":material/play_arrow:",
-                     disabled=not suites or not model):
-            launch({"model": model, "suites": suites, "limit": limit or None, "seed": seed, "batch_size": batch}, name)
+                     disabled=not suites or not model or principles is None):
+            launch(spec_data, name)
 
 
 def launch(spec_data: dict, name: str) -> None:
@@ -266,9 +250,6 @@ def show_report(folder: Path) -> None:
         browse_items([(folder.name, report)], f"one:{folder.name}")
 
 
-# ---------------------------------------------------------------- items
-
-
 # ---------------------------------------------------------------- comparing two reports
 
 
@@ -329,6 +310,10 @@ def compare_section(refs: list[ReportRef], runs: list[RunInfo]) -> tuple[str, st
         return None
     comparison = compare_reports(base, aligned)
     show_comparison(comparison, base, aligned, base_ref, aligned_ref)
+    per_principle = show_principle_comparison(base, aligned, base_ref, aligned_ref)
+    if per_principle is not None:  # downloaded as `cai tax --json` writes it
+        comparison = {**comparison, "principles": per_principle}
+    show_tax_command(base_ref, aligned_ref)
     harmlessness_section(base_ref, aligned_ref, base, aligned, runs)
     show_comparison_downloads(comparison, base_ref, aligned_ref)
     return base_id, aligned_id
@@ -349,8 +334,9 @@ def show_comparison_downloads(comparison: dict, base_ref: ReportRef, aligned_ref
                            file_name=f"tax-{base_ref.slug}-vs-{aligned_ref.slug}.json",
                            mime="application/json", key=key("download:comparison"), on_click="ignore",
                            icon=":material/download:", type="primary",
-                           help="The tax per benchmark, capability and safety apart (as `cai tax --json` writes it), "
-                                "and the harmlessness win rate once judged.")
+                           help="The tax per benchmark, capability and safety apart, and per principle when both "
+                                "reports have the principles suite (as `cai tax --json` writes it), and the "
+                                "harmlessness win rate once judged.")
 
 
 # ---------------------------------------------------------------- harmlessness by the AI judge
@@ -471,6 +457,7 @@ def history_section(refs: list[ReportRef], pair: tuple[str, str] | None) -> None
     st.caption("Safety against capability: each point is a report's average capability score and average safety "
                "score (a lower-is-better rate such as over-refusal counted as 100 − rate, so up is always better). "
                "Up and to the right is better; a step up and to the left bought safety with capability.")
+    show_principle_history(reports)
 
 
 # ---------------------------------------------------------------- the page

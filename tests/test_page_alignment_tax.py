@@ -357,3 +357,105 @@ def test_a_report_wrong_below_the_top_is_refused_and_one_already_kept_is_one_sen
     again.selectbox(key=k("base")).set_value("eval:base-eval").run()
     assert not again.exception and not again.error, errors(again)
     assert "Capability: average tax" in [m.label for m in again.metric]
+
+
+# ---------------------------------------------------------------- per principle
+
+
+@pytest.fixture
+def principle_reports(cai_home, tiny_model_dir, monkeypatch) -> Path:
+    """Three hand-made finished evaluations: base-p and aligned-p with the principles suite, plain without."""
+    from principle_reports import ALIGNED_OUTCOMES, BASE_OUTCOMES, principles_report, write_evaluation
+
+    monkeypatch.setenv("CAI_MODEL", str(tiny_model_dir))
+    evaluations = evaluations_dir()
+    write_evaluation(evaluations, "plain", principles_report("plain model", None), age_s=120)
+    write_evaluation(evaluations, "base-p", principles_report("base model", BASE_OUTCOMES), age_s=60)
+    write_evaluation(evaluations, "aligned-p", principles_report("aligned model", ALIGNED_OUTCOMES, arithmetic=40.0))
+    return evaluations
+
+
+def codes(at: AppTest) -> list[str]:
+    return [c.value for c in at.code]
+
+
+def test_base_against_aligned_per_principle_with_the_tax_command(principle_reports):
+    app = open_page()
+    assert not app.error, errors(app)
+    assert shown(app.selectbox(key=k("base"))) == "base-p · base model · 2 suites"
+    assert shown(app.selectbox(key=k("aligned"))) == "aligned-p · aligned model · 2 suites"
+    charts = charts_by_title(app)
+    # Beside the capability view, not instead of it.
+    assert "Capability: score per benchmark" in charts
+    bars = charts["Principles of shop: pass rate"]["data"]
+    assert [b["name"] for b in bars] == ["base · base-p", "aligned · aligned-p"]
+    assert bars[0]["x"] == ["private", "no-promises"] and bars[0]["y"] == [0.0, 100.0] and bars[1]["y"] == [100.0, 75.0]
+    assert "error_y" in bars[1] and bars[1]["marker"]["color"] == ["#2a9d8f", "#d62828"]
+    change = next(spec for title, spec in charts.items() if title.startswith("Principles: change per principle"))
+    assert {t["name"]: t["x"] for t in change["data"]} == {"regression": ["no-promises"], "improvement": ["private"]}
+    table = next(frame.value for frame in app.dataframe if "principle" in frame.value.columns)
+    words = dict(zip(table["principle"], table["in words"]))
+    assert words["private"] == "improved by 100.0 points (95% interval +100.0 to +100.0)"
+    assert words["no-promises"].startswith("regressed by 25.0 points") and words["no-promises"].endswith("within noise)")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Mean pass rate per principle"] == "87.5%" and metrics["Largest fall"] == "no-promises: -25.0 points"
+    assert "cai tax base-p aligned-p" in codes(app)
+    # Over rounds: the pair chosen, one line per principle.
+    lines = {t["name"]: t for t in charts["Principles over rounds"]["data"]}
+    assert set(lines) == {"private", "no-promises"} and lines["private"]["x"] == ["base-p", "aligned-p"]
+
+    # A report without the suite: the capability view stays, and a sentence says what to do.
+    choose(app.selectbox(key=k("aligned")), "plain · plain model · 1 suite").run()
+    assert not app.exception and not app.error, errors(app)
+    assert any(i.value.startswith("The aligned report has no principles suite, so there is no tax per principle: "
+                                  "evaluate both models with the principles suite") for i in app.info)
+    assert not any(title.startswith("Principles: change") for title in charts_by_title(app))
+    assert "cai tax base-p plain" in codes(app)
+
+
+def test_the_form_evaluates_the_principles_suite_of_the_chosen_constitution(app, tiny_model_dir):
+    assert not any(c.startswith("cai eval") and "principles" in c for c in codes(app))
+    app.multiselect(key=k("suites")).set_value(["principles"]).run()
+    assert not app.exception, app.exception
+    app.selectbox(key=k("eval_constitution")).set_value("customer-service").run()
+    app.number_input(key=k("limit")).set_value(1).run()
+    app.text_input(key=k("name")).set_value("rules-eval").run()
+    assert not app.error, errors(app)
+    assert any(re.fullmatch(r"\d+ test examples over \d+ principles of customer-service\.", c.value)
+               for c in app.caption), [c.value for c in app.caption]
+    assert shlex_join(["cai", "eval", "rules-eval", "--model", str(tiny_model_dir), "--suites", "principles",
+                       "--limit", "1", "--constitution", "customer-service"]) in codes(app)
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = evaluations_dir() / "rules-eval"
+    spec = json.loads((folder / "spec.json").read_text())["spec"]
+    assert spec["suites"] == ["principles"] and spec["constitution"] == "customer-service"
+    assert spec["judge_model"] is None and spec["limit"] == 1
+    wait_for_job(folder)
+    suite = read_report(folder)["suites"]["principles"]
+    assert suite["constitution"] == "customer-service" and suite["n"] == 1
+
+
+def shlex_join(parts: list[str]) -> str:
+    import shlex
+
+    return shlex.join(parts)
+
+
+def test_a_loops_rounds_draw_one_line_per_principle(principle_reports):
+    from cai_core.evaluation.loop import loops_dir
+
+    for round_number, source in enumerate(["base-p", "plain", "aligned-p"]):
+        target = loops_dir() / "rules" / f"round-{round_number}" / "evaluate"
+        target.mkdir(parents=True)
+        shutil.copy(principle_reports / source / "report.json", target / "report.json")
+    app = open_page()
+    app.button(key=k("loop:rules")).click().run()
+    assert not app.exception and not app.error, errors(app)
+    lines = {t["name"]: t for t in charts_by_title(app)["Principles over rounds"]["data"]}
+    # Round 1's report has no principles suite: no point there, the line goes on to round 2.
+    assert lines["private"]["x"] == ["rules · start", "rules · round 2"] and lines["private"]["y"] == [0.0, 100.0]
+    assert lines["no-promises"]["y"] == [100.0, 75.0]
+    assert charts_by_title(app)["Principles over rounds"]["layout"]["xaxis"]["categoryarray"] == [
+        "rules · start", "rules · round 1", "rules · round 2"]

@@ -1,5 +1,6 @@
 """Reports on the Alignment tax page: reading them (cached until the file changes), their items side
-by side, a comparison's averages, charts and table, and the judge's win rates.
+by side, a comparison's averages, charts and table, the same per principle, the `cai tax` line, and
+the judge's win rates.
 
 Model text is data: every prompt and answer is shown as plain text (ui.common.show_text).
 """
@@ -13,6 +14,9 @@ import streamlit as st
 
 from cai_core import charts
 from cai_core.evaluation import EvaluationError, read_report
+from cai_core.evaluation.commands import tax_command
+from cai_core.evaluation.principles import has_principles, principle_scores, principle_tax, tax_seed
+from cai_core.evaluation.suites import PRINCIPLES
 from cai_core.evaluation.reports import (KINDS, ReportRef, average_gain, average_words, common_items, comparison_rows,
                                          direction_counts, item_answer, item_prompts, item_verdict, report_model,
                                          report_ref, settings_differ)
@@ -157,3 +161,75 @@ def show_win_rates(result: dict) -> None:
         st.warning(f"The judge preferred different answers in the two orders for {disagree:.0%} of the judgements: "
                    "it is reading the position, not the content, so these win rates are close to chance. Choose a "
                    "larger judge model.")
+
+
+# ---------------------------------------------------------------- per principle
+
+
+def principle_rows(tax: dict) -> list[dict]:
+    """The tax per principle, as table rows."""
+    return [{"principle": row["principle"], "base (%)": round(row["base"], 1), "aligned (%)": round(row["aligned"], 1),
+             "change (points)": round(row["change"], 1),
+             "95% interval of the change": f"{row['ci_low']:+.1f} to {row['ci_high']:+.1f}", "n": row["n"],
+             "in words": row["words"]} for row in tax["rows"]]
+
+
+def missing_principles_words(base: dict, aligned: dict) -> str:
+    lacking = [role for role, report in (("base", base), ("aligned", aligned)) if not has_principles(report)]
+    which = "Neither report has the" if len(lacking) == 2 else f"The {lacking[0]} report has no"
+    return (f"{which} {PRINCIPLES} suite, so there is no tax per principle: evaluate both models with the "
+            f"{PRINCIPLES} suite and the same constitution (New evaluation above) to see, principle by principle, "
+            "whether the training made the model follow it.")
+
+
+def show_principle_comparison(base: dict, aligned: dict, base_ref: ReportRef, aligned_ref: ReportRef) -> dict | None:
+    """Base against aligned per principle of the constitution, beside the capability and safety view;
+    returns the tax per principle (``principle_tax``), or None when there is none to show."""
+    st.markdown("**Per principle: does the aligned model follow each principle more often?**")
+    if not (has_principles(base) and has_principles(aligned)):
+        st.info(missing_principles_words(base, aligned))
+        return None
+    try:
+        tax = principle_tax(base, aligned, tax_seed(aligned))
+    except EvaluationError as error:
+        st.warning(sentence(error))
+        return None
+    fall = tax["largest_fall"]
+    with st.container(horizontal=True):
+        st.metric("Mean pass rate per principle", f"{tax['mean_aligned']:.1f}%", border=True,
+                  delta=f"{tax['mean_change']:+.1f} points from {tax['mean_base']:.1f}%",
+                  delta_color="normal" if abs(tax["mean_change"]) > 1e-9 else "off",
+                  help="The mean over principles of the share of test examples passed, so each principle counts "
+                       "once, however many examples it has.")
+        st.metric("Largest fall", f"{fall['principle']}: {fall['change']:+.1f} points" if fall else "none", border=True,
+                  help="The principle whose pass rate fell most; none when no principle fell.")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.principle_bars(tax, f"base · {base_ref.label}", f"aligned · {aligned_ref.label}",
+                                            f"Principles of {tax['constitution']}: pass rate"),
+                      key=key("chart-principles"))
+    right.plotly_chart(charts.principle_change_bars(tax, "Principles: change per principle"),
+                       key=key("chart-principle-change"))
+    st.caption("Pass rates on the test examples both reports answered, with 95% bootstrap intervals; the change's "
+               "interval is paired, example by example. Green: the principle is followed more often; red: less.")
+    st.dataframe(pd.DataFrame(principle_rows(tax)), hide_index=True, width="stretch", key=key("principle_table"))
+    if not tax["same_constitution"]:
+        st.warning("The two reports scored different versions of the constitution: only the examples both answered "
+                   "are compared.")
+    return tax
+
+
+def show_principle_history(reports: list[tuple[str, dict]]) -> None:
+    """One line per principle over the chosen reports, when they carry the principles suite."""
+    if not any(has_principles(report) for _, report in reports):
+        st.caption(f"Reports with the {PRINCIPLES} suite add a chart here with one line per principle.")
+        return
+    st.plotly_chart(charts.principle_history_chart([(label, principle_scores(report)) for label, report in reports]),
+                    key=key("chart-principle-history"))
+    st.caption("Each principle's pass rate on its test examples, report after report, with 95% intervals.")
+
+
+def show_tax_command(base_ref: ReportRef, aligned_ref: ReportRef) -> None:
+    st.markdown("**Command**")
+    st.caption("The same comparison from a terminal (the tax per benchmark, then per principle when both reports "
+               "have the principles suite):")
+    st.code(tax_command(base_ref, aligned_ref), language="bash", wrap_lines=True)

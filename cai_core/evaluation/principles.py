@@ -129,8 +129,8 @@ def _words(change: float, low: float, high: float, clear: bool) -> str:
 def principle_tax(base: dict, aligned: dict, seed: int = 0) -> dict:
     """Per-principle rows comparing two reports' ``principles`` suites, and their summary.
 
-    Each row: principle, base and aligned pass rates (percent, on the examples both answered),
-    change in points, a paired bootstrap 95% interval of the change, n, direction (improvement,
+    Each row: principle, base and aligned pass rates (percent, on the examples both answered) with
+    each one's own 95% interval, change in points, a paired bootstrap 95% interval of the change, n, direction (improvement,
     regression or no change), ``clear`` (the interval excludes 0) and the change in words. The
     summary holds the mean per-principle pass rates and the largest fall, the numbers an author
     asks of training: did the rules get followed more, and did any get followed less?
@@ -149,9 +149,14 @@ def principle_tax(base: dict, aligned: dict, seed: int = 0) -> dict:
         low, high = 100 * low, 100 * high
         clear = low > 0 or high < 0
         direction = NO_CHANGE if abs(change) < 1e-9 else IMPROVEMENT if change > 0 else REGRESSION
+        # Each side's own interval on the same shared examples, for bars drawn side by side.
+        base_low, base_high = bootstrap_interval(before, seed=seed)
+        aligned_low, aligned_high = bootstrap_interval(after, seed=seed)
         rows.append({"principle": name, "base": 100 * sum(before) / len(shared), "aligned": 100 * sum(after) / len(shared),
                      "change": change, "ci_low": low, "ci_high": high, "n": len(shared), "direction": direction,
-                     "clear": clear, "words": _words(change, low, high, clear)})
+                     "clear": clear, "words": _words(change, low, high, clear),
+                     "base_ci_low": 100 * base_low, "base_ci_high": 100 * base_high,
+                     "aligned_ci_low": 100 * aligned_low, "aligned_ci_high": 100 * aligned_high})
     if not rows:
         raise EvaluationError("the two reports share no principle examples to compare; evaluate both on the same constitution")
     same = base_suite.get("constitution_hash") == aligned_suite.get("constitution_hash")
@@ -169,3 +174,28 @@ def principle_pass_rates(report: dict) -> dict[str, float]:
     suite = (report.get("suites") or {}).get(PRINCIPLES) or {}
     return {name: float(row["pass_rate"]) for name, row in (suite.get("per_principle") or {}).items()
             if isinstance(row, dict) and isinstance(row.get("pass_rate"), (int, float))}
+
+
+def has_principles(report: dict | None) -> bool:
+    """Whether a report carries the principles suite (the per-principle views need it)."""
+    return bool(((report or {}).get("suites") or {}).get(PRINCIPLES))
+
+
+def principle_scores(report: dict) -> dict[str, dict]:
+    """principle -> {"pass_rate", "ci_low", "ci_high"} (percent) of one report, the interval falling
+    back to the rate where a report does not keep it: one point with its error bar per principle on a
+    chart over rounds."""
+    suite = (report.get("suites") or {}).get(PRINCIPLES) or {}
+    scores = {}
+    for name, rate in principle_pass_rates(report).items():
+        row = (suite.get("per_principle") or {}).get(name) or {}
+        low, high = row.get("ci_low"), row.get("ci_high")
+        scores[name] = {"pass_rate": rate, "ci_low": float(low) if isinstance(low, (int, float)) else rate,
+                        "ci_high": float(high) if isinstance(high, (int, float)) else rate}
+    return scores
+
+
+def tax_seed(report: dict) -> int:
+    """The seed a comparison's bootstrap uses: the aligned report's own, else 0."""
+    seed = (report.get("settings") or {}).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0

@@ -211,6 +211,8 @@ def item_verdict(item: dict) -> str:
         got = item.get("extracted", item.get("predicted"))
         detail = f" (expected {item.get('expected')}, got {got if got is not None else 'nothing'})"
         return ("correct" if item["correct"] else "wrong") + detail
+    if "passed" in item and "principle" in item:  # the principles suite: its checks and expectations, with the reason
+        return f"{'passed' if item['passed'] else 'failed'} · {item.get('principle')}: {item.get('reason') or '—'}"
     if "passed" in item:
         return "passed its tests" if item["passed"] else f"failed ({item.get('status', '?')})"
     if "refused" in item:
