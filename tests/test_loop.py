@@ -165,6 +165,23 @@ def test_the_shipped_small_model_settings_are_a_valid_loop():
     data = yaml.safe_load((SHIPPED_RECIPES_DIR / "loops" / "small-model.yaml").read_text())
     spec = parse_loop_spec({"constitution": "general-hhh", **data})
     assert spec.generation["sft_source"] == "best_of_n" and spec.generation["system_prompt_in_data"] is False
+    # The constitution decides what is learned, and each shipped constitution can serve it.
+    assert spec.generation["verifier"] == "constitution"
+    for name in ("general-hhh", "customer-service", "medical-qa"):
+        prepare_loop(parse_loop_spec({**data, "constitution": name}), f"shipped-{name}")
+
+
+def test_cai_loop_takes_the_verifier_as_a_flag_over_the_settings_file(tmp_path, capsys):
+    from cai_core.cli import main
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: bare\nprinciples:\n  - name: kind\n    critique_request: Is it kind?\n"
+                    "    revision_request: Make it kind.\n", encoding="utf-8")
+    settings = tmp_path / "rule.yaml"
+    settings.write_text("generation: {sft_source: best_of_n, pair_sources: [best_of_n], verifier: rule}\n")
+    assert main(["loop", "--constitution", str(bare), "--settings", str(settings), "--verifier", "constitution",
+                 "--name", "flagged"]) == 1
+    assert "verifier constitution needs checks or examples" in capsys.readouterr().err
 
 
 def test_every_round_scores_the_loops_constitution_on_test_examples_no_round_trained_on(tmp_path, tiny_model_dir, cai_home):
