@@ -28,10 +28,11 @@ class GenerationSpec(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
     shuffle: bool = Field(default=False, description="mix the chosen sets in a seeded random order before the limit")
     # "train" leaves out the half of the shipped red-team and benign sets that the safety suites
-    # evaluate on (cai_core.data.promptsets), so a model trained on the data is scored on unseen prompts.
+    # evaluate on (cai_core.data.promptsets), and any prompt that is one of the constitution's test
+    # examples (the principles suite's), so a model trained on the data is scored on unseen prompts.
     prompt_split: Literal["all", "train"] = Field(default="train", description=(
-        "train: leave out the half of the shipped red_team and benign sets that the safety suites score; "
-        "all: every prompt"))
+        "train: leave out the half of the shipped red_team and benign sets that the safety suites score, "
+        "and the constitution's test examples; all: every prompt"))
     # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision", "rlaif", "best_of_n")
     phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1, description=(
         "what to make: sft (Phase 1 rows), prefs (Phase 2 pairs), or both"))
