@@ -583,6 +583,9 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     # that is not a mapping is left for parse_loop_spec to name.
     if args.critic_model and isinstance(data.get("generation", {}), dict):
         data["generation"] = {**data.get("generation", {}), "critic_model": args.critic_model}
+    # And what scores best-of-N samples: the shipped small-model settings' constitution, or the rule alone.
+    if args.verifier and isinstance(data.get("generation", {}), dict):
+        data["generation"] = {**data.get("generation", {}), "verifier": args.verifier}
     spec = parse_loop_spec(data)
     name = args.name or f"loop-{spec.constitution}"
     if args.background:
@@ -731,6 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--seed", type=int, default=0)
     loop.add_argument("--critic-model", help="a model that writes every round's critiques and revisions (and judges), "
                       "such as an endpoint URL http://host:port/v1; default: each round's model critiques itself")
+    loop.add_argument("--verifier", choices=["rule", "constitution"], help=(
+        "what scores best-of-N samples (with --settings recipes/loops/small-model.yaml): the constitution's "
+        "checks and examples, or the refusal rule alone"))
     loop.add_argument("--name", help="the loop's name (default loop-CONSTITUTION); the same name resumes")
     loop.add_argument("--background", action="store_true", help="start in its own process and return")
     loop.set_defaults(handler=_cmd_loop)

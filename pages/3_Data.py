@@ -261,7 +261,11 @@ def best_of_n_inputs(sources: list[str], split: bool) -> dict:
                   if split else
                   "It is the refusal suites' own rule, and without the split above this data holds the very prompts "
                   "they score, so they would measure the trained model on prompts it trained on."))
-    return {"best_of_n": int(n), "refuse_sources": list(refuse)}
+    verifier = st.radio("Samples are scored by", ["rule", "constitution"], key=key("verifier"), horizontal=True,
+                        format_func={"rule": "the refusal rule",
+                                     "constitution": "the constitution's checks and examples"}.get,
+                        help=_SPEC["verifier"].description)
+    return {"best_of_n": int(n), "refuse_sources": list(refuse), "verifier": verifier}
 
 
 def new_dataset_form(names: list[str], expanded: bool) -> None:

@@ -150,7 +150,13 @@ def test_cai_generate_takes_the_small_model_loops_generation_block_as_it_is(tiny
     assert stored == expected.model_dump(mode="json")
     assert stored["sft_source"] == "best_of_n" and stored["system_prompt"].startswith("You are a helpful assistant")
     sampled = [json.loads(line) for line in (cai_home / "datasets" / "by-hand" / "samples.jsonl").read_text().splitlines()]
-    assert [len(row["samples"]) for row in sampled] == [6, 6]  # best_of_n: 6 from the block
+    assert {len(row["samples"]) for row in sampled} == {6}  # best_of_n: 6 from the block
+    # The block's verifier is the constitution: its training-half examples join the two drawn prompts.
+    from cai_core.constitution import TRAIN_HALF
+    from cai_core.store import load_constitution
+
+    examples = sum(len(p.examples_in(TRAIN_HALF)) for p in load_constitution("general-hhh").enabled_principles)
+    assert sum(not row["example"] for row in sampled) == 2 and len(sampled) == 2 + examples
 
 
 def test_the_held_out_split_is_the_cli_default(tiny_model_dir, cai_home):

@@ -465,3 +465,36 @@ def test_the_form_shows_the_cai_generate_command_for_its_settings(app, tiny_mode
     assert (spec.phases, spec.critic_model, spec.policy_model) == (["sft"], critic, str(tiny_model_dir))
     assert spec.prompt_sources == app.multiselect(key=k("sources")).value
     assert not datasets_dir().exists() or not any(datasets_dir().iterdir())
+
+
+def test_best_of_n_can_be_scored_by_the_constitution(app):
+    from cai_core.constitution import TRAIN_HALF
+    from cai_core.store import load_constitution
+
+    fill_small_run(app, "verified", limit=2)
+    app.number_input(key=k("max_new_tokens")).set_value(2)
+    app.number_input(key=k("chunk_size")).set_value(64)
+    app.radio(key=k("sft_source")).set_value("best_of_n").run()
+    app.checkbox(key=k("pairs_revision")).uncheck()
+    app.checkbox(key=k("pairs_rlaif")).uncheck()
+    app.checkbox(key=k("pairs_best_of_n")).check().run()
+    assert app.radio(key=k("verifier")).value == "rule"  # the spec's default: the refusal rule alone
+    app.radio(key=k("verifier")).set_value("constitution")
+    app.number_input(key=k("best_of_n")).set_value(2)
+    app.button(key=k("launch")).click().run()
+    assert not app.exception, app.exception
+    assert not errors(app), errors(app)
+    folder = datasets_dir() / "verified"
+    assert parse_spec(json.loads((folder / "spec.json").read_text())["spec"]).verifier == "constitution"
+    constitution = load_constitution(app.selectbox(key=k("constitution")).value)
+    examples = sum(len(p.examples_in(TRAIN_HALF)) for p in constitution.enabled_principles)
+    assert len(read_rows(folder / PROMPTS_FILE)) == 2 + examples  # the training-half examples joined the data
+    wait_for_job(folder)
+    sampled = read_rows(folder / SAMPLES_FILE)
+    assert all(sample["verdicts"] for row in sampled for sample in row["samples"])
+    # The samples tab says why each sample lost (or that every assertion held).
+    app.run()
+    assert not app.exception, app.exception
+    captions = [unescape(c.value) for c in app.tabs[5].caption]
+    reasons = {sample["reason"] for row in sampled for sample in row["samples"]}
+    assert any(reason in caption for reason in reasons for caption in captions), captions[:10]

@@ -109,11 +109,11 @@ def show_sft_row(row: dict, trace: dict | None) -> None:
         show_text(user)
         final = messages[-1].get("content", "") if messages else ""
         if trace is None:
-            from_samples = (row.get("lineage") or {}).get("feedback") == "refusal_rule"
+            from_samples = (row.get("lineage") or {}).get("feedback") in ("refusal_rule", "constitution")
             panels([("Best-of-N sample (the SFT target)" if from_samples else "Final answer (the SFT target)",
                      [("", final)])])
             if from_samples:
-                st.caption("The first of the prompt's samples that passes the refusal rule; the Best-of-N samples "
+                st.caption("The first of the prompt's samples that passes the verifier; the Best-of-N samples "
                            "tab shows them all.")
             return
         parts = [("Initial answer", [("", trace.get("initial", ""))])]
@@ -188,7 +188,8 @@ def show_samples(row: dict) -> None:
         for number, sample in enumerate(samples, 1):
             verdict = "passes" if sample.get("passes") else "fails"
             declined = "declines" if sample.get("refused") else "answers"
-            parts.append((f"Sample {number} · {verdict}", [(declined, sample.get("answer", ""))]))
+            why = f" · {sample['reason']}" if sample.get("reason") else ""  # the constitution verifier says why
+            parts.append((f"Sample {number} · {verdict}", [(declined + why, sample.get("answer", ""))]))
         panels(parts)
 
 

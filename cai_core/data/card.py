@@ -110,7 +110,8 @@ def write_card(folder: Path) -> None:
         f"| {REVISION_PAIRS_FILE} | {summary['rows'][REVISION_PAIRS_FILE]} | pairs: chosen = final revision, rejected = first answer |",
         f"| {RLAIF_PAIRS_FILE} | {summary['rows'][RLAIF_PAIRS_FILE]} | AI-judged pairs with the soft label `label` = P(chosen is better) |",
         f"| {JUDGEMENTS_FILE} | {summary['rows'][JUDGEMENTS_FILE]} | every judged pair, kept or dropped |",
-        f"| {BEST_OF_N_PAIRS_FILE} | {summary['rows'][BEST_OF_N_PAIRS_FILE]} | pairs: a sample the refusal rule passes over one it fails |",
+        f"| {BEST_OF_N_PAIRS_FILE} | {summary['rows'][BEST_OF_N_PAIRS_FILE]} | pairs: a sample the "
+        f"{'constitution verifier' if spec.get('verifier') == 'constitution' else 'refusal rule'} passes over one it fails |",
         f"| {SAMPLES_FILE} | {summary['rows'][SAMPLES_FILE]} | every best-of-N sample with its verdict |", "",
     ]
     lines += roles_card_lines(summary["roles"])
@@ -119,6 +120,8 @@ def write_card(folder: Path) -> None:
         lines += ["## Prompts", "", f"{stats.get('duplicates_removed', 0)} duplicates removed, "
                   f"{stats.get('blank_lines', 0)} blank lines skipped. By category: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(stats.get("categories", {}).items())) + ".", ""]
+    if spec.get("verifier") == "constitution":
+        lines += verifier_card_lines(folder, spec, summary["roles"])
     if "judge" in summary:
         judge = summary["judge"]
         lines += ["## Judge", "",
@@ -131,3 +134,37 @@ def write_card(folder: Path) -> None:
               "Every row carries `lineage`: the constitution's name and content hash, the principles used, "
               "the model ids (`roles`: which model was the policy, the critic and the judge), the seed and the generation settings.", ""]
     write_text_atomic(folder / "README.md", "\n".join(lines))
+
+
+def verifier_card_lines(folder: Path, spec: dict, roles: dict[str, str | None]) -> list[str]:
+    """The card's "Verifier" section: what the constitution verifier held samples to, and what failed most."""
+    from collections import Counter
+
+    from .verifier import failed_assertions
+
+    rows = read_rows(folder / SAMPLES_FILE)
+    samples = [sample for row in rows for sample in row.get("samples") or [] if isinstance(sample, dict)]
+    examples = sum(1 for row in rows if row.get("example"))
+    judge = spec.get("judge_model")
+    rule = ("Prompts from the prompt sets are also held to the refusal rule (those from "
+            f"{', '.join(spec.get('refuse_sources') or []) or 'no set'} declined, the rest answered)."
+            if spec.get("rule_for_prompt_sets", True) else "The refusal rule is off: prompts from the prompt sets "
+            "are held to the principles' checks alone.")
+    rubric = (f"`llm-rubric` assertions were asked of the judge model `{roles.get('judge') or judge}`, in both framings."
+              if judge else "No judge model was set, so `llm-rubric` assertions were skipped: not counted as "
+              "passed or failed. A sample with nothing else decided is used neither as a target nor as a loser.")
+    lines = ["## Verifier", "",
+             "Each best-of-N sample was scored by the constitution: the checks of the principles that govern its "
+             "prompt and, for the constitution's training-half example prompts "
+             f"({examples} here), that example's expectations. {rule} A sample passes when every assertion decided "
+             "on it holds; SFT keeps a passing sample and a pair puts a passing one over a failing one. The "
+             "test-half examples, which the `principles` suite scores, are not in this data.", "", rubric, ""]
+    if samples:
+        passing = sum(bool(s.get("passes")) for s in samples)
+        lines += [f"{passing} of {len(samples)} samples pass.", ""]
+        failed = Counter(name for s in samples for name in failed_assertions(s))
+        if failed:
+            lines += ["| failed assertion | samples |", "|---|---|"]
+            lines += [f"| {name.replace('|', '/')} | {count} |" for name, count in failed.most_common(10)]
+            lines.append("")
+    return lines

@@ -11,8 +11,10 @@ A dataset is a folder (``$CAI_HOME/datasets/NAME`` or any ``--out``):
     prefs_revision.jsonl Phase 2 from revisions: chosen = final revision, rejected = first answer
     prefs_rlaif.jsonl    Phase 2, RLAIF: two sampled answers, ranked by the AI judge (kept pairs)
     judgements.jsonl     every judged pair, kept or dropped, with the judge's probabilities
-    prefs_best_of_n.jsonl pairs from N samples scored by the refusal rule (for models too small to judge)
-    samples.jsonl        every best-of-N sample with its verdict
+    prefs_best_of_n.jsonl pairs from N samples scored by the verifier (for models too small to judge):
+                         the refusal rule, or the constitution's checks and examples
+    samples.jsonl        every best-of-N sample with its verdict (and, under the constitution, each
+                         assertion's verdict and where it comes from)
     done.jsonl           one line per finished prompt, written after its rows
     README.md, card.json the dataset card: counts, settings, the constitution
 """
@@ -32,9 +34,10 @@ from ..jobs import JobError, check_output_folder, clear_stop_request, prepare_jo
 from ..paths import cai_home
 from ..store import constitution_to_yaml, load_constitution, parse_constitution
 from .ledger import read_rows
-from .promptsets import PromptItem, load_prompt_sources
+from .promptsets import PromptItem, load_prompt_sources, prompt_key
 from .rows import CONSTITUTION_FILE, PROMPTS_FILE, ROW_FILES
 from .spec import GenerationSpec, check_model_specs
+from .verifier import CONSTITUTION, check_verifier, held_out_example_keys, training_example_items
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -102,9 +105,20 @@ def prepare_dataset(folder: Path, spec: GenerationSpec) -> None:
     check_model_specs(spec)
     constitution = load_constitution(spec.constitution)
     select_principles(constitution, spec.principles)  # an unknown principle fails here
+    check_verifier(constitution, spec)
+    verified = spec.verifier == CONSTITUTION and spec.samples_best_of_n
+    # The principles suite scores the test half of the examples: with the training split, those
+    # prompts never become data, not even when a prompt set holds one of them too.
+    leave_out = held_out_example_keys(constitution) if spec.prompt_split == "train" or verified else set()
+    examples = training_example_items(constitution, spec) if verified else []
     prompt_set = load_prompt_sources(spec.prompt_sources, spec.limit, spec.seed if spec.shuffle else None,
-                                     training_only=spec.prompt_split == "train")
-    lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source}, ensure_ascii=False)
+                                     training_only=spec.prompt_split == "train",
+                                     leave_out=leave_out | {prompt_key(item.prompt) for item in examples})
+    # The examples come first: a run stopped early has the constitution's own prompts done. The
+    # limit counts the prompt sets' prompts; every training example is always used.
+    prompt_set.items = examples + prompt_set.items
+    lines = [json.dumps({"id": i.id, "category": i.category, "prompt": i.prompt, "source": i.source,
+                         **({"principle": i.principle} if i.principle else {})}, ensure_ascii=False)
              for i in prompt_set.items]
     folder.mkdir(parents=True, exist_ok=True)
     # spec.json first: it marks the folder as this tool's, so a run killed before its snapshot
@@ -142,5 +156,6 @@ def _prepare(folder: Path, spec: GenerationSpec) -> dict:
 
 def load_snapshot(folder: Path) -> tuple[Constitution, list[PromptItem]]:
     constitution = parse_constitution((folder / CONSTITUTION_FILE).read_text(encoding="utf-8"), str(folder / CONSTITUTION_FILE))
-    items = [PromptItem(**{k: row[k] for k in ("id", "prompt", "category", "source")}) for row in read_rows(folder / PROMPTS_FILE)]
+    items = [PromptItem(**{k: row[k] for k in ("id", "prompt", "category", "source")}, principle=row.get("principle") or "")
+             for row in read_rows(folder / PROMPTS_FILE)]
     return constitution, items

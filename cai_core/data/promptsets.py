@@ -41,6 +41,9 @@ class PromptItem:
     prompt: str
     category: str = DEFAULT_CATEGORY
     source: str = ""
+    # Set on a constitution's own example prompt (the verifier "constitution" adds the training half):
+    # the principle whose example it is, so its answers are held to that example's expectations.
+    principle: str = ""
 
 
 @dataclass
@@ -137,10 +140,12 @@ def interleave_categories(items: list[PromptItem]) -> list[PromptItem]:
 
 
 def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_seed: int | None = None,
-                        training_only: bool = False) -> PromptSet:
+                        training_only: bool = False, leave_out: set[str] | frozenset[str] = frozenset()) -> PromptSet:
     """Several sets as one, duplicates across them removed, cut to the first ``limit`` prompts.
 
-    ``training_only`` leaves out the shipped sets' evaluation half (see ``training_half``).
+    ``training_only`` leaves out the shipped sets' evaluation half (see ``training_half``), and
+    ``leave_out`` any prompt whose ``prompt_key`` is in it (a constitution's example prompts), both
+    before the limit, so the limit still counts prompts that are used.
 
     With ``shuffle_seed``, the prompts are put in a seeded random order before the cut, so a limit
     takes a mix of every set and category rather than the first set's first category.
@@ -160,6 +165,8 @@ def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_se
             combined.items.append(item)
     if training_only:
         combined.items = training_half(combined.items)
+    if leave_out:
+        combined.items = [item for item in combined.items if _dedupe_key(item.prompt) not in leave_out]
     if not combined.items:
         raise PromptFileError("the chosen prompt sets hold no prompts")
     if shuffle_seed is not None:
@@ -280,6 +287,11 @@ def prompt_id(text: str) -> str:
 
 def _dedupe_key(text: str) -> str:
     return " ".join(text.split()).casefold()
+
+
+def prompt_key(text: str) -> str:
+    """What makes two prompts the same prompt here: their words, case and spacing aside."""
+    return _dedupe_key(text)
 
 
 def _check_row(row: dict, stem: str, source: str) -> PromptItem:

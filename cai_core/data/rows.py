@@ -147,7 +147,12 @@ def pair_prompt(row: dict, prompts: dict[str, str]) -> str:
 
 
 def best_of_n_reason(row: dict, samples: dict[str, dict]) -> str:
-    """Why a best-of-N pair's chosen answer is the better one, under the refusal rule."""
+    """Why a best-of-N pair's chosen answer is the better one, under the verifier that scored it."""
+    verifier = row.get("verifier")
+    if isinstance(verifier, dict):  # the constitution verifier names what the rejected answer failed
+        failed = [str(name) for name in verifier.get("rejected_failed") or []]
+        return ("the chosen answer passes every assertion; the rejected one fails "
+                + ("; ".join(failed) if failed else str(verifier.get("rejected") or "one")))
     sampled = samples.get(row.get("id"))
     if sampled is None:
         return "chosen passes the refusal rule, rejected fails it"

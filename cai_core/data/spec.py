@@ -30,10 +30,11 @@ class GenerationSpec(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
     shuffle: bool = Field(default=False, description="mix the chosen sets in a seeded random order before the limit")
     # "train" leaves out the half of the shipped red-team and benign sets that the safety suites
-    # evaluate on (cai_core.data.promptsets), so a model trained on the data is scored on unseen prompts.
+    # evaluate on (cai_core.data.promptsets), and any prompt that is one of the constitution's test
+    # examples (the principles suite's), so a model trained on the data is scored on unseen prompts.
     prompt_split: Literal["all", "train"] = Field(default="train", description=(
-        "train: leave out the half of the shipped red_team and benign sets that the safety suites score; "
-        "all: every prompt"))
+        "train: leave out the half of the shipped red_team and benign sets that the safety suites score, "
+        "and the constitution's test examples; all: every prompt"))
     # --- what to make: "sft" (Phase 1) and/or "prefs" (Phase 2, from "revision", "rlaif", "best_of_n")
     phases: list[Literal["sft", "prefs"]] = Field(default=["sft", "prefs"], min_length=1, description=(
         "what to make: sft (Phase 1 rows), prefs (Phase 2 pairs), or both"))
@@ -42,7 +43,7 @@ class GenerationSpec(BaseModel):
     # Where the SFT rows come from: the chain's final revisions (Phase 1 as in the paper), or the
     # best of N samples under the refusal rule (below).
     sft_source: Literal["revision", "best_of_n"] = Field(default="revision", description=(
-        "where SFT rows come from: the chain's final revision, or the best of N samples under the refusal rule"))
+        "where SFT rows come from: the chain's final revision, or the best of N samples under the verifier"))
     # --- best-of-N, for a policy too small to critique or judge (its critiques and its judge are
     # at chance; see docs/results.md): N samples per prompt, each scored by the refusal rule
     # (cai_core.refusals): a prompt from a set in refuse_sources should be declined, any other
@@ -50,6 +51,20 @@ class GenerationSpec(BaseModel):
     best_of_n: int = Field(default=4, ge=2, le=16, description="samples per prompt for best_of_n")
     refuse_sources: list[str] = Field(default=["red_team"], description=(
         "prompt sets whose prompts should be declined (best_of_n); every other prompt should be answered"))
+    # What scores a best-of-N sample. "rule" is the refusal rule above alone. "constitution" makes the
+    # user's constitution decide what is learned: each sample is held to the checks of the principles
+    # that govern its prompt, and the constitution's training-half example prompts join the data with
+    # their own expectations (the test half, which the principles suite scores, never does).
+    verifier: Literal["rule", "constitution"] = Field(default="rule", description=(
+        "what scores a best-of-N sample: rule (the refusal rule alone: prompts from refuse_sources declined, "
+        "all others answered), or constitution (the checks of the principles that govern the prompt, plus, "
+        "for the constitution's training-half example prompts, which join the data, that example's expectations; "
+        "llm-rubric ones are asked of judge_model, and skipped without one)"))
+    # With "constitution", the prompt sets' prompts still carry the refusal rule, unless turned off:
+    # a shipped red-team prompt says nothing a principle's checks can see on their own.
+    rule_for_prompt_sets: bool = Field(default=True, description=(
+        "with verifier constitution, also hold the prompt sets' prompts to the refusal rule (refuse_sources "
+        "declined, the rest answered); the constitution's example prompts follow their own expectations"))
     # False trains on the answers without the system prompt they were written under: context
     # distillation (Askell et al., 2021), so the trained model behaves as if it were still there.
     system_prompt_in_data: bool = Field(default=True, description=(
@@ -69,7 +84,8 @@ class GenerationSpec(BaseModel):
         "and judges pairs unless a judge is named; the bundled 'default', a folder, a hub id, a finished run "
         "or an endpoint URL like http://host:port/v1; unset, the policy critiques itself"))
     judge_model: str | None = Field(default=None, description=(
-        "the RLAIF judge, which picks the better of two answers; unset, the critic judges, else the policy"))
+        "the RLAIF judge, which picks the better of two answers (unset, the critic judges, else the policy); "
+        "with verifier constitution it also answers llm-rubric assertions"))
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
     # --- RLAIF: two samples per prompt at this temperature, judged under an ensemble of principles
     sample_temperature: float = Field(default=1.0, gt=0.0, le=2.0, description=(
@@ -91,6 +107,9 @@ class GenerationSpec(BaseModel):
         if strays and self.samples_best_of_n:
             raise ValueError(f"refuse_sources names {strays[0]!r}, which is not one of the prompt sets "
                              f"({', '.join(self.prompt_sources)})")
+        if self.verifier == "constitution" and not self.samples_best_of_n:
+            raise ValueError("verifier constitution scores best-of-N samples; choose best_of_n as the sft_source "
+                             "or among the pair_sources")
         if self.label_band is not None:
             low, high = self.label_band
             if not 0.5 <= low <= high <= 1.0:
@@ -143,7 +162,15 @@ def check_model_specs(spec: GenerationSpec) -> None:
 def model_roles(spec: GenerationSpec) -> dict[str, str | None]:
     """{role: model spec} for the roles this run uses: no critic without a chain, no judge without RLAIF."""
     return role_specs(spec.policy_model, spec.critic_model, spec.judge_model,
-                      need_critic=spec.runs_chain, need_judge=spec.makes_rlaif)
+                      need_critic=spec.runs_chain, need_judge=spec.makes_rlaif or bool(rubric_judge_spec(spec)))
+
+
+def rubric_judge_spec(spec: GenerationSpec) -> str | None:
+    """The model that answers llm-rubric assertions for the constitution verifier: the judge model
+    when one is named (never a stand-in: without one those assertions are skipped, not guessed)."""
+    if spec.verifier == "constitution" and spec.samples_best_of_n and (spec.judge_model or "").strip():
+        return spec.judge_model.strip()
+    return None
 
 
 def prompt_set_stem(source: str) -> str:

@@ -21,7 +21,8 @@ from .ledger import append_rows, recover
 from .promptsets import PromptItem
 from .rows import (BEST_OF_N_PAIRS_FILE, JUDGEMENTS_FILE, REVISION_PAIRS_FILE, RLAIF_PAIRS_FILE, ROW_FILES, SAMPLES_FILE,
                    SFT_FILE, TRACES_FILE)
-from .spec import GenerationSpec, model_roles, parse_spec, prompt_set_stem
+from .spec import GenerationSpec, model_roles, parse_spec, prompt_set_stem, rubric_judge_spec
+from .verifier import CONSTITUTION, failed_assertions, verify_samples
 
 # Seed offsets that give the two RLAIF samples of a prompt different random draws.
 FIRST_SAMPLE_SEED, SECOND_SAMPLE_SEED = 101, 202
@@ -40,7 +41,7 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
         if todo:
             roles = model_roles(spec)
             models = load_roles(roles["policy"], roles["critic"], roles["judge"], need_critic=spec.runs_chain,
-                                need_judge=spec.makes_rlaif)
+                                need_judge=roles["judge"] is not None)
             policy = models.policy
             judge = models.judge or policy
             for note in policy.setting_notes(spec.settings):
@@ -50,7 +51,7 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
                 reporter.check_stop()
                 chunk = todo[start:start + spec.chunk_size]
                 rows = make_rows(chunk, spec, constitution, policy, judge, reporter, finished, total,
-                                 critic=models.critic)
+                                 critic=models.critic, rubric_judge=models.judge if rubric_judge_spec(spec) else None)
                 append_rows(folder, rows, [item.id for item in chunk])
                 finished += len(chunk)
                 reporter.progress(finished, total, stage="writing", force=True)
@@ -61,14 +62,16 @@ def run_generation_job(folder: Path, spec_data: dict, reporter: Reporter) -> Non
 
 def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Constitution, policy: GenerationBackend,
               judge: GenerationBackend, reporter: Reporter, done_before: int, total: int,
-              critic: GenerationBackend | None = None) -> dict[str, list[dict]]:
+              critic: GenerationBackend | None = None,
+              rubric_judge: GenerationBackend | None = None) -> dict[str, list[dict]]:
     """Every row the chunk's prompts yield, by file name. ``critic`` writes the critiques and
-    revisions (None: the policy critiques itself)."""
+    revisions (None: the policy critiques itself); ``rubric_judge`` answers the constitution
+    verifier's llm-rubric assertions (None: they are skipped)."""
     rows: dict[str, list[dict]] = {name: [] for name in ROW_FILES}
     critic = critic or policy
     # Which model played which role in this run (None: the role had no part in it).
     roles = {"policy": policy.model_id, "critic": critic.model_id if spec.runs_chain else None,
-             "judge": judge.model_id if spec.makes_rlaif else None}
+             "judge": judge.model_id if spec.makes_rlaif else rubric_judge.model_id if rubric_judge else None}
     lineage = {"constitution": constitution.name, "constitution_hash": constitution.content_hash(),
                "policy_model": policy.model_id, "roles": roles, "seed": spec.seed, "rounds": spec.rounds,
                "order": spec.order, "settings": spec.settings.model_dump()}
@@ -105,44 +108,84 @@ def make_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Const
         rows[RLAIF_PAIRS_FILE], rows[JUDGEMENTS_FILE] = rlaif, judgements
     if spec.samples_best_of_n:
         reporter.progress(done_before, total, stage=f"sampling {spec.best_of_n} answers per prompt")
-        for name, made in best_of_n_rows(chunk, spec, policy, lineage).items():
+        for name, made in best_of_n_rows(chunk, spec, policy, lineage, constitution, rubric_judge,
+                                         reporter.note).items():
             rows[name].extend(made)
     return rows
 
 
-def best_of_n_rows(chunk: list[PromptItem], spec: GenerationSpec, policy: GenerationBackend,
-                   lineage: dict) -> dict[str, list[dict]]:
-    """N sampled answers per prompt, each scored by the refusal rule; SFT rows and pairs from them.
+def best_of_n_rows(chunk: list[PromptItem], spec: GenerationSpec, policy: GenerationBackend, lineage: dict,
+                   constitution: Constitution | None = None, judge: GenerationBackend | None = None,
+                   on_note=None) -> dict[str, list[dict]]:
+    """N sampled answers per prompt, each scored by the verifier; SFT rows and pairs from them.
 
     All N x len(chunk) conversations go to the model as one batched call; the sampler draws each
-    row separately, so the N copies of a prompt give N different answers.
+    row separately, so the N copies of a prompt give N different answers. Under the constitution
+    verifier (cai_core.data.verifier) ``constitution`` says what each sample is held to and
+    ``judge`` answers its llm-rubric assertions.
     """
     conversations = [templates.initial_conversation(item.prompt, spec.system_prompt) for item in chunk]
     sampling = spec.settings.model_copy(update={"temperature": spec.sample_temperature,
                                                 "seed": spec.seed + BEST_OF_N_SEED})
     generations = policy.generate([c for c in conversations for _ in range(spec.best_of_n)], sampling)
+    answers = [[g.text for g in generations[index * spec.best_of_n:(index + 1) * spec.best_of_n]]
+               for index in range(len(chunk))]
+    if spec.verifier == CONSTITUTION:
+        if constitution is None:
+            raise ValueError("the constitution verifier needs the constitution")
+        return _constitution_rows(chunk, answers, spec, constitution, judge, lineage, on_note)
     rows: dict[str, list[dict]] = {SAMPLES_FILE: [], SFT_FILE: [], BEST_OF_N_PAIRS_FILE: []}
     row_lineage = {**lineage, "feedback": "refusal_rule", "best_of_n": spec.best_of_n,
                    "sample_temperature": spec.sample_temperature, "system_prompt": spec.system_prompt}
-    for index, item in enumerate(chunk):
-        answers = [g.text for g in generations[index * spec.best_of_n:(index + 1) * spec.best_of_n]]
+    for item, samples in zip(chunk, answers):
         should_refuse = item.source in {prompt_set_stem(source) for source in spec.refuse_sources}
         verdicts = [{"answer": a, "refused": is_refusal(a), "passes": bool(a.strip()) and is_refusal(a) == should_refuse}
-                    for a in answers]
+                    for a in samples]
         rows[SAMPLES_FILE].append({"id": item.id, "category": item.category, "prompt": item.prompt,
                                    "should_refuse": should_refuse, "samples": verdicts})
-        passing = [v["answer"] for v in verdicts if v["passes"]]
-        failing = [v["answer"] for v in verdicts if not v["passes"] and v["answer"].strip()]
-        if passing and "sft" in spec.phases and spec.sft_source == "best_of_n":
-            rows[SFT_FILE].append({"id": item.id, "category": item.category, "principles": [],
-                                   "messages": _user_turns(item.prompt, spec) + [_assistant(passing[0])],
-                                   "lineage": row_lineage})
-        if passing and failing and "prefs" in spec.phases and "best_of_n" in spec.pair_sources:
-            rows[BEST_OF_N_PAIRS_FILE].append({
-                "id": item.id, "category": item.category, "principles": [], "source": "best_of_n",
-                "prompt": _user_turns(item.prompt, spec), "chosen": [_assistant(passing[0])],
-                "rejected": [_assistant(failing[0])], "lineage": row_lineage})
+        _best_rows(rows, item, verdicts, [], spec, row_lineage)
     return rows
+
+
+def _constitution_rows(chunk: list[PromptItem], answers: list[list[str]], spec: GenerationSpec,
+                       constitution: Constitution, judge, lineage: dict, on_note) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {SAMPLES_FILE: [], SFT_FILE: [], BEST_OF_N_PAIRS_FILE: []}
+    row_lineage = {**lineage, "feedback": CONSTITUTION, "best_of_n": spec.best_of_n,
+                   "sample_temperature": spec.sample_temperature, "system_prompt": spec.system_prompt,
+                   "rubric_judge": judge.model_id if judge is not None else None}
+    for item, (rules, verdicts) in zip(chunk, verify_samples(chunk, answers, spec, constitution, judge, on_note)):
+        principles = list(rules.principles)
+        rows[SAMPLES_FILE].append({"id": item.id, "category": item.category, "prompt": item.prompt,
+                                   "should_refuse": rules.should_refuse, "principles": principles,
+                                   "verifier": CONSTITUTION, "example": rules.example,
+                                   "assertions": [f"{a.describe()} ({origin})" for a, origin in zip(rules.assertions, rules.origins)],
+                                   "samples": verdicts})
+        _best_rows(rows, item, verdicts, principles, spec, {**row_lineage, "principles": principles})
+    return rows
+
+
+def _best_rows(rows: dict[str, list[dict]], item: PromptItem, verdicts: list[dict], principles: list[str],
+               spec: GenerationSpec, row_lineage: dict) -> None:
+    """SFT keeps the first passing sample; a pair puts it over the first sample that failed (never an empty one)."""
+    passing = [v for v in verdicts if v["passes"]]
+    failing = [v for v in verdicts if not v["passes"] and v["answer"].strip() and not _unchecked(v)]
+    if passing and "sft" in spec.phases and spec.sft_source == "best_of_n":
+        rows[SFT_FILE].append({"id": item.id, "category": item.category, "principles": principles,
+                               "messages": _user_turns(item.prompt, spec) + [_assistant(passing[0]["answer"])],
+                               "lineage": row_lineage})
+    if passing and failing and "prefs" in spec.phases and "best_of_n" in spec.pair_sources:
+        pair = {"id": item.id, "category": item.category, "principles": principles, "source": "best_of_n",
+                "prompt": _user_turns(item.prompt, spec), "chosen": [_assistant(passing[0]["answer"])],
+                "rejected": [_assistant(failing[0]["answer"])], "lineage": row_lineage}
+        if "verdicts" in failing[0]:  # the constitution verifier: say why the rejected answer lost
+            pair["verifier"] = {"chosen": passing[0]["reason"], "rejected": failing[0]["reason"],
+                                "rejected_failed": failed_assertions(failing[0])}
+        rows[BEST_OF_N_PAIRS_FILE].append(pair)
+
+
+def _unchecked(verdict: dict) -> bool:
+    """A constitution-verified sample on which no assertion was decided: it neither wins nor loses."""
+    return "verdicts" in verdict and not any(not v.get("skipped") for v in verdict["verdicts"])
 
 
 def rlaif_rows(chunk: list[PromptItem], spec: GenerationSpec, constitution: Constitution, policy: GenerationBackend,

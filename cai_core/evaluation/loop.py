@@ -9,7 +9,9 @@ stage itself resumes from its own checkpoint.
 Each round generates from the training half of the prompt sets only, and the safety suites score
 the other half (cai_core.data.promptsets), so a round is measured on prompts it never trained on.
 
-Before round 1 the starting model is evaluated once ("round 0"). After each round the loop stops
+Before round 1 the starting model is evaluated once ("round 0"). Every evaluation also runs the
+``principles`` suite of the loop's constitution when it has test examples: the per-principle pass
+rates on examples that no round's data holds (cai_core.data.verifier keeps them out). After each round the loop stops
 early when quality (the mean score of the quality suites, the capability suites by default) falls
 below ``stop_ratio`` x the previous round's: a round that costs more capability than that is not
 a base for the next one.
@@ -32,7 +34,7 @@ from ..paths import SHIPPED_RECIPES_DIR, cai_home
 from ..textfiles import TOO_DEEP, TOO_MANY_VALUES, bracket_depth_exceeded, one_line, too_many_values
 from .report_model import REPORT_FILE, read_report
 from .run import EvaluationSpec
-from .suites import CAPABILITY, SUITES, EvaluationError, check_suite_names
+from .suites import CAPABILITY, PRINCIPLES, SUITES, EvaluationError, check_suite_names
 
 STATE_FILE = "state.json"
 STAGES = ("generate", "sft", "dpo", "evaluate")
@@ -208,10 +210,12 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
     spec = parse_loop_spec(spec_data)
     state = read_state(folder)
     model = spec.base_model
+    scores_principles = has_test_examples(spec.constitution)
     # Round 0: the starting model, once.
     base_eval = _stage_folder(folder, 0, "evaluate")
     if "evaluate" not in state["rounds"].get("0", {}):
-        _run_stage(base_eval, "evaluate", _eval_spec(spec, model).model_dump(), reporter, "round 0: evaluate the starting model")
+        _run_stage(base_eval, "evaluate", _stage_spec(base_eval, _eval_spec(spec, model, scores_principles).model_dump()),
+                   reporter, "round 0: evaluate the starting model")
         _mark(folder, state, 0, "evaluate", model=model)
     previous = quality(read_report(base_eval / REPORT_FILE), spec.quality_suites)
 
@@ -224,7 +228,8 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
             from ..data import prepare_dataset
 
             prepare_dataset(data_folder, generation)
-            _run_stage(data_folder, "generate", generation.model_dump(mode="json"), reporter, f"{label}: generate data")
+            _run_stage(data_folder, "generate", _stage_spec(data_folder, generation.model_dump(mode="json")), reporter,
+                       f"{label}: generate data")
             _mark(folder, state, round_number, "generate", model=model)
         for method, overrides in (("sft", spec.sft_overrides), ("dpo", spec.dpo_overrides)):
             run_folder = _stage_folder(folder, round_number, method)
@@ -244,7 +249,8 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
         model = str(_stage_folder(folder, round_number, "dpo"))
         eval_folder = _stage_folder(folder, round_number, "evaluate")
         if "evaluate" not in done:
-            _run_stage(eval_folder, "evaluate", _eval_spec(spec, model).model_dump(), reporter, f"{label}: evaluate")
+            _run_stage(eval_folder, "evaluate", _stage_spec(eval_folder, _eval_spec(spec, model, scores_principles).model_dump()),
+                       reporter, f"{label}: evaluate")
         current = quality(read_report(eval_folder / REPORT_FILE), spec.quality_suites)
         if "evaluate" not in done:
             _mark(folder, state, round_number, "evaluate", model=model, quality=current, previous_quality=previous)
@@ -268,8 +274,31 @@ def round_generation_spec(spec: LoopSpec, round_number: int, model: str):
         "policy_model": model, **spec.generation, "prompt_split": "train"})
 
 
-def _eval_spec(spec: LoopSpec, model: str) -> EvaluationSpec:
-    return EvaluationSpec(model=model, suites=spec.eval_suites, limit=spec.eval_limit, seed=spec.seed)
+def _eval_spec(spec: LoopSpec, model: str, scores_principles: bool = False) -> EvaluationSpec:
+    """A round's evaluation: the loop's suites, and the ``principles`` suite of the loop's
+    constitution when it has test examples, so every round shows each principle's pass rate on
+    examples no round trained on (the data leave the test half out)."""
+    suites = list(spec.eval_suites)
+    if scores_principles and PRINCIPLES not in suites:
+        suites.append(PRINCIPLES)
+    if PRINCIPLES not in suites:
+        return EvaluationSpec(model=model, suites=suites, limit=spec.eval_limit, seed=spec.seed)
+    return EvaluationSpec(model=model, suites=suites, limit=spec.eval_limit, seed=spec.seed,
+                          constitution=spec.constitution, judge_model=spec.generation.get("judge_model"))
+
+
+def has_test_examples(constitution: str) -> bool:
+    from ..store import load_constitution
+    from .principles import scored_examples
+
+    return bool(scored_examples(load_constitution(constitution)))
+
+
+def _stage_spec(stage_folder: Path, fresh: dict) -> dict:
+    """The stage's own settings when it already has some (a resume, or a loop made before a setting
+    existed), else ``fresh``: like a training stage, a stage keeps the settings it was started with."""
+    stored = (read_json(stage_folder / "spec.json") or {}).get("spec")
+    return stored if isinstance(stored, dict) else fresh
 
 
 def start_loop(spec: LoopSpec, name: str) -> Path:
@@ -289,7 +318,8 @@ def prepare_loop(spec: LoopSpec, name: str) -> Path:
     from ..store import load_constitution
     from ..training.spec import check_run_name, load_recipe
 
-    load_constitution(spec.constitution)
+    constitution = load_constitution(spec.constitution)
+    _check_constitution_use(spec, constitution)
     load_recipe(spec.recipe, "sft", spec.sft_overrides)
     load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
     folder = loops_dir() / check_run_name(name, "loop")
@@ -301,6 +331,21 @@ def prepare_loop(spec: LoopSpec, name: str) -> Path:
         write_json(folder / "spec.json", {"kind": "loop", "spec": new})
     prepare_job(folder, "loop", new)
     return folder
+
+
+def _check_constitution_use(spec: LoopSpec, constitution) -> None:
+    """One sentence, before anything is written, when the constitution cannot serve what the loop asks of it."""
+    from ..data.verifier import check_verifier
+    from ..errors import DatasetError
+    from .principles import scored_examples
+
+    if PRINCIPLES in spec.eval_suites and not scored_examples(constitution):
+        raise LoopError(f"the {PRINCIPLES} suite scores the test examples of the loop's constitution, and "
+                        f"{constitution.name!r} has none; give its principles examples or leave that suite out")
+    try:
+        check_verifier(constitution, round_generation_spec(spec, 1, spec.base_model))
+    except DatasetError as error:
+        raise LoopError(f"generation settings: {error}") from None
 
 
 def loop_reports(folder: Path) -> list[tuple[str, dict]]:
