@@ -55,8 +55,9 @@ def new_loop_form(expanded: bool) -> None:
         text = st.text_area("Settings (YAML)", key=SETTINGS, height=260,
                             help="Any cai loop setting: eval_suites, eval_limit, prompts_per_round, generation, "
                                  "sft_overrides, dpo_overrides, recipe, stop_ratio, seed.")
-        st.caption("Filled in with recipes/loops/small-model.yaml: best-of-N data under the refusal rule, for a model "
-                   "too small to critique and judge its own answers (docs/results.md says why). Empty it for the "
+        st.caption("Filled in with recipes/loops/small-model.yaml: best-of-N data scored by the constitution's checks "
+                   "and training examples (verifier: constitution; verifier: rule for the refusal rule alone), for a "
+                   "model too small to critique and judge its own answers (docs/results.md says why). Empty it for the "
                    "paper's pipeline: critique -> revision for SFT, AI-judged pairs for DPO; or give the rounds an "
                    "external critic, a stronger model that critiques, revises and judges for the small one: "
                    "generation: {critic_model: http://host:port/v1}.")
