@@ -504,6 +504,12 @@ def _returned_cache(output):
     return cache if cache is not None else output.get("past_key_values")
 
 
+# Nucleus sampling looks for the nucleus among this many most likely tokens first. Sorting the
+# whole vocabulary (49k tokens for SmolLM2) and drawing from it took a quarter of a sampled
+# generation's time on a CPU (py-spy, docs/benchmarks.md); the nucleus is almost always far smaller.
+NUCLEUS_CANDIDATES = 512
+
+
 def _pick_tokens(logits: "torch.Tensor", settings: GenerationSettings, generator: "torch.Generator") -> "torch.Tensor":
     """Greedy argmax, or nucleus (top-p) sampling at the given temperature."""
     import torch
@@ -512,13 +518,36 @@ def _pick_tokens(logits: "torch.Tensor", settings: GenerationSettings, generator
         return logits.argmax(dim=-1)
     probabilities = torch.softmax(logits.float() / settings.temperature, dim=-1)
     if settings.top_p < 1.0:
-        sorted_probs, sorted_ids = probabilities.sort(dim=-1, descending=True)
-        # Keep the smallest set of tokens whose mass reaches top_p (always at least the first).
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs > settings.top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        choice = torch.multinomial(sorted_probs, 1, generator=generator)
-        return sorted_ids.gather(-1, choice).squeeze(-1)
+        return _nucleus_tokens(probabilities, settings.top_p, generator)
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+
+
+def _nucleus_tokens(probabilities: "torch.Tensor", top_p: float, generator: "torch.Generator",
+                    candidates: int = NUCLEUS_CANDIDATES) -> "torch.Tensor":
+    """A token per row from the smallest set of most likely tokens whose mass reaches ``top_p``.
+
+    The set is found among the ``candidates`` most likely tokens (a partial sort), which is exact
+    whenever their mass passes ``top_p``: every token after them would be cut anyway. A row whose
+    candidates fall short (a very flat distribution) is drawn from its whole sorted vocabulary.
+    """
+    candidates = min(candidates, probabilities.shape[-1])
+    top_probs, top_ids = probabilities.topk(candidates, dim=-1)
+    tokens = _draw_nucleus(top_probs, top_ids, top_p, generator)
+    short = (top_probs.sum(dim=-1) <= top_p).nonzero().squeeze(-1)
+    if candidates < probabilities.shape[-1] and short.numel():
+        sorted_probs, sorted_ids = probabilities[short].sort(dim=-1, descending=True)
+        tokens[short] = _draw_nucleus(sorted_probs, sorted_ids, top_p, generator)
+    return tokens
+
+
+def _draw_nucleus(sorted_probs: "torch.Tensor", sorted_ids: "torch.Tensor", top_p: float,
+                  generator: "torch.Generator") -> "torch.Tensor":
+    import torch
+
+    # Keep the smallest prefix whose mass reaches top_p (always at least the first token).
+    outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p
+    choice = torch.multinomial(sorted_probs.masked_fill(outside, 0.0), 1, generator=generator)
+    return sorted_ids.gather(-1, choice).squeeze(-1)
 
 
 def pick_device() -> tuple[str, "torch.dtype"]:
