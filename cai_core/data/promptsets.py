@@ -13,8 +13,10 @@ import io
 import json
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import CaiError
 from ..atomic import write_bytes_atomic
@@ -126,17 +128,24 @@ def training_half(items: list[PromptItem]) -> list[PromptItem]:
     return [item for item, held in zip(items, _evaluation_flags(items)) if not held]
 
 
+T = TypeVar("T")
+
+
+def round_robin(queues: Iterable[Iterable[T]]) -> list[T]:
+    """The first of each queue, then the second of each, and so on, so the first N mix them all."""
+    pending = [list(queue) for queue in queues]
+    mixed = []
+    for position in range(max(map(len, pending), default=0)):
+        mixed.extend(queue[position] for queue in pending if position < len(queue))
+    return mixed
+
+
 def interleave_categories(items: list[PromptItem]) -> list[PromptItem]:
     """Round-robin over the categories (each in file order), so the first N items mix them all."""
     queues: dict[str, list[PromptItem]] = {}
     for item in items:
         queues.setdefault(item.category, []).append(item)
-    mixed = []
-    while any(queues.values()):
-        for queue in queues.values():
-            if queue:
-                mixed.append(queue.pop(0))
-    return mixed
+    return round_robin(queues.values())
 
 
 def load_prompt_sources(sources: list[str], limit: int | None = None, shuffle_seed: int | None = None,

@@ -23,7 +23,7 @@ from ..chain import select_principles
 from ..checks import ANSWERS, REFUSES, Assertion, check_answers
 from ..constitution import TEST_HALF, TRAIN_HALF, Constitution, Principle
 from ..errors import DatasetError
-from .promptsets import PromptItem, prompt_key
+from .promptsets import PromptItem, prompt_key, round_robin
 from .spec import GenerationSpec, prompt_set_stem
 
 CONSTITUTION = "constitution"
@@ -70,13 +70,10 @@ def training_example_items(constitution: Constitution, spec: GenerationSpec) -> 
                for index, example in p.examples_in(TRAIN_HALF) if prompt_key(example.prompt) not in held_out]
               for p in select_principles(constitution, spec.principles)]
     items, seen = [], set()
-    while any(queues):
-        for queue in queues:
-            if queue:
-                item = queue.pop(0)
-                if prompt_key(item.prompt) not in seen:  # two principles sharing an example prompt: the first keeps it
-                    seen.add(prompt_key(item.prompt))
-                    items.append(item)
+    for item in round_robin(queues):
+        if prompt_key(item.prompt) not in seen:  # two principles sharing an example prompt: the first keeps it
+            seen.add(prompt_key(item.prompt))
+            items.append(item)
     return items
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .. import prompts as templates
 from ..checks import check_answers
 from ..constitution import TEST_HALF, Constitution, Principle, example_half
+from ..data.promptsets import round_robin
 from .stats import bootstrap_interval, stratified_bootstrap_interval
 from .suites import PRINCIPLES, EvaluationError, Progress, SuiteScore, _greedy, _in_chunks
 from .tax import IMPROVEMENT, NO_CHANGE, REGRESSION
@@ -39,13 +40,8 @@ class PrinciplesScore(SuiteScore):
 def scored_examples(constitution: Constitution, limit: int | None = None) -> list[tuple[str, int, object]]:
     """(principle name, example position, example) for each enabled principle's test examples,
     taken round-robin across principles so that a ``limit`` still covers every principle."""
-    queues = [[(p.name, index, example) for index, example in p.examples_in(TEST_HALF)]
-              for p in constitution.enabled_principles]
-    mixed = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                mixed.append(queue.pop(0))
+    mixed = round_robin([(p.name, index, example) for index, example in p.examples_in(TEST_HALF)]
+                        for p in constitution.enabled_principles)
     return mixed[:limit] if limit else mixed
 
 
