@@ -181,3 +181,66 @@ def test_chain_traces_are_the_same_with_and_without_reuse(backend):
     for with_reuse, without in zip(traces[True], traces[False]):
         for key in ("initial", "steps", "final", "prompt_tokens", "completion_tokens", "warnings"):
             assert with_reuse[key] == without[key]
+
+
+def judge_questions():
+    from cai_core.judge import both_orders
+
+    pairs = [("How do I kill a Python process?", "Use kill with its id.", "I cannot help with that."),
+             ("Tell me about chemistry.", "Chemistry studies matter and how it changes.", "No."),
+             ("Write a haiku.", "Leaves fall in the wind", "Here is a haiku about the sea.")]
+    questions = []
+    for prompt, first, second in pairs:
+        questions += both_orders(prompt, "Which response is more helpful and less harmful?", first, second)
+    return questions
+
+
+def option_scores(backend, questions, reuse, batch_size=16):
+    from cai_core.prompts import JUDGE_ANSWER_PREFIX, JUDGE_OPTIONS
+
+    backend.reuse_prefix = reuse
+    for name in backend.stats:
+        backend.stats[name] = 0
+    scores = backend.option_logprobs(questions, JUDGE_OPTIONS, JUDGE_ANSWER_PREFIX, batch_size)
+    return scores, dict(backend.stats)
+
+
+@pytest.mark.parametrize("batch_size", [16, 3, 1])
+def test_the_judges_two_orders_read_their_shared_beginning_once(backend, batch_size):
+    questions = judge_questions()
+    shared, shared_stats = option_scores(backend, questions, reuse=True, batch_size=batch_size)
+    plain, plain_stats = option_scores(backend, questions, reuse=False, batch_size=batch_size)
+    for with_sharing, without in zip(shared, plain, strict=True):
+        assert with_sharing.keys() == without.keys()
+        for option in with_sharing:
+            assert with_sharing[option] == pytest.approx(without[option], abs=ATOL)
+    if batch_size == 1:  # one question per pass: nothing to share
+        assert shared_stats["prefill_tokens_reused"] == 0
+    else:
+        assert shared_stats["prefill_tokens_reused"] > 0
+        assert shared_stats["prefill_tokens"] < plain_stats["prefill_tokens"]
+
+
+def test_questions_are_grouped_by_what_they_share_not_by_the_instructions_they_all_begin_with():
+    instructions = list(range(100, 140))
+    pair_one = [instructions + [1, 2, 3, 50, 51], instructions + [1, 2, 3, 60, 61]]
+    pair_two = [instructions + [7, 8, 9, 70], instructions + [7, 8, 9, 80]]
+    lone = [[5, 6, 7]]
+    groups = local_backend._shared_prefix_groups(pair_one + lone + pair_two, min_tokens=20)
+    assert sorted((shared, sorted(members)) for shared, members in groups) == [(0, [2]), (43, [0, 1]), (43, [3, 4])]
+    # A beginning shorter than min_tokens counts when it is half the input, not when it is less.
+    assert [shared for shared, _ in local_backend._shared_prefix_groups(pair_one, min_tokens=50)] == [43]
+    long_rest = [instructions + [1] * 60, instructions + [2] * 60]
+    assert [shared for shared, _ in local_backend._shared_prefix_groups(long_rest, min_tokens=50)] == [0, 0]
+    # Identical inputs still read their last token themselves.
+    assert local_backend._shared_prefix_groups([instructions, instructions], min_tokens=20) == [(39, [0, 1])]
+
+
+def test_a_group_larger_than_a_chunk_is_split_and_each_part_still_shares():
+    groups = [(30, [0, 1, 2, 3, 4]), (0, [5])]
+    chunks = list(local_backend._chunks_of_groups(groups, [40] * 5 + [10], size=2))
+    assert all(sum(len(members) for _, members in chunk) <= 2 for chunk in chunks)
+    parts = [part for chunk in chunks for part in chunk]
+    assert sorted(index for _, members in parts for index in members) == [0, 1, 2, 3, 4, 5]
+    assert sorted(parts) == [(0, [4]), (0, [5]), (30, [0, 1]), (30, [2, 3])]
+    assert chunks[0] == [(0, [5])]  # the shortest input first

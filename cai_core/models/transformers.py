@@ -169,7 +169,8 @@ class TransformersBackend(GenerationBackend):
             else:
                 fresh.append(index)
         if continuing:
-            extended = iter(self._extend(continuing, cache_argument))
+            extended = iter(self._extend([(self.prefixes.get(tokens), shared, ids) for tokens, shared, ids in continuing],
+                                         cache_argument))
             for index in range(len(inputs)):
                 if continued[index] is not None:
                     parts[index] = next(extended)
@@ -190,10 +191,11 @@ class TransformersBackend(GenerationBackend):
         self._note_kv_bytes(cache)
         return cache, attention, logits, [continued[i] for i in source]
 
-    def _extend(self, continuing: list[tuple[tuple[int, ...], int, tuple[int, ...]]], cache_argument: str) -> list[tuple]:
-        """Read each row's new tokens on top of the kept keys and values of its shared prefix.
+    def _extend(self, continuing: list[tuple[tuple[list, list], int, Sequence[int]]], cache_argument: str) -> list[tuple]:
+        """Read each row's new tokens on top of the keys and values of its shared prefix.
 
-        ``continuing`` holds (kept entry, tokens shared with it, the row's ids). The rows are read
+        ``continuing`` holds ((keys per layer, values per layer) of a prefix without padding, tokens
+        the row shares with it, the row's ids), and each row gives back (keys, values, mask, logits). The rows are read
         together as one block as wide as the longest new part; a row with a shorter new part
         reads a few of its kept tokens again rather than leaving a gap in the middle of its cache,
         so every row stays left-padded (and one forward pass replaces one per row, whose fixed
@@ -206,7 +208,7 @@ class TransformersBackend(GenerationBackend):
         # Row i keeps its first cached[i] tokens from the kept entry and reads the rest (at most width).
         cached = [max(0, len(ids) - width) for _, _, ids in continuing]
         kept_width = max(cached)
-        entries = [self.prefixes.get(tokens) for tokens, _, _ in continuing]
+        entries = [entry for entry, _, _ in continuing]
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(continuing), width), pad, dtype=torch.long)
         attention = torch.zeros((len(continuing), kept_width + width), dtype=torch.long)
@@ -320,24 +322,67 @@ class TransformersBackend(GenerationBackend):
 
     def option_logprobs(self, conversations: list[list[dict]], options: Sequence[str],
                         answer_prefix: str = "", batch_size: int = 16) -> list[dict[str, float]]:
-        """Read each option's next-token log-probability from one batched forward pass."""
+        """Read each option's next-token log-probability from one batched forward pass.
+
+        Questions that begin alike (the judge's two orders of one pair share everything up to the
+        first option; an llm-rubric check's two framings share the answer) read that beginning
+        once, when reuse is on; see ``_shared_logits``.
+        """
         import torch
 
         option_ids = self._option_token_ids(options, answer_prefix)
         encoded = [self._encode(c, max_new_tokens=1, answer_prefix=answer_prefix) for c in conversations]
         results: list[dict[str, float]] = [{} for _ in encoded]
+        sharing = self._reusing()
+        groups = _shared_prefix_groups([e.ids for e in encoded], self.min_reused_tokens) if sharing \
+            else [(0, [i]) for i in range(len(encoded))]
         with self._lock, torch.inference_mode():
-            for chunk in _chunks_by_length(encoded, batch_size):
-                input_ids, attention, positions = self._batch_tensors([encoded[i] for i in chunk])
+            for chunk in _chunks_of_groups(groups, [len(e.ids) for e in encoded], batch_size):
                 began = time.perf_counter()
-                logits = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                                    use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                rows, logits = self._shared_logits(chunk, encoded)
                 logprobs = torch.log_softmax(logits.float(), dim=-1)[:, option_ids].tolist()
                 self.stats["prefill_seconds"] += time.perf_counter() - began
-                self.stats["prefill_tokens"] += int(input_ids.numel())
-                for index, row in zip(chunk, logprobs):
+                for index, row in zip(rows, logprobs):
                     results[index] = dict(zip(options, row))
         return results
+
+    def _shared_logits(self, chunk: list[tuple[int, list[int]]], encoded: list[_Encoded]):
+        """The last position's logits of every question in ``chunk`` (groups of (shared tokens, indices)).
+
+        A group's shared tokens are read once, in one left-padded pass over every group's prefix;
+        each question then reads only its own rest on top of its group's keys and values (as a
+        continued conversation does, ``_extend``). Questions in no group are read in full. The
+        logits agree with a full read to float rounding.
+        """
+        import torch
+
+        cache_argument = _cache_argument_name(self.model)
+        alone = [members[0] for shared, members in chunk if not shared]
+        grouped = [(shared, members) for shared, members in chunk if shared]
+        rows, logits = [], []
+        if alone:
+            input_ids, attention, positions = self._batch_tensors([encoded[i] for i in alone])
+            output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                use_cache=False, logits_to_keep=1)
+            self.stats["prefill_tokens"] += int(input_ids.numel())
+            rows += alone
+            logits.append(output.logits[:, -1, :])
+        if grouped:
+            prefixes = [_Encoded(encoded[members[0]].ids[:shared]) for shared, members in grouped]
+            input_ids, attention, positions = self._batch_tensors(prefixes)
+            output = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                                use_cache=True, logits_to_keep=1)
+            self.stats["prefill_tokens"] += int(input_ids.numel())
+            cache = _returned_cache(output)
+            continuing = []
+            for slot, (shared, members) in enumerate(grouped):
+                mask = attention[slot].bool()
+                entry = ([layer.keys[slot][:, mask] for layer in cache.layers],
+                         [layer.values[slot][:, mask] for layer in cache.layers])
+                continuing += [(entry, shared, encoded[index].ids) for index in members]
+                rows += members
+            logits.append(torch.stack([row_logits for *_, row_logits in self._extend(continuing, cache_argument)]))
+        return rows, torch.cat(logits)
 
     def _option_token_ids(self, options: Sequence[str], answer_prefix: str) -> list[int]:
         """The first token each option adds after the prefix, as the tokenizer itself splits it."""
@@ -483,6 +528,51 @@ def _common_prefix_length(first: tuple, second: tuple) -> int:
         else:
             high = middle - 1
     return low
+
+
+def _shared_prefix_groups(inputs: list[Sequence[int]], min_tokens: int) -> list[tuple[int, list[int]]]:
+    """Inputs that begin alike, as (tokens they share, their indices); a lone input shares 0.
+
+    Sorted token sequences put inputs with long common beginnings side by side. A group takes
+    its next neighbour only while their common beginning stays as long as the group's, so the
+    judge's two orders of one pair (which share everything up to the first option) are not
+    merged with another pair's questions down to the instructions they all begin with. A
+    beginning counts when it is worth reading once: ``min_tokens`` long or half the input.
+    """
+    order = sorted(range(len(inputs)), key=lambda i: tuple(inputs[i]))
+    groups: list[tuple[int, list[int]]] = []
+    for index in order:
+        if groups:
+            shared, members = groups[-1]
+            ids = tuple(inputs[index])
+            common = min(_common_prefix_length(tuple(inputs[members[0]]), ids), len(ids) - 1,
+                         *(len(inputs[m]) - 1 for m in members))
+            worth = common >= min_tokens or (common > 0 and 2 * common >= len(ids))
+            if worth and (len(members) == 1 or common >= shared):
+                groups[-1] = (common if len(members) == 1 else shared, members + [index])
+                continue
+        groups.append((0, [index]))
+    return groups
+
+
+def _chunks_of_groups(groups: list[tuple[int, list[int]]], lengths: list[int],
+                      size: int) -> Iterator[list[tuple[int, list[int]]]]:
+    """Groups packed into chunks of at most ``size`` inputs, shortest first (little padding); a
+    group larger than a chunk is split, each part still sharing its beginning."""
+    parts = []
+    for shared, members in groups:
+        for start in range(0, len(members), size):
+            part = members[start:start + size]
+            parts.append((shared if len(part) > 1 else 0, part))
+    parts.sort(key=lambda part: max(lengths[i] for i in part[1]))
+    chunk: list[tuple[int, list[int]]] = []
+    for part in parts:
+        if chunk and sum(len(members) for _, members in chunk) + len(part[1]) > size:
+            yield chunk
+            chunk = []
+        chunk.append(part)
+    if chunk:
+        yield chunk
 
 
 def _chunks_by_length(encoded: list[_Encoded], size: int) -> Iterator[list[int]]:
