@@ -566,7 +566,8 @@ def _report_path(value: str) -> Path:
 
 def _cmd_loop(args: argparse.Namespace) -> int:
     """Rounds of generate -> SFT -> DPO -> evaluate; the same command again resumes where it stopped."""
-    from .evaluation.loop import loop_reports, parse_loop_settings, parse_loop_spec, prepare_loop, read_state, start_loop
+    from .evaluation.loop import (constitution_change_note, loop_reports, parse_loop_settings, parse_loop_spec,
+                                  prepare_loop, read_state, start_loop)
     from .jobs import clear_stop_request, run_job
 
     data = {"constitution": args.constitution, "rounds": args.rounds, "base_model": _model_or_run(args.base_model),
@@ -591,8 +592,12 @@ def _cmd_loop(args: argparse.Namespace) -> int:
     if args.background:
         folder = start_loop(spec, name)
         print(f"{folder}: started in its own process; its log is {folder / 'log.txt'}")
+        if note := constitution_change_note(folder):
+            print(note)
         return 0
     folder = prepare_loop(spec, name)
+    if note := constitution_change_note(folder):
+        print(note)
     clear_stop_request(folder)
 
     def show(progress: dict) -> None:

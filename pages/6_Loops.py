@@ -12,8 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 from cai_core.constitution import DEFAULT_CONSTITUTION
-from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, list_loops, loops_dir, parse_loop_settings, parse_loop_spec,
-                                      read_state, resume_loop, start_loop)
+from cai_core.evaluation.loop import (SMALL_MODEL_SETTINGS, constitution_change_note, list_loops, loops_dir,
+                                      parse_loop_settings, parse_loop_spec, read_state, resume_loop, start_loop)
 from cai_core.jobs import JobState, read_job, read_json
 from cai_core.training import list_runs
 from ui.common import link_page, md, page_key, plural, sentence, set_flash, show_flash, state_badge, state_label
@@ -84,6 +84,8 @@ def show_loop_state(folder: Path, job: JobState) -> None:
     finished_rounds = sum("evaluate" in stages for number, stages in state["rounds"].items() if number != "0")
     state_badge(job.state)
     st.caption(f"{finished_rounds} of {plural(spec.get('rounds', 0), 'round')} done")
+    if note := constitution_change_note(folder):
+        st.info(md(note))
     if job.active:
         progress = job.progress
         done, total = progress.get("done", 0), progress.get("total", 0)

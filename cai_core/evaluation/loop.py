@@ -9,6 +9,11 @@ stage itself resumes from its own checkpoint.
 Each round generates from the training half of the prompt sets only, and the safety suites score
 the other half (cai_core.data.promptsets), so a round is measured on prompts it never trained on.
 
+A loop freezes its constitution when it starts: a copy as loaded (``constitution.yaml`` in its
+folder, its content hash in ``state.json``) that every round generates, verifies and scores by,
+so an edit to the named constitution later cannot move an example between the train and test
+halves of a loop under way. A loop made before loops froze theirs goes on loading it by name.
+
 Before round 1 the starting model is evaluated once ("round 0"). Every evaluation also runs the
 ``principles`` suite of the loop's constitution when it has test examples: the per-principle pass
 rates on examples that no round's data holds (cai_core.data.verifier keeps them out). After each round the loop stops
@@ -37,6 +42,7 @@ from .run import EvaluationSpec
 from .suites import CAPABILITY, PRINCIPLES, SUITES, EvaluationError, check_suite_names
 
 STATE_FILE = "state.json"
+FROZEN_CONSTITUTION_FILE = "constitution.yaml"
 STAGES = ("generate", "sft", "dpo", "evaluate")
 ROUND_FOLDER = re.compile(r"^round-(\d+)$")
 
@@ -207,7 +213,7 @@ def run_loop_job(folder: Path, spec_data: dict, reporter: Reporter) -> None:
     from ..training.runs import prepare_run, read_run
     from ..training.spec import load_recipe
 
-    spec = parse_loop_spec(spec_data)
+    spec = rounds_spec(folder, parse_loop_spec(spec_data))
     state = read_state(folder)
     model = spec.base_model
     scores_principles = has_test_examples(spec.constitution)
@@ -287,6 +293,55 @@ def _eval_spec(spec: LoopSpec, model: str, scores_principles: bool = False) -> E
                           constitution=spec.constitution, judge_model=spec.generation.get("judge_model"))
 
 
+def frozen_constitution_path(folder: Path) -> Path | None:
+    """The copy of its constitution the loop in ``folder`` froze at its start, None for a loop made
+    before loops froze theirs."""
+    path = Path(folder) / FROZEN_CONSTITUTION_FILE
+    return path if path.is_file() else None
+
+
+def rounds_spec(folder: Path, spec: LoopSpec) -> LoopSpec:
+    """``spec`` as the loop's rounds run it: naming the frozen copy of the constitution, so every
+    round's data, verifier and principles suite use the version the loop started with."""
+    frozen = frozen_constitution_path(folder)
+    return spec if frozen is None else spec.model_copy(update={"constitution": str(frozen.absolute())})
+
+
+def _freeze_constitution(folder: Path, constitution) -> None:
+    """Keep the constitution as loaded in the new loop's folder, and its content hash in its state."""
+    from ..atomic import write_text_atomic
+    from ..store import constitution_to_yaml
+
+    write_text_atomic(folder / FROZEN_CONSTITUTION_FILE, constitution_to_yaml(constitution))
+    state = read_state(folder)
+    state["constitution"] = {"name": constitution.name, "hash": constitution.content_hash(),
+                             "file": FROZEN_CONSTITUTION_FILE}
+    write_json(folder / STATE_FILE, state)
+
+
+def constitution_change_note(folder: Path) -> str | None:
+    """One sentence when the constitution the loop in ``folder`` names has changed since the loop
+    froze its copy, else None (also for a loop without a frozen copy, or one whose named
+    constitution no longer loads from here: a relative path may name another file elsewhere)."""
+    from ..errors import CaiError
+    from ..store import load_constitution
+
+    frozen = frozen_constitution_path(folder)
+    named = ((read_json(Path(folder) / "spec.json") or {}).get("spec") or {}).get("constitution")
+    if frozen is None or not isinstance(named, str):
+        return None
+    frozen_hash = (read_state(folder).get("constitution") or {}).get("hash")
+    try:
+        frozen_hash = frozen_hash or load_constitution(frozen).content_hash()
+        current_hash = load_constitution(named).content_hash()
+    except CaiError:
+        return None
+    if current_hash == frozen_hash:
+        return None
+    return (f"The constitution {named!r} has changed since this loop started; the loop goes on with the copy it "
+            f"froze then ({frozen}), so start a new loop to train on the edited one.")
+
+
 def has_test_examples(constitution: str) -> bool:
     from ..store import load_constitution
     from .principles import scored_examples
@@ -318,13 +373,17 @@ def prepare_loop(spec: LoopSpec, name: str) -> Path:
     from ..store import load_constitution
     from ..training.spec import check_run_name, load_recipe
 
-    constitution = load_constitution(spec.constitution)
+    folder = loops_dir() / check_run_name(name, "loop")
+    existing = read_json(folder / "spec.json") or {}
+    # A loop under way keeps the constitution it froze, even when the named one has since changed or gone.
+    frozen = frozen_constitution_path(folder) if existing else None
+    constitution = load_constitution(frozen or spec.constitution)
     _check_constitution_use(spec, constitution)
     load_recipe(spec.recipe, "sft", spec.sft_overrides)
     load_recipe(spec.recipe, "dpo", spec.dpo_overrides)
-    folder = loops_dir() / check_run_name(name, "loop")
     folder.mkdir(parents=True, exist_ok=True)
-    existing = read_json(folder / "spec.json") or {}
+    if not existing:  # a new loop (or one that never got as far as its spec): freeze what it was given
+        _freeze_constitution(folder, constitution)
     old, new = existing.get("spec") or {}, spec.model_dump()
     if (existing.get("kind") == "loop" and old.get("rounds") != new["rounds"] and not read_job(folder).active
             and {**old, "rounds": new["rounds"]} == new):
