@@ -244,14 +244,24 @@ def start_job(folder: Path, kind: str, spec: dict) -> None:
     prepare_job(folder, kind, spec)
     clear_stop_request(folder)
     previous = read_json(folder / "status.json") or {}
+    # The worker runs where the job was first started, so a relative path in its spec (a
+    # constitution file, a model folder) names the same file in the background as in the
+    # foreground, and again on a resume from somewhere else.
+    working_folder = previous.get("working_folder") or os.getcwd()
     write_json(folder / "status.json", {"state": QUEUED, "kind": kind, "queued": time.time(),
-                                        "started": previous.get("started"), "notes": previous.get("notes", [])})
+                                        "started": previous.get("started"), "notes": previous.get("notes", []),
+                                        "working_folder": working_folder})
+    project = str(Path(__file__).resolve().parent.parent)
     with open(folder / "log.txt", "a") as log:
         log.write(f"--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
         log.flush()
+        # PYTHONSAFEPATH keeps the working folder off the worker's import path (a file named like
+        # a module there must not shadow it); the project's own folder goes on instead.
         subprocess.Popen(worker_command(folder, kind), stdout=log, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent),
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         cwd=working_folder if Path(working_folder).is_dir() else project,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1",
+                              "PYTHONPATH": os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH")) if p)})
 
 
 def worker_command(folder: Path, kind: str) -> list[str]:

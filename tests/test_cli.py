@@ -231,3 +231,28 @@ def test_preview_with_a_critic_model_says_the_critic_wrote_each_step(tiny_model_
     assert main(base) == 1
     printed = capsys.readouterr()
     assert not printed.out and printed.err.count("\n") == 1 and "working room" in printed.err
+
+
+def test_a_background_job_reads_relative_paths_from_where_it_was_started(tmp_path, tiny_model_dir):
+    """The worker runs in the folder the command ran in, as the foreground does, not in the project's."""
+    import os
+    import time
+
+    from cai_core.jobs import read_job
+
+    (tmp_path / "mine.yaml").write_text(
+        "name: my-rules\nprinciples:\n  - name: plain\n    critique_request: Is anything in the answer unclear?\n"
+        "    revision_request: Rewrite the answer so that it is clear.\n")
+    env = {**os.environ, "CAI_HOME": str(tmp_path / "home")}
+    out = tmp_path / "home" / "datasets" / "relative"
+    done = subprocess.run([sys.executable, "-m", "cai_core.cli", "generate", "--constitution", "./mine.yaml",
+                           "--prompts", "benign", "--limit", "1", "--phase", "sft", "--out", str(out),
+                           "--model", os.path.relpath(tiny_model_dir, tmp_path), "--max-new-tokens", "4", "--background"],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "started in its own process" in done.stdout, done.stderr
+    deadline = time.time() + 120
+    while read_job(out).active:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert read_job(out).state == "finished", (out / "log.txt").read_text()
+    assert "my-rules" in (out / "constitution.yaml").read_text()
