@@ -17,7 +17,7 @@ exported. The share chosen here is also put into ``OMP_NUM_THREADS``/``MKL_NUM_T
 job's own child processes, with a marker so that a child tells it apart from the user's setting.
 
 ``BackgroundRun`` is the shape of work that runs in a thread of the app process while a page polls
-it (a Playground preview, a principle's test): its thread, stop, failure and timing, written once.
+it (a Playground preview, a principle's test): its thread, its stop, its failure as one sentence, its timing.
 """
 
 from __future__ import annotations
