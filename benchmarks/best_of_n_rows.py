@@ -14,41 +14,19 @@ N x prompts samples are identical (same seed; they differ only where sampling me
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
-from cai_core import GenerationSettings, load_model
-from cai_core.data import SAMPLES_FILE, GenerationSpec, best_of_n_rows
-from cai_core.data.promptsets import load_prompt_sources
+from best_of_n_setup import parse_options, set_up, timed_rows
+from cai_core.data import SAMPLES_FILE
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--n", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    args = parser.parse_args()
-
-    import torch
-
-    items = list(load_prompt_sources(["red_team", "benign"], limit=args.prompts, shuffle_seed=0).items)
-    spec = GenerationSpec(constitution="general-hhh", prompt_sources=["red_team", "benign"], phases=["sft", "prefs"],
-                          sft_source="best_of_n", pair_sources=["best_of_n"], best_of_n=args.n,
-                          settings=GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=16))
-    model = load_model("default")
-    print(f"model: {model.describe()}, torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.2f}, "
-          f"{len(items)} prompts x {args.n} samples, temperature {spec.sample_temperature}, "
-          f"max_new_tokens={args.max_new_tokens}, batch size {spec.settings.batch_size}", flush=True)
+    args = parse_options(__doc__)
+    items, spec, model = set_up(args)
     results = {}
     for label, reuse in (("(a) every copy prefilled", False), ("(b) one prefill per prompt", True)):
         model.reuse_prefix = reuse
-        model.forget_prefixes()
-        for name in model.stats:
-            model.stats[name] = 0
-        began = time.perf_counter()
-        rows = best_of_n_rows(items, spec, model, {})
-        seconds = time.perf_counter() - began
+        seconds, rows = timed_rows(items, spec, model)
         results[label] = (seconds, rows, dict(model.stats))
         stats = model.stats
         print(f"{label:28} {seconds:7.1f} s  {len(items) / seconds:6.3f} prompts/s  prefill {stats['prefill_seconds']:.1f} s "

@@ -15,14 +15,11 @@ spent differently, so the samples themselves differ. Prints seconds, prompts/s a
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
 
 import cai_core.models.transformers as local_backend
-from cai_core import GenerationSettings, load_model
-from cai_core.data import GenerationSpec, best_of_n_rows
-from cai_core.data.promptsets import load_prompt_sources
+from best_of_n_setup import parse_options, set_up, timed_rows
+from cai_core import GenerationSettings
 
 
 def whole_vocabulary_pick(logits, settings, generator):
@@ -39,34 +36,15 @@ def whole_vocabulary_pick(logits, settings, generator):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--n", type=int, default=6)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    args = parser.parse_args()
-
-    import torch
-
-    items = list(load_prompt_sources(["red_team", "benign"], limit=args.prompts, shuffle_seed=0).items)
-    spec = GenerationSpec(constitution="general-hhh", prompt_sources=["red_team", "benign"], phases=["sft", "prefs"],
-                          sft_source="best_of_n", pair_sources=["best_of_n"], best_of_n=args.n, sample_temperature=0.7,
-                          settings=GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=16))
-    model = load_model("default")
-    print(f"model: {model.describe()}, torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.2f}, "
-          f"{len(items)} prompts x {args.n} samples, temperature {spec.sample_temperature}, top-p "
-          f"{spec.settings.top_p}, max_new_tokens={args.max_new_tokens}, batch size {spec.settings.batch_size}", flush=True)
+    args = parse_options(__doc__)
+    items, spec, model = set_up(args, sample_temperature=0.7)
     model.generate([[{"role": "user", "content": "Hello"}]], GenerationSettings(max_new_tokens=8))  # warm up first
     current = local_backend._pick_tokens
     seconds = {}
     for label, pick in (("(a) whole vocabulary sorted", whole_vocabulary_pick),
                         (f"(b) top {local_backend.NUCLEUS_CANDIDATES} first", current)):
         local_backend._pick_tokens = pick
-        model.forget_prefixes()
-        for name in model.stats:
-            model.stats[name] = 0
-        began = time.perf_counter()
-        best_of_n_rows(items, spec, model, {})
-        seconds[label] = time.perf_counter() - began
+        seconds[label], _ = timed_rows(items, spec, model)
         print(f"{label:30} {seconds[label]:7.1f} s  {len(items) / seconds[label]:6.3f} prompts/s  "
               f"prefill {model.stats['prefill_seconds']:.1f} s, decode {model.stats['decode_seconds']:.1f} s "
               f"({model.stats['decode_steps']} steps)  (load average now {os.getloadavg()[0]:.2f})", flush=True)

@@ -459,6 +459,34 @@ def win_rate_bars(groups: Mapping[str, Mapping], title: str = "Harmlessness win 
     return figure
 
 
+def _pass_rate_bar(label: str, names: list[str], points: list[Mapping], rate: str, low: str, high: str, color,
+                   hovertemplate: str, more: tuple[str, ...]) -> go.Bar:
+    """One model's pass rate per principle as bars, its 95% interval as error bars. ``points`` (one a
+    name) hold the rate and its interval under the keys given; the hover reads the interval as
+    customdata[0] and [1] and the values of ``more`` ("?" where missing) after them."""
+    values = [float(point[rate]) for point in points]
+    lows = [point.get(low, v) for point, v in zip(points, values)]
+    highs = [point.get(high, v) for point, v in zip(points, values)]
+    return go.Bar(
+        x=names, y=values, name=label, marker_color=color,
+        error_y={"type": "data", "visible": True, "thickness": 1.2,
+                 "array": [max(0.0, float(h) - v) for h, v in zip(highs, values)],
+                 "arrayminus": [max(0.0, v - float(l)) for l, v in zip(lows, values)]},
+        customdata=[[l, h, *(point.get(key, "?") for key in more)] for l, h, point in zip(lows, highs, points)],
+        hovertemplate=hovertemplate)
+
+
+def _grouped_pass_rates(bars: list[go.Bar], names: list[str], title: str, yaxis_title: str) -> go.Figure:
+    """Pass-rate bars side by side per principle, the principles in the order given."""
+    figure = go.Figure(bars)
+    figure.update_layout(title=title, barmode="group", height=400, yaxis_title=yaxis_title,
+                         legend_title_text="", legend={"orientation": "h", "y": -0.2})
+    # A category axis, always: a principle may be named "2" or "2024", which would otherwise read as numbers.
+    figure.update_xaxes(type="category", categoryorder="array", categoryarray=names)
+    figure.update_yaxes(range=[0, 105])
+    return figure
+
+
 def principle_pass_rate_bars(models: Iterable[tuple[str, Mapping]], title: str = "Pass rate per principle") -> go.Figure:
     """Each principle's pass rate on its test examples, one bar per model side by side, the 95% bootstrap
     interval as error bars. ``models``: (label, per_principle) pairs, per_principle as the principles
@@ -469,26 +497,16 @@ def principle_pass_rate_bars(models: Iterable[tuple[str, Mapping]], title: str =
     names = list(dict.fromkeys(name for _, rates in models for name in rates))
     if not names:
         return empty_figure(title)
-    figure = go.Figure()
+    bars = []
     for index, (label, rates) in enumerate(models):
         present = [name for name in names if name in rates]
-        if not present:
-            continue
-        values = [float(rates[n]["pass_rate"]) for n in present]
-        figure.add_trace(go.Bar(
-            x=present, y=values, name=label, marker_color=REPORT_COLORS[index % len(REPORT_COLORS)],
-            error_y={"type": "data", "visible": True, "thickness": 1.2,
-                     "array": [max(0.0, float(rates[n].get("ci_high", v)) - v) for n, v in zip(present, values)],
-                     "arrayminus": [max(0.0, v - float(rates[n].get("ci_low", v))) for n, v in zip(present, values)]},
-            customdata=[[rates[n].get("ci_low", v), rates[n].get("ci_high", v), rates[n].get("passed", "?"),
-                         rates[n].get("n", "?")] for n, v in zip(present, values)],
-            hovertemplate=(f"{label}<br>%{{x}}: %{{y:.0f}}% (%{{customdata[2]}} of %{{customdata[3]}} passed)<br>"
-                           "95% interval %{customdata[0]:.0f}–%{customdata[1]:.0f}<extra></extra>")))
-    figure.update_layout(title=title, barmode="group", height=400, yaxis_title="test examples passed (%)",
-                         legend_title_text="", legend={"orientation": "h", "y": -0.2})
-    figure.update_xaxes(categoryorder="array", categoryarray=names)
-    figure.update_yaxes(range=[0, 105])
-    return figure
+        if present:
+            bars.append(_pass_rate_bar(
+                label, present, [rates[n] for n in present], "pass_rate", "ci_low", "ci_high",
+                REPORT_COLORS[index % len(REPORT_COLORS)],
+                f"{label}<br>%{{x}}: %{{y:.0f}}% (%{{customdata[2]}} of %{{customdata[3]}} passed)<br>"
+                "95% interval %{customdata[0]:.0f}–%{customdata[1]:.0f}<extra></extra>", ("passed", "n")))
+    return _grouped_pass_rates(bars, names, title, "test examples passed (%)")
 
 
 # ---------------------------------------------------------------- the principles suite, principle by principle
@@ -506,24 +524,14 @@ def principle_bars(tax: Mapping, base_label: str = "base", aligned_label: str = 
     colors = {"regression": REGRESSION_COLOR, "improvement": IMPROVEMENT_COLOR, "no change": NO_CHANGE_COLOR}
 
     def bar(side: str, label: str, color) -> go.Bar:
-        values = [float(row[side]) for row in rows]
-        return go.Bar(
-            x=names, y=values, name=label, marker_color=color,
-            error_y={"type": "data", "visible": True, "thickness": 1.2,
-                     "array": [max(0.0, float(row.get(f"{side}_ci_high", v)) - v) for row, v in zip(rows, values)],
-                     "arrayminus": [max(0.0, v - float(row.get(f"{side}_ci_low", v))) for row, v in zip(rows, values)]},
-            customdata=[[row.get(f"{side}_ci_low", v), row.get(f"{side}_ci_high", v), row.get("n", "?")]
-                        for row, v in zip(rows, values)],
-            hovertemplate=(f"{label}<br>%{{x}}: %{{y:.1f}}% passed<br>95% interval %{{customdata[0]:.1f}}–"
-                           "%{customdata[1]:.1f} · n = %{customdata[2]}<extra></extra>"))
+        return _pass_rate_bar(label, names, rows, side, f"{side}_ci_low", f"{side}_ci_high", color,
+                              f"{label}<br>%{{x}}: %{{y:.1f}}% passed<br>95% interval %{{customdata[0]:.1f}}–"
+                              "%{customdata[1]:.1f} · n = %{customdata[2]}<extra></extra>", ("n",))
 
-    figure = go.Figure([bar("base", str(base_label), REPORT_COLORS[0]),
-                        bar("aligned", str(aligned_label), [colors.get(row.get("direction"), NO_CHANGE_COLOR) for row in rows])])
-    figure.update_layout(title=title, barmode="group", height=400, yaxis_title="examples passed (%)",
-                         legend_title_text="", legend={"orientation": "h", "y": -0.2})
-    figure.update_xaxes(type="category", categoryorder="array", categoryarray=names)
-    figure.update_yaxes(range=[0, 105])
-    return figure
+    return _grouped_pass_rates([bar("base", str(base_label), REPORT_COLORS[0]),
+                                bar("aligned", str(aligned_label),
+                                    [colors.get(row.get("direction"), NO_CHANGE_COLOR) for row in rows])],
+                               names, title, "examples passed (%)")
 
 
 def principle_change_bars(tax: Mapping, title: str = "Change per principle") -> go.Figure:

@@ -13,16 +13,13 @@ self-critique with an external critic.
 from __future__ import annotations
 
 import copy
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .chain import ChainCancelled, ChainEvent, Trace, run_chain
-from .threads import preview_share
+from .threads import FINISHED_STAGES, BackgroundRun
 
-FINISHED_STAGES = ("done", "failed", "cancelled")
 # After the initial answers, each round is two stages (critique, revision).
 _STAGE_AFTER = {"initial": "critique", "critique": "revision", "revision": "critique"}
 
@@ -47,39 +44,26 @@ class PreviewState:
 
 
 @dataclass
-class PreviewJob:
+class PreviewJob(BackgroundRun):
     """Run ``run_chain(**chain_kwargs)`` in a thread; ``state()`` is safe to call at any time."""
+
+    cancelled_error = ChainCancelled
+    running_stage = "initial"
 
     label: str
     chain_kwargs: dict[str, Any]
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    stage: str = "queued"
     round: int = 0
     steps_done: int = 0
-    error: str | None = None
-    started_at: float = 0.0
-    finished_at: float | None = None
     _traces: list[Trace] = field(default_factory=list, repr=False)
     _partial_text: str | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def steps_total(self) -> int:
         return 1 + 2 * int(self.chain_kwargs.get("rounds", 1))
 
-    def start(self) -> "PreviewJob":
-        if self._thread is None:
-            self.started_at = time.time()
-            self.stage = "initial"
-            self._thread = threading.Thread(target=self._work, name=f"preview-{self.id}", daemon=True)
-            self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        """Ask the chain to stop at the next stage boundary."""
-        self._stop.set()
+    def _thread_name(self) -> str:
+        return f"preview-{self.id}"
 
     def _on_partial(self, stage: str, round_number: int, texts: dict[int, str]) -> None:
         if 0 in texts:
@@ -94,41 +78,17 @@ class PreviewJob:
             self.steps_done += 1
             self.stage = _STAGE_AFTER[event.stage]
 
-    def _work(self) -> None:
-        try:
-            with preview_share():  # beside running jobs, a preview takes its share of the cores, not all
-                traces = run_chain(on_event=self._on_event, should_stop=self._stop.is_set,
-                                   on_partial=self._on_partial, **self.chain_kwargs)
-            with self._lock:
-                self._traces, self.stage, self.steps_done = traces, "done", self.steps_total
-                self._partial_text = None
-        except ChainCancelled:
-            with self._lock:
-                self.stage = "cancelled"
-        except Exception as error:  # noqa: BLE001 - shown to the user as one sentence
-            with self._lock:
-                self.error = str(error) or type(error).__name__
-                self.stage = "failed"
-        finally:
-            self.finished_at = time.time()
+    def _compute(self) -> list[Trace]:
+        return run_chain(on_event=self._on_event, should_stop=self._stop.is_set, on_partial=self._on_partial,
+                         **self.chain_kwargs)
+
+    def _keep(self, traces: list[Trace]) -> None:
+        self._traces, self.steps_done, self._partial_text = traces, self.steps_total, None
 
     def state(self) -> PreviewState:
         with self._lock:
             return PreviewState(self.stage, self.round, self.steps_done, self.steps_total, self.error,
                                 copy.deepcopy(self._traces), self.elapsed(), self._partial_text)
-
-    @property
-    def finished(self) -> bool:
-        return self.stage in FINISHED_STAGES
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.finished
-
-    def elapsed(self) -> float:
-        end = self.finished_at or time.time()
-        return end - self.started_at if self.started_at else 0.0
 
 
 def writer_role(trace: Trace, model_id: str) -> str:

@@ -15,6 +15,9 @@ preview is not a job.
 An explicit setting wins: ``CAI_THREADS=N`` (this project's) or an ``OMP_NUM_THREADS`` the user
 exported. The share chosen here is also put into ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for the
 job's own child processes, with a marker so that a child tells it apart from the user's setting.
+
+``BackgroundRun`` is the shape of work that runs in a thread of the app process while a page polls
+it (a Playground preview, a principle's test): its thread, its stop, its failure as one sentence, its timing.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, ClassVar, Iterator, Self
 
 from .paths import cai_home
 
@@ -289,3 +292,87 @@ def _append_line(path: Path, line: str) -> None:
             handle.write(line + "\n")
     except OSError:
         pass
+
+
+# --------------------------------------------------------------------------- work beside the page
+
+DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
+FINISHED_STAGES = (DONE, FAILED, CANCELLED)
+
+
+@dataclass
+class BackgroundRun:
+    """Work run in a daemon thread of this process, with its share of the cores; ``state()`` is
+    for a page to poll. A subclass says what the work is (``_compute``), how its result is kept
+    (``_keep``, called under the lock), what its thread is called, which exception means it
+    stopped because it was asked to (``cancelled_error``) and which stage it starts in.
+
+    Its fields are keyword-only, so a subclass's own fields come first in its constructor.
+    """
+
+    cancelled_error: ClassVar[type[BaseException]]
+    running_stage: ClassVar[str]
+
+    stage: str = field(default="queued", kw_only=True)
+    error: str | None = field(default=None, kw_only=True)
+    started_at: float = field(default=0.0, kw_only=True)  # 0 until started, unless a subclass times from creation
+    finished_at: float | None = field(default=None, kw_only=True)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, kw_only=True)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False, kw_only=True)
+    _thread: threading.Thread | None = field(default=None, repr=False, kw_only=True)
+
+    def _thread_name(self) -> str:
+        raise NotImplementedError
+
+    def _compute(self) -> Any:
+        raise NotImplementedError
+
+    def _keep(self, result: Any) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self.started_at = self.started_at or time.time()
+            self.stage = self.running_stage
+            self._thread = threading.Thread(target=self._work, name=self._thread_name(), daemon=True)
+            self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next boundary (a stage of a chain, a batch of answers)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop (it may still be finishing the piece of work under way)."""
+        return self._stop.is_set()
+
+    def _work(self) -> None:
+        try:
+            with preview_share():  # beside running jobs, this work takes its share of the cores, not all
+                result = self._compute()
+            with self._lock:
+                self._keep(result)
+                self.stage = DONE
+        except self.cancelled_error:
+            with self._lock:
+                self.stage = CANCELLED
+        except Exception as error:  # noqa: BLE001 - shown to the user as one sentence
+            with self._lock:
+                self.error, self.stage = str(error) or type(error).__name__, FAILED
+        finally:
+            self.finished_at = time.time()
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in FINISHED_STAGES
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the thread up to ``timeout`` seconds; whether the work has finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished
+
+    def elapsed(self) -> float:
+        end = self.finished_at or time.time()
+        return end - self.started_at if self.started_at else 0.0

@@ -133,6 +133,12 @@ def test_pass_rate_bars_show_both_models_per_principle_with_intervals():
     assert figure.layout.barmode == "group" and figure.layout.title.text == "Pass rate per principle"
 
 
+def test_pass_rate_bars_keep_principles_named_like_numbers_as_names():
+    rates = {"2024": {"pass_rate": 50.0}, "7": {"pass_rate": 100.0}}
+    figure = charts.principle_pass_rate_bars([("A", rates)])
+    assert figure.layout.xaxis.type == "category" and list(figure.layout.xaxis.categoryarray) == ["2024", "7"]
+
+
 def test_pass_rate_bars_without_rates_say_so():
     figure = charts.principle_pass_rate_bars([("A", {}), ("B", {"x": {"pass_rate": "?"}})])
     assert not figure.data and [a.text for a in figure.layout.annotations] == [charts.NO_DATA]

@@ -8,16 +8,15 @@ process would load a second copy of the model for seconds of work, each time. Th
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
 from ..constitution import Principle
 from ..errors import Cancelled
-from ..threads import preview_share
+from ..threads import CANCELLED, DONE, FAILED, BackgroundRun  # noqa: F401 - the stages its callers read
 from .principles import run_principle_examples
 
-RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+RUNNING = "running"
 # Small batches: progress moves and a stop waits for at most this many answers.
 BATCH_SIZE = 4
 
@@ -43,40 +42,27 @@ class PrincipleTestState:
 
 
 @dataclass
-class PrincipleTest:
+class PrincipleTest(BackgroundRun):
     """Run ``run_principle_examples(model, principle, judge)`` in a thread; ``state()`` is safe any time."""
+
+    cancelled_error = PrincipleTestCancelled
+    running_stage = RUNNING
 
     model: object
     principle: Principle
     judge: object | None = None
     model_label: str = ""
-    stage: str = RUNNING
+    stage: str = field(default=RUNNING, kw_only=True)
+    started_at: float = field(default_factory=time.time, kw_only=True)
     done: int = 0
-    error: str | None = None
-    started_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
     _results: list[dict] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def total(self) -> int:
         return len(self.principle.examples)
 
-    def start(self) -> "PrincipleTest":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name=f"principle-test-{self.principle.name}", daemon=True)
-            self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self._stop.set()
-
-    @property
-    def stopping(self) -> bool:
-        """Asked to stop (it may still be finishing the answers being written)."""
-        return self._stop.is_set()
+    def _thread_name(self) -> str:
+        return f"principle-test-{self.principle.name}"
 
     def _on_progress(self, done: int, total: int) -> None:
         with self._lock:
@@ -84,31 +70,17 @@ class PrincipleTest:
         if self._stop.is_set():
             raise PrincipleTestCancelled("stopped")
 
-    def _work(self) -> None:
-        try:
-            with preview_share():  # beside running jobs, a test takes its share of the cores, not all
-                results = run_principle_examples(self.model, self.principle, judge=self.judge, batch_size=BATCH_SIZE,
-                                                 on_progress=self._on_progress)
-            with self._lock:
-                self._results, self.stage, self.done = results, DONE, len(results)
-        except PrincipleTestCancelled:
-            with self._lock:
-                self.stage = CANCELLED
-        except Exception as error:  # noqa: BLE001 - shown to the user as one sentence
-            with self._lock:
-                self.error, self.stage = str(error) or type(error).__name__, FAILED
-        finally:
-            self.finished_at = time.time()
+    def _compute(self) -> list[dict]:
+        return run_principle_examples(self.model, self.principle, judge=self.judge, batch_size=BATCH_SIZE,
+                                      on_progress=self._on_progress)
+
+    def _keep(self, results: list[dict]) -> None:
+        self._results, self.done = results, len(results)
 
     def state(self) -> PrincipleTestState:
         with self._lock:
             return PrincipleTestState(self.stage, self.done, self.total, list(self._results), self.error,
-                                      (self.finished_at or time.time()) - self.started_at)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.state().finished
+                                      self.elapsed())
 
 
 def start_principle_test(model, principle: Principle, judge=None, model_label: str = "") -> PrincipleTest:
