@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from cai_core.constitution import Principle
-from cai_core.evaluation.principle_test import CANCELLED, DONE, FAILED, start_principle_test
+from cai_core.evaluation.principle_test import start_principle_test
+from cai_core.threads import CANCELLED, DONE, FAILED
 
 PRINCIPLE = Principle.model_validate({
     "name": "private-data", "critique_request": "c", "revision_request": "r",

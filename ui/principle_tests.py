@@ -14,7 +14,8 @@ import streamlit as st
 
 from cai_core.constitution import ConstitutionError, example_half
 from cai_core.editing import form_to_principle, parse_tests, tests_source
-from cai_core.evaluation.principle_test import CANCELLED, FAILED, PrincipleTest, start_principle_test
+from cai_core.evaluation.principle_test import PrincipleTest, start_principle_test
+from cai_core.threads import CANCELLED, FAILED
 from cai_core.training import list_runs
 from ui.common import get_model, md, plural, sentence, show_text
 from ui.jobs import live_while

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..constitution import Principle
 from ..errors import Cancelled
-from ..threads import CANCELLED, DONE, FAILED, BackgroundRun  # noqa: F401 - the stages its callers read
+from ..threads import BackgroundRun
 from .principles import run_principle_examples
 
 RUNNING = "running"
