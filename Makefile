@@ -59,6 +59,7 @@ bench: model
 	$(PY) benchmarks/chain_throughput.py
 	$(PY) benchmarks/best_of_n_rows.py
 	$(PY) benchmarks/nucleus_sampling.py
+	$(PY) benchmarks/batch_rows.py
 	@$(PY) -c "import langchain_classic, langchain_huggingface" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt -e ".[bench]"
 	$(PY) benchmarks/langchain_chain.py
 	$(PY) benchmarks/judge_speed.py
