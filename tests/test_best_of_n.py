@@ -163,11 +163,11 @@ def test_refuse_sources_match_a_saved_set_by_its_file_name_and_must_be_among_the
         spec(refuse_sources=["red_teem"])
 
 
-def test_the_default_set_to_decline_applies_only_when_it_is_among_the_prompt_sets():
+def test_the_default_set_to_decline_applies_only_when_it_is_among_the_prompt_sets(cycling):
     benign_only = spec(prompt_sources=["benign"])
-    assert benign_only.refuse_sources == []
-    # Read back from its own dump (a resume), it is the same spec.
-    assert type(benign_only).model_validate(benign_only.model_dump()) == benign_only
+    benign_items = [item for item in items() if item.source == "benign"]
+    rows = best_of_n_rows(benign_items, benign_only, cycling(lambda p: [REFUSAL]), {})
+    assert benign_items and [row["should_refuse"] for row in rows[SAMPLES_FILE]] == [False] * len(benign_items)
     assert spec(prompt_sources=["red_team", "benign"]).refuse_sources == ["red_team"]
     with pytest.raises(ValueError, match="refuse_sources names 'red_team', which is not one of the prompt sets"):
         spec(prompt_sources=["benign"], refuse_sources=["red_team"])

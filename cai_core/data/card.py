@@ -15,7 +15,7 @@ from ..jobs import read_json, write_json
 from .ledger import read_rows
 from .rows import (BEST_OF_N_PAIRS_FILE, CONSTITUTION_FILE, DONE_FILE, JUDGEMENTS_FILE, PROMPTS_FILE, REVISION_PAIRS_FILE,
                    RLAIF_PAIRS_FILE, ROW_FILES, SAMPLES_FILE, SFT_FILE, TRACES_FILE, TRAINING_FILES)
-from .spec import GenerationSpec, model_roles
+from .spec import GenerationSpec, model_roles, prompt_set_stem
 
 def dataset_summary(folder: Path) -> dict:
     folder = Path(folder)
@@ -146,8 +146,10 @@ def verifier_card_lines(folder: Path, spec: dict, roles: dict[str, str | None]) 
     samples = [sample for row in rows for sample in row.get("samples") or [] if isinstance(sample, dict)]
     examples = sum(1 for row in rows if row.get("example"))
     judge = spec.get("judge_model")
+    used = {prompt_set_stem(source) for source in spec.get("prompt_sources") or []}
+    declined = [source for source in spec.get("refuse_sources") or [] if prompt_set_stem(source) in used]
     rule = ("Prompts from the prompt sets are also held to the refusal rule (those from "
-            f"{', '.join(spec.get('refuse_sources') or []) or 'no set'} declined, the rest answered)."
+            f"{', '.join(declined) or 'no set'} declined, the rest answered)."
             if spec.get("rule_for_prompt_sets", True) else "The refusal rule is off: prompts from the prompt sets "
             "are held to the principles' checks alone.")
     rubric = (f"`llm-rubric` assertions were asked of the judge model `{roles.get('judge') or judge}`, in both framings."

@@ -104,11 +104,9 @@ class GenerationSpec(BaseModel):
             raise ValueError("Phase 2 needs at least one pair source: 'revision', 'rlaif' or 'best_of_n'")
         wanted = {prompt_set_stem(source) for source in self.prompt_sources}
         strays = [source for source in self.refuse_sources if prompt_set_stem(source) not in wanted]
-        if strays and "refuse_sources" not in self.model_fields_set:
-            # The default (red_team) only applies when that set is among the prompts: data made from
-            # benign prompts alone has nothing to decline, and the user named no set that should.
-            self.refuse_sources = [source for source in self.refuse_sources if source not in strays]
-        elif strays and self.samples_best_of_n:
+        # The default (red_team) simply matches no prompt when that set is not among them: data made
+        # from benign prompts alone has nothing to decline. Only a set the user named is checked.
+        if strays and self.samples_best_of_n and "refuse_sources" in self.model_fields_set:
             raise ValueError(f"refuse_sources names {strays[0]!r}, which is not one of the prompt sets "
                              f"({', '.join(self.prompt_sources)})")
         if self.verifier == "constitution" and not self.samples_best_of_n:
