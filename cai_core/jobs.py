@@ -391,10 +391,12 @@ def run_job(folder: Path, on_progress: Callable[[dict], None] | None = None) -> 
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
+        # The stop request goes before the final state is written: whoever sees the job ended
+        # (a page, a resume) must not find a stale request that would stop the next start at once.
+        clear_stop_request(folder)
         status = read_json(folder / "status.json") or status
         status.update(state=final, error=error, ended=time.time())
         write_json(folder / "status.json", status)
-        clear_stop_request(folder)
     return read_job(folder)
 
 
