@@ -163,7 +163,7 @@ class TransformersBackend(GenerationBackend):
         for index, ids in enumerate(inputs):
             found = self.prefixes.longest(ids) if reusing else None
             reused = min(found[1], len(ids) - 1) if found else 0
-            if reused >= self.min_reused_tokens or (reused > 0 and 2 * reused >= len(ids)):
+            if _worth_reusing(reused, len(ids), self.min_reused_tokens):
                 continuing.append((found[0], reused, ids))
                 continued[index] = found[0]
             else:
@@ -247,8 +247,7 @@ class TransformersBackend(GenerationBackend):
         """
         mask = attention[slot].bool()
         tokens = tuple((row.ids + generated)[:int(mask.sum())])
-        self.prefixes.put(tokens, [layer.keys[slot][:, mask] for layer in cache.layers],
-                          [layer.values[slot][:, mask] for layer in cache.layers], replaces=continued_from)
+        self.prefixes.put(tokens, *_row_without_padding(cache, slot, mask), replaces=continued_from)
 
     def _note_kv_bytes(self, cache) -> None:
         held = sum(_tensor_bytes(layer.keys) + _tensor_bytes(layer.values) for layer in getattr(cache, "layers", []))
@@ -376,9 +375,7 @@ class TransformersBackend(GenerationBackend):
             cache = _returned_cache(output)
             continuing = []
             for slot, (shared, members) in enumerate(grouped):
-                mask = attention[slot].bool()
-                entry = ([layer.keys[slot][:, mask] for layer in cache.layers],
-                         [layer.values[slot][:, mask] for layer in cache.layers])
+                entry = _row_without_padding(cache, slot, attention[slot].bool())
                 continuing += [(entry, shared, encoded[index].ids) for index in members]
                 rows += members
             logits.append(torch.stack([row_logits for *_, row_logits in self._extend(continuing, cache_argument)]))
@@ -530,6 +527,18 @@ def _common_prefix_length(first: tuple, second: tuple) -> int:
     return low
 
 
+def _worth_reusing(shared: int, length: int, min_tokens: int) -> bool:
+    """A shared beginning is worth reading once when it is ``min_tokens`` long or half the input:
+    a shared chat header alone saves little and would cost a batched read of its own."""
+    return shared >= min_tokens or (shared > 0 and 2 * shared >= length)
+
+
+def _row_without_padding(cache, slot: int, mask) -> tuple[list, list]:
+    """One row's keys and values per layer, only at the positions its attention mask keeps."""
+    return ([layer.keys[slot][:, mask] for layer in cache.layers],
+            [layer.values[slot][:, mask] for layer in cache.layers])
+
+
 def _shared_prefix_groups(inputs: list[Sequence[int]], min_tokens: int) -> list[tuple[int, list[int]]]:
     """Inputs that begin alike, as (tokens they share, their indices); a lone input shares 0.
 
@@ -547,8 +556,7 @@ def _shared_prefix_groups(inputs: list[Sequence[int]], min_tokens: int) -> list[
             ids = tuple(inputs[index])
             common = min(_common_prefix_length(tuple(inputs[members[0]]), ids), len(ids) - 1,
                          *(len(inputs[m]) - 1 for m in members))
-            worth = common >= min_tokens or (common > 0 and 2 * common >= len(ids))
-            if worth and (len(members) == 1 or common >= shared):
+            if _worth_reusing(common, len(ids), min_tokens) and (len(members) == 1 or common >= shared):
                 groups[-1] = (common if len(members) == 1 else shared, members + [index])
                 continue
         groups.append((0, [index]))
